@@ -1,0 +1,322 @@
+//! The crate's one error type, sorted into kinds the runner acts on.
+
+use std::fmt;
+
+use crate::ids::{ChunkId, RunId};
+use crate::manifest::Finding;
+use crate::state::RunState;
+
+/// A boxed error from an adapter or a user's code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the runner (or a caller) should do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Try again later; the same call may succeed (timeouts, lost connections, lock contention).
+    Transient,
+    /// Someone else changed the state first (a lost compare-and-set); re-read and decide.
+    Conflict,
+    /// The manifest or configuration is wrong; fix it and amend the manifest.
+    Config,
+    /// The run is not allowed to do this (unapproved, tampered, forbidden sink, illegal transition).
+    Refused,
+    /// The output did not pass validation.
+    Validation,
+    /// A transform produced different output for the same input and context.
+    NonDeterministic,
+    /// A safety limit of the manifest was hit.
+    Limit,
+    /// The run was cancelled.
+    Cancelled,
+    /// Something asked for does not exist.
+    NotFound,
+    /// The adapter cannot do this operation.
+    NotSupported,
+    /// A permanent failure in an adapter or transform; retrying will not help.
+    Permanent,
+}
+
+/// The error type of `backfill-core` and the type every adapter converts its own errors into.
+///
+/// Messages are lower case and name the run and, where there is one, the chunk.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A manifest could not be read or is not well formed.
+    #[error("run {run_id}: invalid manifest field `{field}`: {message}")]
+    InvalidManifest {
+        /// Run named by the manifest (empty when it could not be read).
+        run_id: RunId,
+        /// The offending field, as a JSON path.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The manifest has blocking findings and cannot be approved or run.
+    #[error("run {run_id}: manifest has {} blocking finding(s): {}", findings.len(), list_findings(findings))]
+    BlockingFindings {
+        /// The run.
+        run_id: RunId,
+        /// The blocking findings.
+        findings: Vec<Finding>,
+    },
+    /// The stored manifest no longer matches the digest its approval was bound to.
+    #[error("run {run_id}: manifest digest mismatch, approved {expected} but stored content hashes to {actual}")]
+    Tampered {
+        /// The run.
+        run_id: RunId,
+        /// Digest the approval was bound to.
+        expected: String,
+        /// Digest of what is stored now.
+        actual: String,
+    },
+    /// The run has no valid approval.
+    #[error("run {run_id}: manifest version {version} is not approved")]
+    NotApproved {
+        /// The run.
+        run_id: RunId,
+        /// Manifest version.
+        version: u32,
+    },
+    /// The requester tried to approve their own manifest.
+    #[error("run {run_id}: {principal} requested this run and cannot also approve it")]
+    SelfApproval {
+        /// The run.
+        run_id: RunId,
+        /// Who tried.
+        principal: String,
+    },
+    /// An approved manifest cannot be changed; amend it into a new version instead.
+    #[error("run {run_id}: manifest version {version} is approved and immutable; amend it into a new version")]
+    Immutable {
+        /// The run.
+        run_id: RunId,
+        /// The approved version.
+        version: u32,
+    },
+    /// A lifecycle transition that the state machine does not allow.
+    #[error("run {run_id}: illegal transition {from} -> {to}")]
+    IllegalTransition {
+        /// The run.
+        run_id: RunId,
+        /// Current state.
+        from: RunState,
+        /// Requested state.
+        to: RunState,
+    },
+    /// A compare-and-set lost: the stored value was not the expected one.
+    #[error("run {run_id}: conflict on {what}: expected {expected}, found {found}")]
+    Conflict {
+        /// The run.
+        run_id: RunId,
+        /// What was being changed.
+        what: String,
+        /// The expected current value.
+        expected: String,
+        /// The value actually found.
+        found: String,
+    },
+    /// Something the caller named does not exist.
+    #[error("run {run_id}: {what} not found")]
+    NotFound {
+        /// The run.
+        run_id: RunId,
+        /// What was looked up.
+        what: String,
+    },
+    /// The sink policy refused a sink in this execution mode.
+    #[error("run {run_id}: sink `{sink}` has external side effects and is forbidden in {mode} mode: {reason}")]
+    ForbiddenSink {
+        /// The run.
+        run_id: RunId,
+        /// The sink's name.
+        sink: String,
+        /// The execution mode.
+        mode: crate::context::ExecutionMode,
+        /// Why.
+        reason: String,
+    },
+    /// The run may not be published (dry run, wrong state, rejected review).
+    #[error("run {run_id}: publish refused: {reason}")]
+    PublishRefused {
+        /// The run.
+        run_id: RunId,
+        /// Why.
+        reason: String,
+    },
+    /// A safety limit in the manifest was exceeded.
+    #[error("run {run_id}: limit `{limit}` exceeded: {value} > {max}")]
+    LimitExceeded {
+        /// The run.
+        run_id: RunId,
+        /// Name of the limit, as in the manifest.
+        limit: &'static str,
+        /// Observed value.
+        value: u64,
+        /// Allowed maximum.
+        max: u64,
+    },
+    /// The transform emitted a row outside the manifest's declared target partitions.
+    #[error("run {run_id} chunk {chunk_id}: output row in partition `{partition}` is outside the manifest's target partitions")]
+    OutOfScope {
+        /// The run.
+        run_id: RunId,
+        /// The chunk.
+        chunk_id: ChunkId,
+        /// The undeclared partition.
+        partition: String,
+    },
+    /// Validation did not pass.
+    #[error("run {run_id}: validation failed: {}", failed.join(", "))]
+    ValidationFailed {
+        /// The run.
+        run_id: RunId,
+        /// Names of failed validators.
+        failed: Vec<String>,
+    },
+    /// The same input and context gave different output.
+    #[error("run {run_id}: non-deterministic output: {detail}")]
+    NonDeterministic {
+        /// The run.
+        run_id: RunId,
+        /// What differed.
+        detail: String,
+    },
+    /// The run was cancelled.
+    #[error("run {run_id}: cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: RunId,
+    },
+    /// The user's transform failed on an input.
+    #[error("run {run_id} chunk {chunk_id}: transform failed: {source}")]
+    Transform {
+        /// The run.
+        run_id: RunId,
+        /// The chunk.
+        chunk_id: ChunkId,
+        /// The transform's error.
+        #[source]
+        source: crate::transform::TransformError,
+    },
+    /// An error inside a chunk, wrapped with the run, chunk and attempt it happened in.
+    #[error("run {run_id} chunk {chunk_id} attempt {attempt}: {source}")]
+    Chunk {
+        /// The run.
+        run_id: RunId,
+        /// The chunk.
+        chunk_id: ChunkId,
+        /// 1-based attempt number.
+        attempt: u32,
+        /// The underlying error; its kind is this error's kind.
+        #[source]
+        source: Box<Self>,
+    },
+    /// A temporary failure in an adapter.
+    #[error("{adapter}: transient failure: {source}")]
+    Transient {
+        /// Adapter name, such as `"sql"` or `"memory"`.
+        adapter: &'static str,
+        /// Underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// A permanent failure in an adapter.
+    #[error("{adapter}: {source}")]
+    Adapter {
+        /// Adapter name.
+        adapter: &'static str,
+        /// Underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// The adapter does not support the operation.
+    #[error("{adapter}: operation `{operation}` is not supported")]
+    NotSupported {
+        /// Adapter name.
+        adapter: &'static str,
+        /// Operation name.
+        operation: &'static str,
+    },
+}
+
+fn list_findings(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("{} ({})", f.code, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// What to do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidManifest { .. } | Self::BlockingFindings { .. } => ErrorKind::Config,
+            Self::Tampered { .. }
+            | Self::NotApproved { .. }
+            | Self::SelfApproval { .. }
+            | Self::Immutable { .. }
+            | Self::IllegalTransition { .. }
+            | Self::ForbiddenSink { .. }
+            | Self::PublishRefused { .. }
+            | Self::OutOfScope { .. } => ErrorKind::Refused,
+            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::LimitExceeded { .. } => ErrorKind::Limit,
+            Self::ValidationFailed { .. } => ErrorKind::Validation,
+            Self::NonDeterministic { .. } => ErrorKind::NonDeterministic,
+            Self::Cancelled { .. } => ErrorKind::Cancelled,
+            Self::Transform { source, .. } => {
+                if source.retryable {
+                    ErrorKind::Transient
+                } else {
+                    ErrorKind::Permanent
+                }
+            }
+            Self::Chunk { source, .. } => source.kind(),
+            Self::Transient { .. } => ErrorKind::Transient,
+            Self::Adapter { .. } => ErrorKind::Permanent,
+            Self::NotSupported { .. } => ErrorKind::NotSupported,
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// A transient adapter error.
+    pub fn transient(adapter: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Transient {
+            adapter,
+            source: source.into(),
+        }
+    }
+
+    /// A permanent adapter error.
+    pub fn adapter(adapter: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Adapter {
+            adapter,
+            source: source.into(),
+        }
+    }
+
+    /// The innermost error, looking through [`Error::Chunk`] wrappers.
+    pub fn root(&self) -> &Self {
+        match self {
+            Self::Chunk { source, .. } => source.root(),
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

@@ -1,0 +1,44 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod context;
+pub mod digest;
+pub mod error;
+pub mod ids;
+pub mod manifest;
+pub mod memory;
+pub mod plan;
+pub mod policy;
+pub mod publish;
+pub mod runner;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod transform;
+pub mod validate;
+
+pub use error::{BoxError, Error, ErrorKind, Result};
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::context::{Clock, ExecutionMode, FixedClock, OutputLineage, SystemClock, TransformContext};
+    pub use crate::digest::{OutputRow, PartitionDigest, PartitionDigests};
+    pub use crate::error::{Error, ErrorKind};
+    pub use crate::ids::{ChunkId, PartitionKey, RunId};
+    pub use crate::manifest::{
+        ApprovedManifest, InputRange, Limits, Mutation, PrivacySpec, ReferenceData, ReferenceSemantics, RunKind,
+        RunManifest, SafetySpec, SideEffectPolicy, SourceSpec, TargetSpec, TransformSpec, ValidationPlan,
+    };
+    pub use crate::policy::{DefaultSinkPolicy, SinkPolicy};
+    pub use crate::publish::{PublishReceipt, Publisher};
+    pub use crate::runner::{Runner, RunnerOptions, RunReport};
+    pub use crate::sink::{SinkDescriptor, StagingSink};
+    pub use crate::source::BackfillSource;
+    pub use crate::state::RunState;
+    pub use crate::store::RunStore;
+    pub use crate::transform::{DeterministicTransform, TransformError, TransformFingerprint};
+    pub use crate::validate::{Validator, Verdict};
+}

@@ -1,0 +1,241 @@
+//! The design checklist, answered from the manifest.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Mutation, RunManifest};
+
+/// How much a finding matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Worth an answer; does not stop approval.
+    Warning,
+    /// The manifest cannot be approved or run.
+    Blocking,
+}
+
+/// One answer to a checklist question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable code, such as `input_scope_missing`.
+    pub code: String,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The checklist question it answers.
+    pub question: String,
+    /// The manifest field concerned, as a dotted path.
+    pub field: String,
+    /// What was found.
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:?}] {} ({}): {}", self.severity, self.code, self.field, self.message)
+    }
+}
+
+/// All findings of [`RunManifest::check`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Findings(pub Vec<Finding>);
+
+impl Findings {
+    /// Whether any finding blocks approval.
+    pub fn has_blocking(&self) -> bool {
+        self.0.iter().any(|f| f.severity == Severity::Blocking)
+    }
+
+    /// The blocking findings.
+    pub fn blocking(&self) -> Vec<Finding> {
+        self.0
+            .iter()
+            .filter(|f| f.severity == Severity::Blocking)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a finding with this code is present.
+    pub fn contains(&self, code: &str) -> bool {
+        self.0.iter().any(|f| f.code == code)
+    }
+
+    fn push(&mut self, severity: Severity, code: &str, question: &str, field: &str, message: impl Into<String>) {
+        self.0.push(Finding {
+            code: code.into(),
+            severity,
+            question: question.into(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+const Q_REASON: &str = "What is the business reason?";
+const Q_OUTPUT: &str = "What output is allowed to change?";
+const Q_INPUT: &str = "What input range/snapshot is used?";
+const Q_WARMUP: &str = "Is input range different from output range?";
+const Q_VERSION: &str = "What transform version is used?";
+const Q_CONFIG: &str = "What config/reference data version is used?";
+const Q_SIDE: &str = "Are side effects forbidden or controlled?";
+const Q_GATES: &str = "What validation gates must pass?";
+const Q_RECON: &str = "What reconciliation proves completeness?";
+const Q_PUBLISH: &str = "What is the publication strategy?";
+const Q_CONSUMERS: &str = "What downstream consumers are impacted?";
+const Q_PRIVACY: &str = "Is privacy/retention policy satisfied?";
+const Q_COST: &str = "Is cost/blast radius bounded?";
+
+impl RunManifest {
+    /// Answers every question of the design checklist that a manifest can answer.
+    ///
+    /// Blocking: no reason or requester, no input range (or an empty one), no transform name or
+    /// version, no target name or mutation, replace-partitions without partitions, no side-effect
+    /// policy, no (or an empty) validation plan, and a publish range not inside the input range.
+    pub fn check(&self) -> Findings {
+        use Severity::{Blocking, Info, Warning};
+        let mut f = Findings::default();
+        if self.run_id.as_str().trim().is_empty() {
+            f.push(Blocking, "run_id_missing", Q_REASON, "run_id", "run id is empty");
+        }
+        if self.reason.trim().is_empty() {
+            f.push(Blocking, "reason_missing", Q_REASON, "reason", "no business reason given");
+        }
+        if self.requested_by.trim().is_empty() {
+            f.push(Blocking, "requester_missing", Q_REASON, "requested_by", "no requester");
+        }
+        // Input scope.
+        match &self.source.range {
+            None => f.push(Blocking, "input_scope_missing", Q_INPUT, "source.range", "no explicit input range"),
+            Some(r) if r.is_empty() => {
+                f.push(Blocking, "input_scope_empty", Q_INPUT, "source.range", format!("input range {r} is empty"))
+            }
+            Some(_) => {}
+        }
+        if self.source.name.trim().is_empty() {
+            f.push(Blocking, "source_name_missing", Q_INPUT, "source.name", "no source name");
+        }
+        if self.source.snapshot.is_none() {
+            f.push(Warning, "snapshot_not_pinned", Q_INPUT, "source.snapshot", "input snapshot not pinned; the source may change under the run");
+        }
+        // Warm-up / publish range.
+        match (&self.source.range, &self.publish_range) {
+            (Some(input), Some(publish)) => match input.contains(publish) {
+                Some(true) if input != publish => f.push(
+                    Info,
+                    "warm_up_input",
+                    Q_WARMUP,
+                    "publish_range",
+                    format!("input {input} is wider than publish range {publish}: the extra input is warm-up and is not published"),
+                ),
+                Some(true) => {}
+                Some(false) => f.push(
+                    Blocking,
+                    "publish_range_outside_input",
+                    Q_WARMUP,
+                    "publish_range",
+                    format!("publish range {publish} is not inside input range {input}"),
+                ),
+                None => f.push(
+                    Blocking,
+                    "publish_range_incomparable",
+                    Q_WARMUP,
+                    "publish_range",
+                    format!("publish range {publish} cannot be compared with input range {input}"),
+                ),
+            },
+            (Some(_), None) => f.push(Info, "publish_range_is_input", Q_WARMUP, "publish_range", "no warm-up: output range equals input range"),
+            (None, _) => {}
+        }
+        // Transform.
+        if self.transform.name.trim().is_empty() {
+            f.push(Blocking, "transform_name_missing", Q_VERSION, "transform.name", "no transform name");
+        }
+        if self.transform.version.trim().is_empty() {
+            f.push(Blocking, "transform_version_missing", Q_VERSION, "transform.version", "no transform version");
+        } else if !is_semver(&self.transform.version) {
+            f.push(Warning, "transform_version_not_semver", Q_VERSION, "transform.version", format!("`{}` is not MAJOR.MINOR.PATCH", self.transform.version));
+        }
+        if self.transform.git_commit.is_none() {
+            f.push(Warning, "git_commit_missing", Q_VERSION, "transform.git_commit", "code commit not pinned");
+        }
+        if self.transform.config_hash.is_none() {
+            f.push(Warning, "config_hash_missing", Q_CONFIG, "transform.config_hash", "configuration not hashed");
+        }
+        for (i, r) in self.transform.reference_data.iter().enumerate() {
+            if r.version.trim().is_empty() {
+                f.push(Blocking, "reference_data_unversioned", Q_CONFIG, &format!("transform.reference_data[{i}].version"), format!("reference data `{}` has no version", r.name));
+            }
+        }
+        // Target.
+        if self.target.name.trim().is_empty() {
+            f.push(Blocking, "target_name_missing", Q_OUTPUT, "target.name", "no target");
+        }
+        match &self.target.mutation {
+            None => f.push(Blocking, "target_mutation_missing", Q_OUTPUT, "target.mutation", "no bounded mutation mode"),
+            Some(Mutation::ReplacePartitions) if self.target.partitions.is_empty() => f.push(
+                Blocking,
+                "partitions_missing",
+                Q_OUTPUT,
+                "target.partitions",
+                "replace-partitions without a list of partitions is unbounded",
+            ),
+            Some(Mutation::MergeByKey { key, version_column }) if key.is_empty() || version_column.trim().is_empty() => f.push(
+                Blocking,
+                "merge_unguarded",
+                Q_OUTPUT,
+                "target.mutation",
+                "merge needs a business key and a version column",
+            ),
+            Some(m) => f.push(Info, "publication_strategy", Q_PUBLISH, "target.mutation", format!("publish by {}", m.name())),
+        }
+        if self.target.consumers.is_empty() {
+            f.push(Warning, "consumers_unknown", Q_CONSUMERS, "target.consumers", "impacted downstream consumers not listed");
+        }
+        // Side effects.
+        match &self.safety.side_effects {
+            None => f.push(Blocking, "side_effect_policy_missing", Q_SIDE, "safety.side_effects", "no side-effect policy"),
+            Some(p) if p.allowed && p.allowed_sinks.is_empty() => f.push(
+                Warning,
+                "side_effects_unbounded",
+                Q_SIDE,
+                "safety.side_effects.allowed_sinks",
+                "side effects allowed without naming the sinks",
+            ),
+            Some(_) => {}
+        }
+        // Validation.
+        match &self.validation {
+            None => f.push(Blocking, "validation_plan_missing", Q_GATES, "validation", "no validation plan"),
+            Some(v) if v.is_empty() => f.push(Blocking, "validation_plan_empty", Q_GATES, "validation", "validation plan has no checks"),
+            Some(v) => {
+                if v.count_tolerance.is_none() && !v.checksum_required {
+                    f.push(Warning, "no_reconciliation", Q_RECON, "validation", "neither a count tolerance nor a checksum proves completeness");
+                }
+            }
+        }
+        // Cost and privacy.
+        if self.safety.max_rows_expected.is_none() {
+            f.push(Warning, "max_rows_unbounded", Q_COST, "safety.max_rows_expected", "no row ceiling");
+        }
+        if self.safety.max_cost_usd.is_none() {
+            f.push(Warning, "max_cost_unbounded", Q_COST, "safety.max_cost_usd", "no cost ceiling");
+        }
+        match &self.privacy {
+            None => f.push(Warning, "privacy_unanswered", Q_PRIVACY, "privacy", "purpose and retention not stated"),
+            Some(p) if !p.retention_checked || !p.erasure_checked => {
+                f.push(Warning, "privacy_unchecked", Q_PRIVACY, "privacy", "retention or erasure not checked")
+            }
+            Some(_) => {}
+        }
+        f
+    }
+}
+
+fn is_semver(v: &str) -> bool {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<_> = core.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}

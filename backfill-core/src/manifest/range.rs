@@ -1,0 +1,133 @@
+//! Input and publish ranges: always half-open, `[from, to_exclusive)`.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An exact offset range on one log partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    /// Log partition number.
+    pub partition: i32,
+    /// First offset read.
+    pub from: i64,
+    /// First offset not read.
+    pub to_exclusive: i64,
+}
+
+/// A half-open range of input (or of publishable output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InputRange {
+    /// Business or event dates.
+    Dates {
+        /// First date included.
+        from: NaiveDate,
+        /// First date excluded.
+        to_exclusive: NaiveDate,
+    },
+    /// Instants.
+    Timestamps {
+        /// First instant included.
+        from: DateTime<Utc>,
+        /// First instant excluded.
+        to_exclusive: DateTime<Utc>,
+    },
+    /// Exact offsets per log partition.
+    Offsets {
+        /// One range per partition.
+        partitions: Vec<OffsetRange>,
+    },
+    /// Lexicographic key range (ids, tenants).
+    Keys {
+        /// First key included.
+        from: String,
+        /// First key excluded.
+        to_exclusive: String,
+    },
+}
+
+impl InputRange {
+    /// Whether the range contains nothing (or is inverted).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::Dates { from, to_exclusive } => from >= to_exclusive,
+            Self::Timestamps { from, to_exclusive } => from >= to_exclusive,
+            Self::Offsets { partitions } => partitions.iter().all(|p| p.from >= p.to_exclusive),
+            Self::Keys { from, to_exclusive } => from >= to_exclusive,
+        }
+    }
+
+    /// Whether `inner` lies entirely inside `self`. `None` when the two kinds cannot be compared.
+    pub fn contains(&self, inner: &Self) -> Option<bool> {
+        match (self, inner) {
+            (
+                Self::Dates { from, to_exclusive },
+                Self::Dates {
+                    from: f,
+                    to_exclusive: t,
+                },
+            ) => Some(f >= from && t <= to_exclusive),
+            (
+                Self::Timestamps { from, to_exclusive },
+                Self::Timestamps {
+                    from: f,
+                    to_exclusive: t,
+                },
+            ) => Some(f >= from && t <= to_exclusive),
+            (
+                Self::Dates { from, to_exclusive },
+                Self::Timestamps {
+                    from: f,
+                    to_exclusive: t,
+                },
+            ) => Some(f.date_naive() >= *from && t.date_naive() <= *to_exclusive),
+            (
+                Self::Keys { from, to_exclusive },
+                Self::Keys {
+                    from: f,
+                    to_exclusive: t,
+                },
+            ) => Some(f >= from && t <= to_exclusive),
+            (Self::Offsets { partitions }, Self::Offsets { partitions: inner }) => {
+                Some(inner.iter().all(|i| {
+                    partitions.iter().any(|o| {
+                        o.partition == i.partition && i.from >= o.from && i.to_exclusive <= o.to_exclusive
+                    })
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a date lies inside a date range (`None` for other kinds).
+    pub fn contains_date(&self, date: NaiveDate) -> Option<bool> {
+        match self {
+            Self::Dates { from, to_exclusive } => Some(date >= *from && date < *to_exclusive),
+            Self::Timestamps { from, to_exclusive } => {
+                Some(date >= from.date_naive() && date < to_exclusive.date_naive())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for InputRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dates { from, to_exclusive } => write!(f, "dates[{from}, {to_exclusive})"),
+            Self::Timestamps { from, to_exclusive } => {
+                write!(f, "time[{}, {})", from.to_rfc3339(), to_exclusive.to_rfc3339())
+            }
+            Self::Offsets { partitions } => {
+                f.write_str("offsets")?;
+                for p in partitions {
+                    write!(f, "[{}:{}..{})", p.partition, p.from, p.to_exclusive)?;
+                }
+                Ok(())
+            }
+            Self::Keys { from, to_exclusive } => write!(f, "keys[{from}, {to_exclusive})"),
+        }
+    }
+}

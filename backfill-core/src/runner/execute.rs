@@ -1,0 +1,416 @@
+//! Planning and chunk execution: claim, read, transform, digest, stage, record.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, BoxStream, StreamExt};
+use serde_json::json;
+use tracing::Instrument;
+
+use super::throttle::Throttle;
+use super::{RunEvent, Runner};
+use crate::context::TransformContext;
+use crate::digest::OutputRow;
+use crate::error::{Error, Result};
+use crate::ids::PartitionKey;
+use crate::manifest::ApprovedManifest;
+use crate::plan::{PlannedChunk, ResolvedPlan};
+use crate::sink::StageRequest;
+use crate::store::{ChunkLease, ChunkOutcome, ChunkStatus, EvidenceKind};
+use crate::telemetry::RunMetrics;
+use crate::transform::DeterministicTransform;
+
+/// State shared by the workers of one invocation.
+struct Shared<'a> {
+    approved: &'a ApprovedManifest,
+    plan: ResolvedPlan,
+    ctx: TransformContext,
+    allowed: Option<BTreeSet<PartitionKey>>,
+    throttle: Throttle,
+    metrics: RunMetrics,
+    rows_total: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<Error>>,
+    done: AtomicUsize,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(e);
+        }
+    }
+}
+
+/// What one chunk attempt has seen so far.
+#[derive(Default)]
+struct ChunkAcc {
+    outcome: ChunkOutcome,
+    scratch: Vec<u8>,
+}
+
+impl<T: DeterministicTransform> Runner<T> {
+    /// Loads the persisted plan, or resolves and persists one before any work.
+    pub(super) async fn ensure_plan(&self, approved: &ApprovedManifest) -> Result<ResolvedPlan> {
+        let run_id = approved.run_id();
+        if let Some(plan) = self.store.plan(run_id).await? {
+            return self.check_plan(approved, plan);
+        }
+        let source_plan = self.source.plan(approved.manifest()).await?;
+        let plan = ResolvedPlan::new(run_id, approved.digest().clone(), source_plan, self.clock.now());
+        match self.store.put_plan(&plan).await {
+            Ok(()) => {}
+            // Another worker planned first: use theirs.
+            Err(e) if e.kind() == crate::ErrorKind::Conflict => {
+                let theirs = self.store.plan(run_id).await?.ok_or(e)?;
+                return self.check_plan(approved, theirs);
+            }
+            Err(e) => return Err(e),
+        }
+        let chunks: Vec<_> = plan
+            .chunks
+            .iter()
+            .map(|c| json!({"id": c.id, "label": c.label, "range": c.range}))
+            .collect();
+        self.store
+            .append_evidence(
+                run_id,
+                plan.planned_at,
+                &self.actor(),
+                EvidenceKind::PlanResolved,
+                json!({"snapshot": plan.snapshot, "source": self.source.name(), "chunks": chunks}),
+            )
+            .await?;
+        Ok(plan)
+    }
+
+    fn check_plan(&self, approved: &ApprovedManifest, plan: ResolvedPlan) -> Result<ResolvedPlan> {
+        if plan.manifest_digest != *approved.digest() {
+            return Err(Error::Tampered {
+                run_id: approved.run_id().clone(),
+                expected: approved.digest().to_string(),
+                actual: format!("plan made for {}", plan.manifest_digest),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Runs every unfinished chunk with bounded parallelism. Returns when all chunks are done.
+    pub(super) async fn execute(&self, approved: &ApprovedManifest) -> Result<()> {
+        let m = approved.manifest();
+        let run_id = approved.run_id();
+        let plan = self.ensure_plan(approved).await?;
+        let chunks = self.store.chunks(run_id).await?;
+        let done = chunks.iter().filter(|c| c.status == ChunkStatus::Done).count();
+        let rows_done: u64 = chunks
+            .iter()
+            .filter(|c| c.status == ChunkStatus::Done)
+            .map(|c| c.output_count)
+            .sum();
+        self.emit(
+            run_id,
+            RunEvent::Planned {
+                total: plan.chunks.len(),
+                done,
+            },
+        );
+        let metrics = RunMetrics::new(m);
+        if let Some(cost) = m.safety.max_cost_usd {
+            metrics.cost.set(cost as f64);
+        }
+        let shared = Shared {
+            approved,
+            ctx: TransformContext::for_manifest(m, plan.planned_at),
+            plan,
+            allowed: (!m.target.partitions.is_empty()).then(|| m.target.partitions.iter().cloned().collect()),
+            throttle: Throttle::new(&m.safety.limits),
+            metrics,
+            rows_total: AtomicU64::new(rows_done),
+            stop: AtomicBool::new(false),
+            error: Mutex::new(None),
+            done: AtomicUsize::new(done),
+        };
+        let workers = m.safety.limits.max_chunks_in_parallel.max(1) as usize;
+        futures::future::join_all((0..workers).map(|i| self.worker(&shared, i))).await;
+        let error = shared.error.lock().ok().and_then(|mut e| e.take());
+        if let Some(e) = error {
+            let to = if e.root().kind() == crate::ErrorKind::Cancelled {
+                crate::state::RunState::Cancelled
+            } else {
+                crate::state::RunState::Failed
+            };
+            self.transition(run_id, crate::state::RunState::Running, to, &self.actor(), &e.to_string())
+                .await?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// One worker: claim, run, record, until no chunk is left.
+    async fn worker(&self, sh: &Shared<'_>, index: usize) {
+        let run_id = sh.approved.run_id();
+        let worker = format!("{}/{index}", self.options.worker_id);
+        let retry = self.options.retry;
+        let mut attempts: HashMap<crate::ids::ChunkId, u32> = HashMap::new();
+        let poll = (self.options.lease_for / 10).clamp(Duration::from_millis(10), Duration::from_millis(500));
+        while !sh.stop.load(Ordering::SeqCst) {
+            if self.cancel.is_cancelled() {
+                sh.fail(Error::Cancelled { run_id: run_id.clone() });
+                return;
+            }
+            let lease = match self
+                .store
+                .claim_chunk(run_id, &worker, self.clock.now(), self.options.lease_for)
+                .await
+            {
+                Ok(Some(lease)) => lease,
+                Ok(None) => match self.store.chunks(run_id).await {
+                    Ok(chunks) if chunks.iter().all(|c| c.status == ChunkStatus::Done) => return,
+                    // Another worker holds the rest; wait for it to finish or its lease to expire.
+                    Ok(_) => {
+                        tokio::time::sleep(poll).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        sh.fail(e);
+                        return;
+                    }
+                },
+                Err(e) if e.is_retryable() => {
+                    tokio::time::sleep(retry.initial_backoff).await;
+                    continue;
+                }
+                Err(e) => {
+                    sh.fail(e);
+                    return;
+                }
+            };
+            sh.throttle.commit().await;
+            let label = sh
+                .plan
+                .chunks
+                .get(lease.index as usize)
+                .map_or_else(|| lease.chunk_id.to_string(), |c| c.label.clone());
+            let span = tracing::info_span!(
+                "backfill.chunk",
+                run_id = %run_id,
+                chunk_id = %lease.chunk_id,
+                source_range = %lease.range,
+                transform_version = %sh.approved.manifest().transform.version,
+                target = %sh.approved.manifest().target.name,
+                mode = %sh.approved.manifest().mode,
+                attempt = lease.attempt,
+            );
+            let started = Instant::now();
+            let result = self.run_chunk(sh, &lease, &label).instrument(span).await;
+            let now = self.clock.now();
+            match result {
+                Ok(outcome) => {
+                    if let Err(e) = self.record_chunk(sh, &lease, &label, &outcome, now, started).await {
+                        // A lost lease means another worker owns the chunk now; its result counts.
+                        if e.kind() != crate::ErrorKind::Conflict {
+                            sh.fail(e);
+                            return;
+                        }
+                    }
+                    sh.throttle.pause().await;
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    tracing::warn!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %msg, "chunk failed");
+                    let _ = self.store.fail_chunk(&lease, &msg, now).await;
+                    let _ = self
+                        .store
+                        .append_evidence(run_id, now, &worker, EvidenceKind::ChunkFailed, json!({"chunk_id": lease.chunk_id, "attempt": lease.attempt, "error": msg, "retryable": e.is_retryable()}))
+                        .await;
+                    self.emit(run_id, RunEvent::ChunkFailed { label, error: msg });
+                    let n = attempts.entry(lease.chunk_id.clone()).or_default();
+                    *n += 1;
+                    if e.is_retryable() && *n < retry.max_attempts {
+                        tokio::time::sleep(retry.backoff(*n)).await;
+                        continue;
+                    }
+                    sh.fail(Error::Chunk {
+                        run_id: run_id.clone(),
+                        chunk_id: lease.chunk_id.clone(),
+                        attempt: lease.attempt,
+                        source: Box::new(e),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn record_chunk(
+        &self,
+        sh: &Shared<'_>,
+        lease: &ChunkLease,
+        label: &str,
+        outcome: &ChunkOutcome,
+        now: chrono::DateTime<chrono::Utc>,
+        started: Instant,
+    ) -> Result<()> {
+        let run_id = &lease.run_id;
+        self.store.complete_chunk(lease, outcome, now).await?;
+        self.store
+            .append_evidence(
+                run_id,
+                now,
+                &lease.worker,
+                EvidenceKind::ChunkStaged,
+                json!({"chunk_id": lease.chunk_id, "attempt": lease.attempt, "input": outcome.input_count, "output": outcome.output_count, "digests": outcome.digests}),
+            )
+            .await?;
+        sh.metrics.chunks.increment(1);
+        sh.metrics.chunk_seconds.record(started.elapsed().as_secs_f64());
+        let done = sh.done.fetch_add(1, Ordering::SeqCst) + 1;
+        self.emit(
+            run_id,
+            RunEvent::ChunkStaged {
+                label: label.to_owned(),
+                rows: outcome.output_count,
+                done,
+                total: sh.plan.chunks.len(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Streams one chunk through the transform into the staging sink, renewing the lease meanwhile.
+    async fn run_chunk(&self, sh: &Shared<'_>, lease: &ChunkLease, label: &str) -> Result<ChunkOutcome> {
+        let chunk = PlannedChunk {
+            id: lease.chunk_id.clone(),
+            index: lease.index,
+            range: lease.range.clone(),
+            label: label.to_owned(),
+        };
+        let acc = Mutex::new(ChunkAcc::default());
+        let rows = self.chunk_rows(sh, lease, &chunk, &acc);
+        let req = StageRequest {
+            run_id: &lease.run_id,
+            chunk_id: &lease.chunk_id,
+            attempt: lease.attempt,
+            lineage: sh.ctx.lineage(),
+        };
+        let started = Instant::now();
+        tokio::select! {
+            staged = self.sink.stage(req, rows) => { staged?; }
+            lost = self.keep_lease(lease) => return Err(lost),
+        }
+        sh.metrics.sink_ms.record(started.elapsed().as_secs_f64() * 1000.0);
+        let acc = acc.into_inner().map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
+        Ok(acc.outcome)
+    }
+
+    /// The chunk's output as a stream of batches; digests and counts accumulate in `acc`.
+    fn chunk_rows<'s>(
+        &'s self,
+        sh: &'s Shared<'_>,
+        lease: &'s ChunkLease,
+        chunk: &PlannedChunk,
+        acc: &'s Mutex<ChunkAcc>,
+    ) -> BoxStream<'s, Result<Vec<T::Output>>> {
+        let source = self.source.read(chunk);
+        stream::unfold(Some(source), move |state| async move {
+            let mut source = state?;
+            let next = source.next().await?;
+            let result = match next {
+                Err(e) => Err(e),
+                Ok(batch) => self.process_batch(sh, lease, &batch, acc),
+            };
+            let result = match result {
+                Ok((rows, bytes)) => {
+                    sh.throttle.admit(rows.len() as u64, bytes).await;
+                    if self.cancel.is_cancelled() {
+                        Err(Error::Cancelled {
+                            run_id: lease.run_id.clone(),
+                        })
+                    } else {
+                        Ok(rows)
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            // After an error the stream ends.
+            let state = result.is_ok().then_some(source);
+            Some((result, state))
+        })
+        .boxed()
+    }
+
+    /// Transforms one input batch; checks scope and limits; updates digests. Synchronous on purpose.
+    fn process_batch(
+        &self,
+        sh: &Shared<'_>,
+        lease: &ChunkLease,
+        batch: &[T::Input],
+        acc: &Mutex<ChunkAcc>,
+    ) -> Result<(Vec<T::Output>, u64)> {
+        let run_id = &lease.run_id;
+        let mut out = Vec::with_capacity(batch.len());
+        for input in batch {
+            if let Err(source) = self.transform.apply(input, &sh.ctx, &mut out) {
+                sh.metrics.rejected.increment(1);
+                return Err(Error::Transform {
+                    run_id: run_id.clone(),
+                    chunk_id: lease.chunk_id.clone(),
+                    source,
+                });
+            }
+        }
+        let mut acc = acc.lock().map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
+        let ChunkAcc { outcome, scratch } = &mut *acc;
+        let mut bytes = 0u64;
+        for row in &out {
+            let partition = row.partition();
+            if let Some(allowed) = &sh.allowed {
+                if !allowed.contains(partition.as_ref()) {
+                    sh.metrics.rejected.increment(1);
+                    return Err(Error::OutOfScope {
+                        run_id: run_id.clone(),
+                        chunk_id: lease.chunk_id.clone(),
+                        partition: partition.into_owned(),
+                    });
+                }
+            }
+            scratch.clear();
+            row.encode_canonical(scratch);
+            bytes += scratch.len() as u64;
+            outcome.digests.add_encoded(&partition, scratch);
+        }
+        outcome.input_count += batch.len() as u64;
+        outcome.output_count += out.len() as u64;
+        sh.metrics.input.increment(batch.len() as u64);
+        sh.metrics.output.increment(out.len() as u64);
+        let total = sh.rows_total.fetch_add(out.len() as u64, Ordering::SeqCst) + out.len() as u64;
+        if let Some(max) = sh.approved.manifest().safety.max_rows_expected {
+            if total > max {
+                return Err(Error::LimitExceeded {
+                    run_id: run_id.clone(),
+                    limit: "safety.max_rows_expected",
+                    value: total,
+                    max,
+                });
+            }
+        }
+        Ok((out, bytes))
+    }
+
+    /// Renews the lease until it is lost; returns the error that lost it.
+    async fn keep_lease(&self, lease: &ChunkLease) -> Error {
+        let every = (self.options.lease_for / 3).max(Duration::from_millis(1));
+        let mut lease = lease.clone();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.heartbeat(&lease, self.clock.now(), self.options.lease_for).await {
+                Ok(renewed) => lease = renewed,
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return e,
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Staging: where output waits, invisible to readers, until it is validated and published.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::context::OutputLineage;
+use crate::digest::OutputRow;
+use crate::error::Result;
+use crate::ids::{ChunkId, RunId};
+
+/// What a sink or publisher is, for the [`SinkPolicy`](crate::policy::SinkPolicy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkDescriptor {
+    /// Name, such as `silver.case_sla_daily` or `notifications`.
+    pub name: String,
+    /// Kind, such as `sql_table`, `kafka_topic`, `memory`.
+    pub kind: String,
+    /// Whether writing it reaches the outside world (live topics, notifications, caches, external APIs).
+    pub external_side_effects: bool,
+}
+
+impl SinkDescriptor {
+    /// A sink without external side effects.
+    pub fn internal(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            external_side_effects: false,
+        }
+    }
+
+    /// A sink with external side effects.
+    pub fn side_effecting(name: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            external_side_effects: true,
+        }
+    }
+}
+
+/// Identifies one staging attempt of one chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct StageRequest<'a> {
+    /// The run.
+    pub run_id: &'a RunId,
+    /// The chunk.
+    pub chunk_id: &'a ChunkId,
+    /// The ledger's attempt number (1-based).
+    pub attempt: u32,
+    /// Lineage to store with every row.
+    pub lineage: &'a OutputLineage,
+}
+
+/// What a sink reports after staging a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StageReceipt {
+    /// Rows now staged for the chunk.
+    pub rows: u64,
+    /// Batches received.
+    pub batches: u64,
+}
+
+/// Run-scoped, invisible storage for output rows.
+///
+/// # Contract
+/// 1. `stage` **replaces** whatever an earlier attempt staged for the same `(run, chunk)`; it never adds
+///    to it. Staging a chunk twice leaves the rows of one attempt.
+/// 2. When the `rows` stream yields an error, or the future is dropped, the failed attempt leaves
+///    nothing of itself visible to `read_staged` (either the previous complete attempt or nothing).
+/// 3. `read_staged` returns exactly the rows of each chunk's latest complete attempt, as written.
+/// 4. Staged rows are never visible to the target's readers; only a [`Publisher`](crate::publish::Publisher)
+///    makes them visible.
+/// 5. `discard` removes a run's staged rows and is idempotent.
+#[async_trait]
+pub trait StagingSink<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
+    /// What this sink is.
+    fn descriptor(&self) -> SinkDescriptor;
+
+    /// Stages one chunk from a stream of batches, replacing earlier attempts of the chunk.
+    async fn stage(
+        &self,
+        req: StageRequest<'_>,
+        rows: BoxStream<'_, Result<Vec<R>>>,
+    ) -> Result<StageReceipt>;
+
+    /// Reads back every staged row of a run.
+    fn read_staged<'a>(&'a self, run_id: &'a RunId) -> BoxStream<'a, Result<Vec<R>>>;
+
+    /// Drops a run's staged rows.
+    async fn discard(&self, run_id: &RunId) -> Result<()>;
+}

@@ -1,0 +1,32 @@
+//! Where input comes from.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+use crate::manifest::RunManifest;
+use crate::plan::{PlannedChunk, SourcePlan};
+
+/// A finite, re-readable input that a run is planned over and reads chunk by chunk.
+///
+/// # Contract
+/// 1. `plan` is deterministic: the same manifest against the same pinned source gives the same chunks,
+///    and it resolves everything mutable (timestamps to offsets, "current" to a snapshot id).
+/// 2. The chunks' ranges cover the manifest's input range, each input record in exactly one chunk.
+/// 3. `read` of a chunk yields exactly the records in its range, in the same order every time, as a
+///    stream of non-empty batches; reading a chunk twice gives the same records.
+/// 4. `read` has no side effects on the source (no consumer-group commits, no deletes).
+/// 5. Errors that may pass (timeouts, lost connections) are [`ErrorKind::Transient`](crate::ErrorKind).
+#[async_trait]
+pub trait BackfillSource<I>: fmt::Debug + Send + Sync + 'static {
+    /// A short name for logs and evidence.
+    fn name(&self) -> &str;
+
+    /// Resolves the manifest's input range into chunks.
+    async fn plan(&self, manifest: &RunManifest) -> Result<SourcePlan>;
+
+    /// Reads one chunk as a stream of batches.
+    fn read(&self, chunk: &PlannedChunk) -> BoxStream<'static, Result<Vec<I>>>;
+}

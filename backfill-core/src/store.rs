@@ -1,0 +1,262 @@
+//! The run store: a backfill's durable memory (manifests, runs, transitions, chunk ledger, evidence,
+//! accepted-output pointers).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::context::ExecutionMode;
+use crate::digest::PartitionDigests;
+use crate::error::Result;
+use crate::ids::{ChunkId, RunId};
+use crate::manifest::{InputRange, ManifestDigest, StoredManifest};
+use crate::plan::ResolvedPlan;
+use crate::state::{RunState, Transition};
+
+/// One run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run.
+    pub run_id: RunId,
+    /// Manifest version it executes.
+    pub manifest_version: u32,
+    /// Digest of that manifest.
+    pub manifest_digest: ManifestDigest,
+    /// Target (data product) name.
+    pub target: String,
+    /// Execution mode.
+    pub mode: ExecutionMode,
+    /// Current state.
+    pub state: RunState,
+    /// Created at.
+    pub created_at: DateTime<Utc>,
+    /// Last transition at.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Ledger status of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkStatus {
+    /// Not started.
+    Pending,
+    /// Leased by a worker.
+    Claimed,
+    /// Staged and recorded.
+    Done,
+    /// Last attempt failed.
+    Failed,
+}
+
+impl ChunkStatus {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Claimed => "claimed",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Claimed, Self::Done, Self::Failed]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// The ledger row of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// The run.
+    pub run_id: RunId,
+    /// The chunk.
+    pub chunk_id: ChunkId,
+    /// Position in the plan.
+    pub index: u32,
+    /// Exact input range.
+    pub range: InputRange,
+    /// Status.
+    pub status: ChunkStatus,
+    /// Claims so far.
+    pub attempts: u32,
+    /// Worker holding or last holding the lease.
+    pub worker: Option<String>,
+    /// When the lease ends.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Input records read by the successful attempt.
+    pub input_count: u64,
+    /// Output rows staged by the successful attempt.
+    pub output_count: u64,
+    /// Per-partition digests of the staged rows.
+    pub digests: PartitionDigests,
+    /// Last error message.
+    pub last_error: Option<String>,
+    /// First claim.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Done at.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A worker's lease on a chunk. The attempt number fences stale workers out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLease {
+    /// The run.
+    pub run_id: RunId,
+    /// The chunk.
+    pub chunk_id: ChunkId,
+    /// Position in the plan.
+    pub index: u32,
+    /// Exact input range.
+    pub range: InputRange,
+    /// Attempt number of this claim (1-based).
+    pub attempt: u32,
+    /// The worker.
+    pub worker: String,
+    /// Lease end.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What a finished chunk recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ChunkOutcome {
+    /// Input records read.
+    pub input_count: u64,
+    /// Output rows staged.
+    pub output_count: u64,
+    /// Per-partition digests.
+    pub digests: PartitionDigests,
+}
+
+/// Kinds of evidence events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceKind {
+    /// A manifest version was stored.
+    ManifestStored,
+    /// A manifest was approved.
+    Approved,
+    /// The plan was resolved and persisted.
+    PlanResolved,
+    /// A lifecycle transition.
+    Transition,
+    /// A chunk was staged.
+    ChunkStaged,
+    /// A chunk attempt failed.
+    ChunkFailed,
+    /// A validator's outcome.
+    Validation,
+    /// Old-versus-new summary.
+    Diff,
+    /// An owner's review decision.
+    Review,
+    /// A publish receipt.
+    Published,
+    /// The accepted pointer moved.
+    PointerMoved,
+    /// A rollback.
+    RolledBack,
+}
+
+/// One evidence event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The run.
+    pub run_id: RunId,
+    /// Sequence number within the run (assigned by the store, from 1).
+    pub seq: u64,
+    /// When (injected clock).
+    pub at: DateTime<Utc>,
+    /// Who.
+    pub by: String,
+    /// What kind.
+    pub kind: EvidenceKind,
+    /// Details as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// The accepted run of a target (data product).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedPointer {
+    /// Target name.
+    pub target: String,
+    /// Accepted run.
+    pub run_id: RunId,
+    /// When.
+    pub accepted_at: DateTime<Utc>,
+    /// By whom.
+    pub accepted_by: String,
+}
+
+/// Durable state of runs. Every mutation that can race is a compare-and-set.
+///
+/// # Contract
+/// 1. `put_manifest` stores bytes as given; storing the same `(run, version)` again with the same digest
+///    is a no-op, with another digest a [`Error::Conflict`](crate::Error::Conflict).
+/// 2. `create_run` fails with `Conflict` when the run exists.
+/// 3. `transition` succeeds only when the stored state equals `t.from` (atomically) and then appends `t`
+///    to the run's transitions; otherwise `Conflict` and nothing changes.
+/// 4. `put_plan` stores the plan and one `Pending` ledger row per chunk; repeating it with the same work
+///    is a no-op, with different work a `Conflict`.
+/// 5. `claim_chunk` atomically leases the lowest-index chunk that is `Pending`, `Failed`, or `Claimed`
+///    with an expired lease or by the same worker, increments its attempts and returns the lease;
+///    `None` when no chunk is claimable. Two concurrent claims never get the same chunk and attempt.
+/// 6. `heartbeat`, `complete_chunk` and `fail_chunk` succeed only for the current lease (same worker and
+///    attempt, status `Claimed`); a stale lease gets `Conflict`. `Done` chunks are never claimed again.
+/// 7. `append_evidence` assigns increasing sequence numbers per run; evidence is never changed.
+/// 8. `swap_accepted` sets the pointer only if the current accepted run equals `expected`, atomically.
+#[async_trait]
+pub trait RunStore: fmt::Debug + Send + Sync + 'static {
+    /// Stores a manifest version.
+    async fn put_manifest(&self, manifest: &StoredManifest) -> Result<()>;
+    /// The manifest of a run.
+    async fn manifest(&self, run_id: &RunId) -> Result<Option<StoredManifest>>;
+    /// Creates a run.
+    async fn create_run(&self, run: &RunRecord) -> Result<()>;
+    /// Reads a run.
+    async fn run(&self, run_id: &RunId) -> Result<Option<RunRecord>>;
+    /// Compare-and-set of the run state, recording the transition.
+    async fn transition(&self, t: &Transition) -> Result<()>;
+    /// Every recorded transition of a run, in order.
+    async fn transitions(&self, run_id: &RunId) -> Result<Vec<Transition>>;
+    /// Persists the resolved plan and its ledger rows.
+    async fn put_plan(&self, plan: &ResolvedPlan) -> Result<()>;
+    /// The persisted plan.
+    async fn plan(&self, run_id: &RunId) -> Result<Option<ResolvedPlan>>;
+    /// Leases the next claimable chunk.
+    async fn claim_chunk(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<Option<ChunkLease>>;
+    /// Extends a lease.
+    async fn heartbeat(&self, lease: &ChunkLease, now: DateTime<Utc>, lease_for: Duration) -> Result<ChunkLease>;
+    /// Records a chunk as done.
+    async fn complete_chunk(&self, lease: &ChunkLease, outcome: &ChunkOutcome, now: DateTime<Utc>) -> Result<()>;
+    /// Records a failed attempt.
+    async fn fail_chunk(&self, lease: &ChunkLease, error: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Ledger rows of a run, by index.
+    async fn chunks(&self, run_id: &RunId) -> Result<Vec<ChunkRecord>>;
+    /// Appends evidence; returns its sequence number.
+    async fn append_evidence(
+        &self,
+        run_id: &RunId,
+        at: DateTime<Utc>,
+        by: &str,
+        kind: EvidenceKind,
+        detail: serde_json::Value,
+    ) -> Result<u64>;
+    /// Evidence of a run, in order.
+    async fn evidence(&self, run_id: &RunId) -> Result<Vec<Evidence>>;
+    /// The accepted run of a target.
+    async fn accepted(&self, target: &str) -> Result<Option<AcceptedPointer>>;
+    /// Compare-and-set of the accepted pointer.
+    async fn swap_accepted(&self, expected: Option<&RunId>, new: &AcceptedPointer) -> Result<()>;
+}

@@ -1,0 +1,133 @@
+//! The user's deterministic transform.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::context::TransformContext;
+use crate::digest::OutputRow;
+
+/// A transform's failure on one input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}{}", input.as_ref().map(|i| format!(" (input {i})")).unwrap_or_default())]
+pub struct TransformError {
+    /// What went wrong.
+    pub message: String,
+    /// A key naming the input (never the whole record: it may hold personal data).
+    pub input: Option<String>,
+    /// Whether retrying may succeed. Pure transforms are rarely retryable.
+    pub retryable: bool,
+}
+
+impl TransformError {
+    /// A permanent failure.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            input: None,
+            retryable: false,
+        }
+    }
+
+    /// Names the input that failed.
+    pub fn for_input(mut self, key: impl Into<String>) -> Self {
+        self.input = Some(key.into());
+        self
+    }
+}
+
+/// Stable identity of a transform's code and configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransformFingerprint {
+    /// Transform name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// `sha256:<hex>` of the canonical configuration bytes.
+    pub config_hash: String,
+    /// `sha256:<hex>` over name, version and config hash.
+    pub digest: String,
+}
+
+impl TransformFingerprint {
+    /// Computes a fingerprint from name, version and canonical configuration bytes.
+    pub fn compute(name: &str, version: &str, canonical_config: &[u8]) -> Self {
+        let config_hash = format!("sha256:{}", hex::encode(Sha256::digest(canonical_config)));
+        let digest = crate::ids::derive_id("transform-fingerprint", &[name, version, &config_hash]);
+        Self {
+            name: name.into(),
+            version: version.into(),
+            config_hash,
+            digest: format!("sha256:{digest}"),
+        }
+    }
+}
+
+/// A synchronous, pure function from one input record to zero or more output rows.
+///
+/// # Contract
+/// 1. Pure: the output depends only on `input` and the context's pinned fields (run id, mode, run start,
+///    versions, reference data). No wall clock, no randomness, no I/O, no global state.
+/// 2. Output order and content do not depend on hash-map iteration order.
+/// 3. Output ids are derived ([`TransformContext::output_id`]), never random.
+/// 4. Numeric aggregation is exact (integers, fixed-point), so re-batching does not change results.
+/// 5. Every output row's partition is inside the manifest's target partitions; warm-up input may feed
+///    state but must not produce rows outside the publish range.
+/// 6. `fingerprint` is stable for the same code and configuration.
+///
+/// The testkit's determinism harness checks 1, 2, 3, 4 and 6 on your inputs.
+///
+/// ```
+/// use std::borrow::Cow;
+/// use backfill_core::prelude::*;
+///
+/// #[derive(Debug, Clone, serde::Serialize)]
+/// struct Out { id: String, month: String, cents: i64 }
+/// impl OutputRow for Out {
+///     fn partition(&self) -> Cow<'_, str> { Cow::Borrowed(&self.month) }
+/// }
+///
+/// #[derive(Debug)]
+/// struct Double;
+/// impl DeterministicTransform for Double {
+///     type Input = (String, i64);
+///     type Output = Out;
+///     fn name(&self) -> &str { "double" }
+///     fn version(&self) -> &str { "1.0.0" }
+///     fn apply(&self, input: &Self::Input, ctx: &TransformContext, out: &mut Vec<Out>) -> Result<(), TransformError> {
+///         out.push(Out { id: ctx.output_id(&[&input.0]), month: "2025-01".into(), cents: input.1 * 2 });
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait DeterministicTransform: fmt::Debug + Send + Sync + 'static {
+    /// Input record type.
+    type Input: Send + Sync + 'static;
+    /// Output row type.
+    type Output: OutputRow;
+
+    /// Transform name; must equal the manifest's `transform.name`.
+    fn name(&self) -> &str;
+
+    /// Version; must equal the manifest's `transform.version`.
+    fn version(&self) -> &str;
+
+    /// Canonical bytes of the configuration (empty when there is none).
+    fn canonical_config(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Transforms one input, appending outputs to `out`.
+    fn apply(
+        &self,
+        input: &Self::Input,
+        ctx: &TransformContext,
+        out: &mut Vec<Self::Output>,
+    ) -> Result<(), TransformError>;
+
+    /// Stable identity of code and configuration.
+    fn fingerprint(&self) -> TransformFingerprint {
+        TransformFingerprint::compute(self.name(), self.version(), &self.canonical_config())
+    }
+}
