@@ -24,17 +24,20 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 
 /// The names most programs need.
 pub mod prelude {
-    pub use crate::context::{Clock, ExecutionMode, FixedClock, OutputLineage, SystemClock, TransformContext};
+    pub use crate::context::{
+        Clock, ExecutionMode, FixedClock, OutputLineage, SystemClock, TransformContext,
+    };
     pub use crate::digest::{OutputRow, PartitionDigest, PartitionDigests};
     pub use crate::error::{Error, ErrorKind};
     pub use crate::ids::{ChunkId, PartitionKey, RunId};
     pub use crate::manifest::{
-        ApprovedManifest, InputRange, Limits, Mutation, PrivacySpec, ReferenceData, ReferenceSemantics, RunKind,
-        RunManifest, SafetySpec, SideEffectPolicy, SourceSpec, TargetSpec, TransformSpec, ValidationPlan,
+        ApprovedManifest, InputRange, Limits, Mutation, PrivacySpec, ReferenceData,
+        ReferenceSemantics, RunKind, RunManifest, SafetySpec, SideEffectPolicy, SourceSpec,
+        TargetSpec, TransformSpec, ValidationPlan,
     };
     pub use crate::policy::{DefaultSinkPolicy, SinkPolicy};
     pub use crate::publish::{PublishReceipt, Publisher};
-    pub use crate::runner::{Runner, RunnerOptions, RunReport};
+    pub use crate::runner::{RunReport, Runner, RunnerOptions};
     pub use crate::sink::{SinkDescriptor, StagingSink};
     pub use crate::source::BackfillSource;
     pub use crate::state::RunState;

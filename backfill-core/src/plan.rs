@@ -54,7 +54,12 @@ pub struct ResolvedPlan {
 
 impl ResolvedPlan {
     /// Assigns deterministic chunk ids to a source's plan.
-    pub fn new(run_id: &RunId, manifest_digest: ManifestDigest, source: SourcePlan, planned_at: DateTime<Utc>) -> Self {
+    pub fn new(
+        run_id: &RunId,
+        manifest_digest: ManifestDigest,
+        source: SourcePlan,
+        planned_at: DateTime<Utc>,
+    ) -> Self {
         let chunks = source
             .chunks
             .into_iter()

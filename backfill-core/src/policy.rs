@@ -44,8 +44,15 @@ impl SinkPolicy for DefaultSinkPolicy {
             return Err(refuse("a dry run makes nothing visible"));
         }
         match &manifest.safety.side_effects {
-            Some(p) if p.allowed && (p.allowed_sinks.is_empty() || p.allowed_sinks.contains(&sink.name)) => Ok(()),
-            Some(p) if p.allowed => Err(refuse("the manifest allows side effects only for other sinks")),
+            Some(p)
+                if p.allowed
+                    && (p.allowed_sinks.is_empty() || p.allowed_sinks.contains(&sink.name)) =>
+            {
+                Ok(())
+            }
+            Some(p) if p.allowed => Err(refuse(
+                "the manifest allows side effects only for other sinks",
+            )),
             _ => Err(refuse("the manifest forbids side effects")),
         }
     }

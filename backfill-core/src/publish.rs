@@ -79,7 +79,11 @@ pub trait Publisher<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     fn descriptor(&self) -> SinkDescriptor;
 
     /// Publishes the run's staged rows.
-    async fn publish(&self, req: PublishRequest<'_>, staged: &dyn StagingSink<R>) -> Result<PublishReceipt>;
+    async fn publish(
+        &self,
+        req: PublishRequest<'_>,
+        staged: &dyn StagingSink<R>,
+    ) -> Result<PublishReceipt>;
 
     /// Whether (and how) a run was published.
     async fn inspect(&self, run_id: &RunId) -> Result<Option<PublishReceipt>>;

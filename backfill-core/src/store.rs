@@ -237,9 +237,19 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
         lease_for: Duration,
     ) -> Result<Option<ChunkLease>>;
     /// Extends a lease.
-    async fn heartbeat(&self, lease: &ChunkLease, now: DateTime<Utc>, lease_for: Duration) -> Result<ChunkLease>;
+    async fn heartbeat(
+        &self,
+        lease: &ChunkLease,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<ChunkLease>;
     /// Records a chunk as done.
-    async fn complete_chunk(&self, lease: &ChunkLease, outcome: &ChunkOutcome, now: DateTime<Utc>) -> Result<()>;
+    async fn complete_chunk(
+        &self,
+        lease: &ChunkLease,
+        outcome: &ChunkOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Records a failed attempt.
     async fn fail_chunk(&self, lease: &ChunkLease, error: &str, now: DateTime<Utc>) -> Result<()>;
     /// Ledger rows of a run, by index.

@@ -100,6 +100,14 @@ impl TransformFingerprint {
 ///         Ok(())
 ///     }
 /// }
+///
+/// let at = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+/// let ctx = TransformContext::fixed("bf-001", ExecutionMode::Backfill, at);
+/// let mut out = Vec::new();
+/// Double.apply(&("acct-1".to_owned(), 21), &ctx, &mut out).unwrap();
+/// assert_eq!(out[0].cents, 42);
+/// assert_eq!(out[0].id, ctx.output_id(&["acct-1"]));
+/// assert_eq!(out[0].partition(), "2025-01");
 /// ```
 pub trait DeterministicTransform: fmt::Debug + Send + Sync + 'static {
     /// Input record type.

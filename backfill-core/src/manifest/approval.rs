@@ -148,7 +148,10 @@ impl StoredManifest {
                 version: self.version,
             });
         };
-        if actual != approval.digest || manifest.run_id != self.run_id || manifest.version != self.version {
+        if actual != approval.digest
+            || manifest.run_id != self.run_id
+            || manifest.version != self.version
+        {
             return Err(Error::Tampered {
                 run_id: self.run_id.clone(),
                 expected: approval.digest.to_string(),

@@ -35,7 +35,11 @@ pub struct Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:?}] {} ({}): {}", self.severity, self.code, self.field, self.message)
+        write!(
+            f,
+            "[{:?}] {} ({}): {}",
+            self.severity, self.code, self.field, self.message
+        )
     }
 }
 
@@ -63,7 +67,14 @@ impl Findings {
         self.0.iter().any(|f| f.code == code)
     }
 
-    fn push(&mut self, severity: Severity, code: &str, question: &str, field: &str, message: impl Into<String>) {
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &str,
+        question: &str,
+        field: &str,
+        message: impl Into<String>,
+    ) {
         self.0.push(Finding {
             code: code.into(),
             severity,
@@ -98,27 +109,67 @@ impl RunManifest {
         use Severity::{Blocking, Info, Warning};
         let mut f = Findings::default();
         if self.run_id.as_str().trim().is_empty() {
-            f.push(Blocking, "run_id_missing", Q_REASON, "run_id", "run id is empty");
+            f.push(
+                Blocking,
+                "run_id_missing",
+                Q_REASON,
+                "run_id",
+                "run id is empty",
+            );
         }
         if self.reason.trim().is_empty() {
-            f.push(Blocking, "reason_missing", Q_REASON, "reason", "no business reason given");
+            f.push(
+                Blocking,
+                "reason_missing",
+                Q_REASON,
+                "reason",
+                "no business reason given",
+            );
         }
         if self.requested_by.trim().is_empty() {
-            f.push(Blocking, "requester_missing", Q_REASON, "requested_by", "no requester");
+            f.push(
+                Blocking,
+                "requester_missing",
+                Q_REASON,
+                "requested_by",
+                "no requester",
+            );
         }
         // Input scope.
         match &self.source.range {
-            None => f.push(Blocking, "input_scope_missing", Q_INPUT, "source.range", "no explicit input range"),
-            Some(r) if r.is_empty() => {
-                f.push(Blocking, "input_scope_empty", Q_INPUT, "source.range", format!("input range {r} is empty"))
-            }
+            None => f.push(
+                Blocking,
+                "input_scope_missing",
+                Q_INPUT,
+                "source.range",
+                "no explicit input range",
+            ),
+            Some(r) if r.is_empty() => f.push(
+                Blocking,
+                "input_scope_empty",
+                Q_INPUT,
+                "source.range",
+                format!("input range {r} is empty"),
+            ),
             Some(_) => {}
         }
         if self.source.name.trim().is_empty() {
-            f.push(Blocking, "source_name_missing", Q_INPUT, "source.name", "no source name");
+            f.push(
+                Blocking,
+                "source_name_missing",
+                Q_INPUT,
+                "source.name",
+                "no source name",
+            );
         }
         if self.source.snapshot.is_none() {
-            f.push(Warning, "snapshot_not_pinned", Q_INPUT, "source.snapshot", "input snapshot not pinned; the source may change under the run");
+            f.push(
+                Warning,
+                "snapshot_not_pinned",
+                Q_INPUT,
+                "source.snapshot",
+                "input snapshot not pinned; the source may change under the run",
+            );
         }
         // Warm-up / publish range.
         match (&self.source.range, &self.publish_range) {
@@ -151,30 +202,78 @@ impl RunManifest {
         }
         // Transform.
         if self.transform.name.trim().is_empty() {
-            f.push(Blocking, "transform_name_missing", Q_VERSION, "transform.name", "no transform name");
+            f.push(
+                Blocking,
+                "transform_name_missing",
+                Q_VERSION,
+                "transform.name",
+                "no transform name",
+            );
         }
         if self.transform.version.trim().is_empty() {
-            f.push(Blocking, "transform_version_missing", Q_VERSION, "transform.version", "no transform version");
+            f.push(
+                Blocking,
+                "transform_version_missing",
+                Q_VERSION,
+                "transform.version",
+                "no transform version",
+            );
         } else if !is_semver(&self.transform.version) {
-            f.push(Warning, "transform_version_not_semver", Q_VERSION, "transform.version", format!("`{}` is not MAJOR.MINOR.PATCH", self.transform.version));
+            f.push(
+                Warning,
+                "transform_version_not_semver",
+                Q_VERSION,
+                "transform.version",
+                format!("`{}` is not MAJOR.MINOR.PATCH", self.transform.version),
+            );
         }
         if self.transform.git_commit.is_none() {
-            f.push(Warning, "git_commit_missing", Q_VERSION, "transform.git_commit", "code commit not pinned");
+            f.push(
+                Warning,
+                "git_commit_missing",
+                Q_VERSION,
+                "transform.git_commit",
+                "code commit not pinned",
+            );
         }
         if self.transform.config_hash.is_none() {
-            f.push(Warning, "config_hash_missing", Q_CONFIG, "transform.config_hash", "configuration not hashed");
+            f.push(
+                Warning,
+                "config_hash_missing",
+                Q_CONFIG,
+                "transform.config_hash",
+                "configuration not hashed",
+            );
         }
         for (i, r) in self.transform.reference_data.iter().enumerate() {
             if r.version.trim().is_empty() {
-                f.push(Blocking, "reference_data_unversioned", Q_CONFIG, &format!("transform.reference_data[{i}].version"), format!("reference data `{}` has no version", r.name));
+                f.push(
+                    Blocking,
+                    "reference_data_unversioned",
+                    Q_CONFIG,
+                    &format!("transform.reference_data[{i}].version"),
+                    format!("reference data `{}` has no version", r.name),
+                );
             }
         }
         // Target.
         if self.target.name.trim().is_empty() {
-            f.push(Blocking, "target_name_missing", Q_OUTPUT, "target.name", "no target");
+            f.push(
+                Blocking,
+                "target_name_missing",
+                Q_OUTPUT,
+                "target.name",
+                "no target",
+            );
         }
         match &self.target.mutation {
-            None => f.push(Blocking, "target_mutation_missing", Q_OUTPUT, "target.mutation", "no bounded mutation mode"),
+            None => f.push(
+                Blocking,
+                "target_mutation_missing",
+                Q_OUTPUT,
+                "target.mutation",
+                "no bounded mutation mode",
+            ),
             Some(Mutation::ReplacePartitions) if self.target.partitions.is_empty() => f.push(
                 Blocking,
                 "partitions_missing",
@@ -182,21 +281,42 @@ impl RunManifest {
                 "target.partitions",
                 "replace-partitions without a list of partitions is unbounded",
             ),
-            Some(Mutation::MergeByKey { key, version_column }) if key.is_empty() || version_column.trim().is_empty() => f.push(
+            Some(Mutation::MergeByKey {
+                key,
+                version_column,
+            }) if key.is_empty() || version_column.trim().is_empty() => f.push(
                 Blocking,
                 "merge_unguarded",
                 Q_OUTPUT,
                 "target.mutation",
                 "merge needs a business key and a version column",
             ),
-            Some(m) => f.push(Info, "publication_strategy", Q_PUBLISH, "target.mutation", format!("publish by {}", m.name())),
+            Some(m) => f.push(
+                Info,
+                "publication_strategy",
+                Q_PUBLISH,
+                "target.mutation",
+                format!("publish by {}", m.name()),
+            ),
         }
         if self.target.consumers.is_empty() {
-            f.push(Warning, "consumers_unknown", Q_CONSUMERS, "target.consumers", "impacted downstream consumers not listed");
+            f.push(
+                Warning,
+                "consumers_unknown",
+                Q_CONSUMERS,
+                "target.consumers",
+                "impacted downstream consumers not listed",
+            );
         }
         // Side effects.
         match &self.safety.side_effects {
-            None => f.push(Blocking, "side_effect_policy_missing", Q_SIDE, "safety.side_effects", "no side-effect policy"),
+            None => f.push(
+                Blocking,
+                "side_effect_policy_missing",
+                Q_SIDE,
+                "safety.side_effects",
+                "no side-effect policy",
+            ),
             Some(p) if p.allowed && p.allowed_sinks.is_empty() => f.push(
                 Warning,
                 "side_effects_unbounded",
@@ -208,26 +328,66 @@ impl RunManifest {
         }
         // Validation.
         match &self.validation {
-            None => f.push(Blocking, "validation_plan_missing", Q_GATES, "validation", "no validation plan"),
-            Some(v) if v.is_empty() => f.push(Blocking, "validation_plan_empty", Q_GATES, "validation", "validation plan has no checks"),
+            None => f.push(
+                Blocking,
+                "validation_plan_missing",
+                Q_GATES,
+                "validation",
+                "no validation plan",
+            ),
+            Some(v) if v.is_empty() => f.push(
+                Blocking,
+                "validation_plan_empty",
+                Q_GATES,
+                "validation",
+                "validation plan has no checks",
+            ),
             Some(v) => {
                 if v.count_tolerance.is_none() && !v.checksum_required {
-                    f.push(Warning, "no_reconciliation", Q_RECON, "validation", "neither a count tolerance nor a checksum proves completeness");
+                    f.push(
+                        Warning,
+                        "no_reconciliation",
+                        Q_RECON,
+                        "validation",
+                        "neither a count tolerance nor a checksum proves completeness",
+                    );
                 }
             }
         }
         // Cost and privacy.
         if self.safety.max_rows_expected.is_none() {
-            f.push(Warning, "max_rows_unbounded", Q_COST, "safety.max_rows_expected", "no row ceiling");
+            f.push(
+                Warning,
+                "max_rows_unbounded",
+                Q_COST,
+                "safety.max_rows_expected",
+                "no row ceiling",
+            );
         }
         if self.safety.max_cost_usd.is_none() {
-            f.push(Warning, "max_cost_unbounded", Q_COST, "safety.max_cost_usd", "no cost ceiling");
+            f.push(
+                Warning,
+                "max_cost_unbounded",
+                Q_COST,
+                "safety.max_cost_usd",
+                "no cost ceiling",
+            );
         }
         match &self.privacy {
-            None => f.push(Warning, "privacy_unanswered", Q_PRIVACY, "privacy", "purpose and retention not stated"),
-            Some(p) if !p.retention_checked || !p.erasure_checked => {
-                f.push(Warning, "privacy_unchecked", Q_PRIVACY, "privacy", "retention or erasure not checked")
-            }
+            None => f.push(
+                Warning,
+                "privacy_unanswered",
+                Q_PRIVACY,
+                "privacy",
+                "purpose and retention not stated",
+            ),
+            Some(p) if !p.retention_checked || !p.erasure_checked => f.push(
+                Warning,
+                "privacy_unchecked",
+                Q_PRIVACY,
+                "privacy",
+                "retention or erasure not checked",
+            ),
             Some(_) => {}
         }
         f
@@ -237,5 +397,8 @@ impl RunManifest {
 fn is_semver(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<_> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }

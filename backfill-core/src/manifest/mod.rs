@@ -380,10 +380,13 @@ impl RunManifest {
 
     /// The target's mutation mode, or a typed error naming the field when it is missing.
     pub fn mutation(&self) -> Result<&Mutation> {
-        self.target.mutation.as_ref().ok_or_else(|| Error::InvalidManifest {
-            run_id: self.run_id.clone(),
-            field: "target.mutation".into(),
-            message: "missing".into(),
-        })
+        self.target
+            .mutation
+            .as_ref()
+            .ok_or_else(|| Error::InvalidManifest {
+                run_id: self.run_id.clone(),
+                field: "target.mutation".into(),
+                message: "missing".into(),
+            })
     }
 }

@@ -93,7 +93,9 @@ impl InputRange {
             (Self::Offsets { partitions }, Self::Offsets { partitions: inner }) => {
                 Some(inner.iter().all(|i| {
                     partitions.iter().any(|o| {
-                        o.partition == i.partition && i.from >= o.from && i.to_exclusive <= o.to_exclusive
+                        o.partition == i.partition
+                            && i.from >= o.from
+                            && i.to_exclusive <= o.to_exclusive
                     })
                 }))
             }
@@ -118,7 +120,12 @@ impl fmt::Display for InputRange {
         match self {
             Self::Dates { from, to_exclusive } => write!(f, "dates[{from}, {to_exclusive})"),
             Self::Timestamps { from, to_exclusive } => {
-                write!(f, "time[{}, {})", from.to_rfc3339(), to_exclusive.to_rfc3339())
+                write!(
+                    f,
+                    "time[{}, {})",
+                    from.to_rfc3339(),
+                    to_exclusive.to_rfc3339()
+                )
             }
             Self::Offsets { partitions } => {
                 f.write_str("offsets")?;

@@ -67,7 +67,10 @@ impl<R: OutputRow> MemoryPublisher<R> {
 
     /// Everything readers see now, by partition (for tests and examples).
     pub fn snapshot(&self) -> BTreeMap<PartitionKey, Vec<R>> {
-        self.state.lock().map(|s| s.current.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.current.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -77,15 +80,28 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
         self.descriptor.clone()
     }
 
-    async fn publish(&self, req: PublishRequest<'_>, staged: &dyn StagingSink<R>) -> Result<PublishReceipt> {
+    async fn publish(
+        &self,
+        req: PublishRequest<'_>,
+        staged: &dyn StagingSink<R>,
+    ) -> Result<PublishReceipt> {
         let mutation = req.manifest.mutation()?.clone();
-        if matches!(mutation, Mutation::MergeByKey { .. } | Mutation::CorrectionEvents) {
+        if matches!(
+            mutation,
+            Mutation::MergeByKey { .. } | Mutation::CorrectionEvents
+        ) {
             return Err(Error::NotSupported {
                 adapter: ADAPTER,
                 operation: mutation.name(),
             });
         }
-        if let Some(done) = self.state.lock().map_err(|_| poisoned())?.runs.get(req.run_id) {
+        if let Some(done) = self
+            .state
+            .lock()
+            .map_err(|_| poisoned())?
+            .runs
+            .get(req.run_id)
+        {
             return Ok(done.receipt.clone());
         }
         // Read everything first, then switch under one lock: readers see all or nothing.
@@ -129,7 +145,11 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
         for (p, v) in &rows {
             total += v.len() as u64;
             match mutation {
-                Mutation::AppendWithRunId => state.current.entry(p.clone()).or_default().extend(v.iter().cloned()),
+                Mutation::AppendWithRunId => state
+                    .current
+                    .entry(p.clone())
+                    .or_default()
+                    .extend(v.iter().cloned()),
                 _ => {
                     state.current.insert(p.clone(), v.clone());
                 }
@@ -171,7 +191,10 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
             run_id: run.clone(),
             what: "publication in memory target".into(),
         };
-        let from = state.runs.get(req.from).ok_or_else(|| not_found(req.from))?;
+        let from = state
+            .runs
+            .get(req.from)
+            .ok_or_else(|| not_found(req.from))?;
         let to = state.runs.get(req.to).ok_or_else(|| not_found(req.to))?;
         let mut restore: Partitions<R> = BTreeMap::new();
         for p in from.rows.keys() {

@@ -59,7 +59,11 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
         self.descriptor.clone()
     }
 
-    async fn stage(&self, req: StageRequest<'_>, mut rows: BoxStream<'_, Result<Vec<R>>>) -> Result<StageReceipt> {
+    async fn stage(
+        &self,
+        req: StageRequest<'_>,
+        mut rows: BoxStream<'_, Result<Vec<R>>>,
+    ) -> Result<StageReceipt> {
         // Collect the whole attempt first: a failed or dropped attempt never touches the slot.
         let mut all = Vec::new();
         let mut batches = 0u64;
@@ -88,7 +92,11 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
         let snapshot: Result<Vec<Vec<R>>> = self
             .staged
             .lock()
-            .map(|s| s.get(run_id).map(|c| c.values().cloned().collect()).unwrap_or_default())
+            .map(|s| {
+                s.get(run_id)
+                    .map(|c| c.values().cloned().collect())
+                    .unwrap_or_default()
+            })
             .map_err(|_| poisoned());
         match snapshot {
             Ok(chunks) => stream::iter(chunks.into_iter().map(Ok)).boxed(),

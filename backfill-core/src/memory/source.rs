@@ -49,7 +49,10 @@ impl<I> fmt::Debug for MemorySource<I> {
 
 impl<I: Clone + Send + Sync + 'static> MemorySource<I> {
     /// Records with a business date; chunks are calendar months of the manifest's date range.
-    pub fn by_date(records: Vec<I>, date_of: impl Fn(&I) -> NaiveDate + Send + Sync + 'static) -> Self {
+    pub fn by_date(
+        records: Vec<I>,
+        date_of: impl Fn(&I) -> NaiveDate + Send + Sync + 'static,
+    ) -> Self {
         Self {
             records: Arc::new(records),
             date_of: Some(Arc::new(date_of)),
@@ -138,10 +141,14 @@ impl<I: Clone + Send + Sync + 'static> BackfillSource<I> for MemorySource<I> {
             message: format!("memory source cannot plan {what}"),
         };
         let chunks = match (&manifest.source.range, self.chunk_by) {
-            (Some(InputRange::Dates { from, to_exclusive }), ChunkBy::Month | ChunkBy::Days(_)) if self.date_of.is_some() => {
+            (Some(InputRange::Dates { from, to_exclusive }), ChunkBy::Month | ChunkBy::Days(_))
+                if self.date_of.is_some() =>
+            {
                 self.date_chunks(*from, *to_exclusive)
             }
-            (Some(InputRange::Offsets { partitions }), ChunkBy::Offsets(size)) if self.date_of.is_none() => {
+            (Some(InputRange::Offsets { partitions }), ChunkBy::Offsets(size))
+                if self.date_of.is_none() =>
+            {
                 let mut chunks = Vec::new();
                 for p in partitions {
                     let mut start = p.from;
@@ -192,7 +199,9 @@ impl<I: Clone + Send + Sync + 'static> BackfillSource<I> for MemorySource<I> {
                 .filter(|p| p.partition == 0)
                 .flat_map(|p| {
                     let from = usize::try_from(p.from.max(0)).unwrap_or(0);
-                    let to = usize::try_from(p.to_exclusive.max(0)).unwrap_or(0).min(records.len());
+                    let to = usize::try_from(p.to_exclusive.max(0))
+                        .unwrap_or(0)
+                        .min(records.len());
                     from..to.max(from)
                 })
                 .collect(),

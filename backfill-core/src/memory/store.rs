@@ -14,7 +14,8 @@ use crate::manifest::StoredManifest;
 use crate::plan::ResolvedPlan;
 use crate::state::Transition;
 use crate::store::{
-    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus, Evidence, EvidenceKind, RunRecord, RunStore,
+    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus, Evidence, EvidenceKind,
+    RunRecord, RunStore,
 };
 
 #[derive(Debug, Default)]
@@ -61,10 +62,13 @@ impl MemoryStore {
     /// out-of-band edit of the database would. For tests that prove tampering is detected.
     pub fn overwrite_manifest_json(&self, run_id: &RunId, json: &str) -> Result<()> {
         let mut inner = self.lock()?;
-        let m = inner.manifests.get_mut(run_id).ok_or_else(|| Error::NotFound {
-            run_id: run_id.clone(),
-            what: "manifest".into(),
-        })?;
+        let m = inner
+            .manifests
+            .get_mut(run_id)
+            .ok_or_else(|| Error::NotFound {
+                run_id: run_id.clone(),
+                what: "manifest".into(),
+            })?;
         m.json = json.to_owned();
         Ok(())
     }
@@ -103,12 +107,16 @@ impl RunStore for MemoryStore {
     async fn put_manifest(&self, manifest: &StoredManifest) -> Result<()> {
         let mut inner = self.lock()?;
         match inner.manifests.get_mut(&manifest.run_id) {
-            Some(existing) if existing.digest != manifest.digest || existing.version != manifest.version => Err(conflict(
-                &manifest.run_id,
-                "manifest",
-                &existing.digest,
-                &manifest.digest,
-            )),
+            Some(existing)
+                if existing.digest != manifest.digest || existing.version != manifest.version =>
+            {
+                Err(conflict(
+                    &manifest.run_id,
+                    "manifest",
+                    &existing.digest,
+                    &manifest.digest,
+                ))
+            }
             Some(existing) => {
                 if existing.approval.is_none() {
                     existing.approval.clone_from(&manifest.approval);
@@ -116,7 +124,9 @@ impl RunStore for MemoryStore {
                 Ok(())
             }
             None => {
-                inner.manifests.insert(manifest.run_id.clone(), manifest.clone());
+                inner
+                    .manifests
+                    .insert(manifest.run_id.clone(), manifest.clone());
                 Ok(())
             }
         }
@@ -141,21 +151,33 @@ impl RunStore for MemoryStore {
 
     async fn transition(&self, t: &Transition) -> Result<()> {
         let mut inner = self.lock()?;
-        let run = inner.runs.get_mut(&t.run_id).ok_or_else(|| Error::NotFound {
-            run_id: t.run_id.clone(),
-            what: "run".into(),
-        })?;
+        let run = inner
+            .runs
+            .get_mut(&t.run_id)
+            .ok_or_else(|| Error::NotFound {
+                run_id: t.run_id.clone(),
+                what: "run".into(),
+            })?;
         if run.state != t.from {
             return Err(conflict(&t.run_id, "run state", t.from, run.state));
         }
         run.state = t.to;
         run.updated_at = t.at;
-        inner.transitions.entry(t.run_id.clone()).or_default().push(t.clone());
+        inner
+            .transitions
+            .entry(t.run_id.clone())
+            .or_default()
+            .push(t.clone());
         Ok(())
     }
 
     async fn transitions(&self, run_id: &RunId) -> Result<Vec<Transition>> {
-        Ok(self.lock()?.transitions.get(run_id).cloned().unwrap_or_default())
+        Ok(self
+            .lock()?
+            .transitions
+            .get(run_id)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn put_plan(&self, plan: &ResolvedPlan) -> Result<()> {
@@ -164,7 +186,12 @@ impl RunStore for MemoryStore {
             return if existing.same_work(plan) {
                 Ok(())
             } else {
-                Err(conflict(&plan.run_id, "plan", "no plan or the same plan", "a different plan"))
+                Err(conflict(
+                    &plan.run_id,
+                    "plan",
+                    "no plan or the same plan",
+                    "a different plan",
+                ))
             };
         }
         let chunks = plan
@@ -234,7 +261,12 @@ impl RunStore for MemoryStore {
         }))
     }
 
-    async fn heartbeat(&self, lease: &ChunkLease, now: DateTime<Utc>, lease_for: Duration) -> Result<ChunkLease> {
+    async fn heartbeat(
+        &self,
+        lease: &ChunkLease,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+    ) -> Result<ChunkLease> {
         let mut inner = self.lock()?;
         let chunk = Self::chunk_mut(&mut inner, lease)?;
         let expires_at = now + lease_duration(lease_for);
@@ -245,7 +277,12 @@ impl RunStore for MemoryStore {
         })
     }
 
-    async fn complete_chunk(&self, lease: &ChunkLease, outcome: &ChunkOutcome, now: DateTime<Utc>) -> Result<()> {
+    async fn complete_chunk(
+        &self,
+        lease: &ChunkLease,
+        outcome: &ChunkOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let mut inner = self.lock()?;
         let chunk = Self::chunk_mut(&mut inner, lease)?;
         chunk.status = ChunkStatus::Done;
@@ -294,7 +331,12 @@ impl RunStore for MemoryStore {
     }
 
     async fn evidence(&self, run_id: &RunId) -> Result<Vec<Evidence>> {
-        Ok(self.lock()?.evidence.get(run_id).cloned().unwrap_or_default())
+        Ok(self
+            .lock()?
+            .evidence
+            .get(run_id)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn accepted(&self, target: &str) -> Result<Option<AcceptedPointer>> {

@@ -60,7 +60,12 @@ impl<T: DeterministicTransform> Runner<T> {
             return self.check_plan(approved, plan);
         }
         let source_plan = self.source.plan(approved.manifest()).await?;
-        let plan = ResolvedPlan::new(run_id, approved.digest().clone(), source_plan, self.clock.now());
+        let plan = ResolvedPlan::new(
+            run_id,
+            approved.digest().clone(),
+            source_plan,
+            self.clock.now(),
+        );
         match self.store.put_plan(&plan).await {
             Ok(()) => {}
             // Another worker planned first: use theirs.
@@ -104,7 +109,10 @@ impl<T: DeterministicTransform> Runner<T> {
         let run_id = approved.run_id();
         let plan = self.ensure_plan(approved).await?;
         let chunks = self.store.chunks(run_id).await?;
-        let done = chunks.iter().filter(|c| c.status == ChunkStatus::Done).count();
+        let done = chunks
+            .iter()
+            .filter(|c| c.status == ChunkStatus::Done)
+            .count();
         let rows_done: u64 = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
@@ -125,7 +133,8 @@ impl<T: DeterministicTransform> Runner<T> {
             approved,
             ctx: TransformContext::for_manifest(m, plan.planned_at),
             plan,
-            allowed: (!m.target.partitions.is_empty()).then(|| m.target.partitions.iter().cloned().collect()),
+            allowed: (!m.target.partitions.is_empty())
+                .then(|| m.target.partitions.iter().cloned().collect()),
             throttle: Throttle::new(&m.safety.limits),
             metrics,
             rows_total: AtomicU64::new(rows_done),
@@ -142,8 +151,14 @@ impl<T: DeterministicTransform> Runner<T> {
             } else {
                 crate::state::RunState::Failed
             };
-            self.transition(run_id, crate::state::RunState::Running, to, &self.actor(), &e.to_string())
-                .await?;
+            self.transition(
+                run_id,
+                crate::state::RunState::Running,
+                to,
+                &self.actor(),
+                &e.to_string(),
+            )
+            .await?;
             return Err(e);
         }
         Ok(())
@@ -155,10 +170,13 @@ impl<T: DeterministicTransform> Runner<T> {
         let worker = format!("{}/{index}", self.options.worker_id);
         let retry = self.options.retry;
         let mut attempts: HashMap<crate::ids::ChunkId, u32> = HashMap::new();
-        let poll = (self.options.lease_for / 10).clamp(Duration::from_millis(10), Duration::from_millis(500));
+        let poll = (self.options.lease_for / 10)
+            .clamp(Duration::from_millis(10), Duration::from_millis(500));
         while !sh.stop.load(Ordering::SeqCst) {
             if self.cancel.is_cancelled() {
-                sh.fail(Error::Cancelled { run_id: run_id.clone() });
+                sh.fail(Error::Cancelled {
+                    run_id: run_id.clone(),
+                });
                 return;
             }
             let lease = match self
@@ -209,7 +227,10 @@ impl<T: DeterministicTransform> Runner<T> {
             let now = self.clock.now();
             match result {
                 Ok(outcome) => {
-                    if let Err(e) = self.record_chunk(sh, &lease, &label, &outcome, now, started).await {
+                    if let Err(e) = self
+                        .record_chunk(sh, &lease, &label, &outcome, now, started)
+                        .await
+                    {
                         // A lost lease means another worker owns the chunk now; its result counts.
                         if e.kind() != crate::ErrorKind::Conflict {
                             sh.fail(e);
@@ -266,7 +287,9 @@ impl<T: DeterministicTransform> Runner<T> {
             )
             .await?;
         sh.metrics.chunks.increment(1);
-        sh.metrics.chunk_seconds.record(started.elapsed().as_secs_f64());
+        sh.metrics
+            .chunk_seconds
+            .record(started.elapsed().as_secs_f64());
         let done = sh.done.fetch_add(1, Ordering::SeqCst) + 1;
         self.emit(
             run_id,
@@ -281,7 +304,12 @@ impl<T: DeterministicTransform> Runner<T> {
     }
 
     /// Streams one chunk through the transform into the staging sink, renewing the lease meanwhile.
-    async fn run_chunk(&self, sh: &Shared<'_>, lease: &ChunkLease, label: &str) -> Result<ChunkOutcome> {
+    async fn run_chunk(
+        &self,
+        sh: &Shared<'_>,
+        lease: &ChunkLease,
+        label: &str,
+    ) -> Result<ChunkOutcome> {
         let chunk = PlannedChunk {
             id: lease.chunk_id.clone(),
             index: lease.index,
@@ -301,8 +329,12 @@ impl<T: DeterministicTransform> Runner<T> {
             staged = self.sink.stage(req, rows) => { staged?; }
             lost = self.keep_lease(lease) => return Err(lost),
         }
-        sh.metrics.sink_ms.record(started.elapsed().as_secs_f64() * 1000.0);
-        let acc = acc.into_inner().map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
+        sh.metrics
+            .sink_ms
+            .record(started.elapsed().as_secs_f64() * 1000.0);
+        let acc = acc
+            .into_inner()
+            .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
         Ok(acc.outcome)
     }
 
@@ -362,7 +394,9 @@ impl<T: DeterministicTransform> Runner<T> {
                 });
             }
         }
-        let mut acc = acc.lock().map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
+        let mut acc = acc
+            .lock()
+            .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
         let ChunkAcc { outcome, scratch } = &mut *acc;
         let mut bytes = 0u64;
         for row in &out {
@@ -406,7 +440,11 @@ impl<T: DeterministicTransform> Runner<T> {
         let mut lease = lease.clone();
         loop {
             tokio::time::sleep(every).await;
-            match self.store.heartbeat(&lease, self.clock.now(), self.options.lease_for).await {
+            match self
+                .store
+                .heartbeat(&lease, self.clock.now(), self.options.lease_for)
+                .await
+            {
                 Ok(renewed) => lease = renewed,
                 Err(e) if e.is_retryable() => {}
                 Err(e) => return e,

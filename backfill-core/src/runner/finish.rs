@@ -18,7 +18,10 @@ use crate::transform::DeterministicTransform;
 use crate::validate::{DigestMatchesLedger, ValidationContext, Validator, Verdict};
 
 impl<T: DeterministicTransform> Runner<T> {
-    async fn ledger_digests(&self, run_id: &RunId) -> Result<(Vec<crate::store::ChunkRecord>, PartitionDigests)> {
+    async fn ledger_digests(
+        &self,
+        run_id: &RunId,
+    ) -> Result<(Vec<crate::store::ChunkRecord>, PartitionDigests)> {
         let chunks = self.store.chunks(run_id).await?;
         let mut ledger = PartitionDigests::default();
         for c in chunks.iter().filter(|c| c.status == ChunkStatus::Done) {
@@ -61,30 +64,53 @@ impl<T: DeterministicTransform> Runner<T> {
                 Verdict::NeedsReview => review = true,
             }
             self.store
-                .append_evidence(run_id, self.clock.now(), &self.actor(), EvidenceKind::Validation, json!(outcome))
+                .append_evidence(
+                    run_id,
+                    self.clock.now(),
+                    &self.actor(),
+                    EvidenceKind::Validation,
+                    json!(outcome),
+                )
                 .await?;
         }
         let actor = self.actor();
         if !failed.is_empty() {
-            self.transition(run_id, RunState::Staged, RunState::Rejected, &actor, &format!("failed: {}", failed.join(", ")))
-                .await?;
+            self.transition(
+                run_id,
+                RunState::Staged,
+                RunState::Rejected,
+                &actor,
+                &format!("failed: {}", failed.join(", ")),
+            )
+            .await?;
             return Err(Error::ValidationFailed {
                 run_id: run_id.clone(),
                 failed,
             });
         }
-        let to = if review { RunState::AwaitingReview } else { RunState::Validated };
+        let to = if review {
+            RunState::AwaitingReview
+        } else {
+            RunState::Validated
+        };
         let why = if review {
             "business delta over threshold: owner review required"
         } else {
             "all validators passed"
         };
-        self.transition(run_id, RunState::Staged, to, &actor, why).await?;
+        self.transition(run_id, RunState::Staged, to, &actor, why)
+            .await?;
         Ok(to)
     }
 
     /// An owner's decision on a run waiting in `AwaitingReview`. The reviewer may not be the requester.
-    pub async fn review(&self, run_id: &RunId, accept: bool, by: &str, reason: &str) -> Result<RunState> {
+    pub async fn review(
+        &self,
+        run_id: &RunId,
+        accept: bool,
+        by: &str,
+        reason: &str,
+    ) -> Result<RunState> {
         let (approved, record) = self.load(run_id).await?;
         if by.trim().is_empty() || by.trim() == approved.manifest().requested_by.trim() {
             return Err(Error::SelfApproval {
@@ -92,7 +118,11 @@ impl<T: DeterministicTransform> Runner<T> {
                 principal: by.into(),
             });
         }
-        let to = if accept { RunState::Validated } else { RunState::Rejected };
+        let to = if accept {
+            RunState::Validated
+        } else {
+            RunState::Rejected
+        };
         record.state.check_transition(to, run_id)?;
         if record.state != RunState::AwaitingReview {
             return Err(Error::IllegalTransition {
@@ -103,9 +133,16 @@ impl<T: DeterministicTransform> Runner<T> {
         }
         let now = self.clock.now();
         self.store
-            .append_evidence(run_id, now, by, EvidenceKind::Review, json!({"accept": accept, "reason": reason}))
+            .append_evidence(
+                run_id,
+                now,
+                by,
+                EvidenceKind::Review,
+                json!({"accept": accept, "reason": reason}),
+            )
             .await?;
-        self.transition(run_id, RunState::AwaitingReview, to, by, reason).await?;
+        self.transition(run_id, RunState::AwaitingReview, to, by, reason)
+            .await?;
         Ok(to)
     }
 
@@ -131,7 +168,11 @@ impl<T: DeterministicTransform> Runner<T> {
     /// Publishes, moves the accepted pointer and supersedes the previous accepted run. After an unknown
     /// outcome (crash or timeout after the target committed) it asks the publisher first and never
     /// publishes twice.
-    pub(super) async fn publish_approved(&self, approved: &ApprovedManifest, by: &str) -> Result<PublishReceipt> {
+    pub(super) async fn publish_approved(
+        &self,
+        approved: &ApprovedManifest,
+        by: &str,
+    ) -> Result<PublishReceipt> {
         let m = approved.manifest();
         let run_id = approved.run_id();
         if m.mode == ExecutionMode::DryRun {
@@ -166,7 +207,13 @@ impl<T: DeterministicTransform> Runner<T> {
         };
         let now = self.clock.now();
         self.store
-            .append_evidence(run_id, now, by, EvidenceKind::Published, json!({"receipt": receipt, "previous": previous}))
+            .append_evidence(
+                run_id,
+                now,
+                by,
+                EvidenceKind::Published,
+                json!({"receipt": receipt, "previous": previous}),
+            )
             .await?;
         if current.as_ref().map(|p| &p.run_id) != Some(run_id) {
             let pointer = AcceptedPointer {
@@ -175,21 +222,44 @@ impl<T: DeterministicTransform> Runner<T> {
                 accepted_at: now,
                 accepted_by: by.into(),
             };
-            self.store.swap_accepted(current.as_ref().map(|p| &p.run_id), &pointer).await?;
             self.store
-                .append_evidence(run_id, now, by, EvidenceKind::PointerMoved, json!({"target": m.target.name, "from": previous, "to": run_id}))
+                .swap_accepted(current.as_ref().map(|p| &p.run_id), &pointer)
+                .await?;
+            self.store
+                .append_evidence(
+                    run_id,
+                    now,
+                    by,
+                    EvidenceKind::PointerMoved,
+                    json!({"target": m.target.name, "from": previous, "to": run_id}),
+                )
                 .await?;
         }
-        self.transition(run_id, RunState::Validated, RunState::Published, by, "published").await?;
+        self.transition(
+            run_id,
+            RunState::Validated,
+            RunState::Published,
+            by,
+            "published",
+        )
+        .await?;
         if let Some(prev) = &previous {
             if let Some(rec) = self.store.run(prev).await? {
                 if rec.state == RunState::Published {
-                    self.transition(prev, RunState::Published, RunState::Superseded, by, &format!("superseded by run {run_id}"))
-                        .await?;
+                    self.transition(
+                        prev,
+                        RunState::Published,
+                        RunState::Superseded,
+                        by,
+                        &format!("superseded by run {run_id}"),
+                    )
+                    .await?;
                 }
             }
         }
-        RunMetrics::new(m).publish_seconds.record(started.elapsed().as_secs_f64());
+        RunMetrics::new(m)
+            .publish_seconds
+            .record(started.elapsed().as_secs_f64());
         Ok(receipt)
     }
 
@@ -206,11 +276,25 @@ impl<T: DeterministicTransform> Runner<T> {
 
     /// Moves a target back to an earlier accepted run `to`: the publisher restores its output, the
     /// pointer moves back, the current run becomes `RolledBack` and `to` becomes `Published` again.
-    pub async fn rollback(&self, target: &str, to: &RunId, by: &str, reason: &str) -> Result<PublishReceipt> {
-        let current = self.store.accepted(target).await?.ok_or_else(|| not_found(to, &format!("accepted run of {target}")))?;
+    pub async fn rollback(
+        &self,
+        target: &str,
+        to: &RunId,
+        by: &str,
+        reason: &str,
+    ) -> Result<PublishReceipt> {
+        let current = self
+            .store
+            .accepted(target)
+            .await?
+            .ok_or_else(|| not_found(to, &format!("accepted run of {target}")))?;
         let from = current.run_id.clone();
         let (from_manifest, _) = self.load(&from).await?;
-        let to_record = self.store.run(to).await?.ok_or_else(|| not_found(to, "run"))?;
+        let to_record = self
+            .store
+            .run(to)
+            .await?
+            .ok_or_else(|| not_found(to, "run"))?;
         if from == *to {
             return Err(Error::IllegalTransition {
                 run_id: to.clone(),
@@ -247,9 +331,16 @@ impl<T: DeterministicTransform> Runner<T> {
                 .append_evidence(run, now, by, EvidenceKind::RolledBack, json!({"target": target, "from": from, "to": to, "reason": reason, "receipt": receipt}))
                 .await?;
         }
-        self.transition(&from, RunState::Published, RunState::RolledBack, by, reason).await?;
-        self.transition(to, RunState::Superseded, RunState::Published, by, &format!("reinstated by rollback of {from}: {reason}"))
+        self.transition(&from, RunState::Published, RunState::RolledBack, by, reason)
             .await?;
+        self.transition(
+            to,
+            RunState::Superseded,
+            RunState::Published,
+            by,
+            &format!("reinstated by rollback of {from}: {reason}"),
+        )
+        .await?;
         Ok(receipt)
     }
 }

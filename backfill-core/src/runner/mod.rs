@@ -112,7 +112,9 @@ impl RetryPolicy {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -302,6 +304,12 @@ impl<T: DeterministicTransform> RunnerBuilder<T> {
         self
     }
 
+    /// Uses an existing cancel handle (so a listener or signal handler made earlier can cancel this runner).
+    pub fn cancel_with(mut self, handle: CancelHandle) -> Self {
+        self.runner.cancel = handle;
+        self
+    }
+
     /// Sets a progress listener.
     pub fn progress(mut self, listener: Arc<dyn ProgressListener>) -> Self {
         self.runner.progress = Some(listener);
@@ -374,15 +382,31 @@ impl<T: DeterministicTransform> Runner<T> {
         let m = approved.manifest();
         self.store_new_run(m, &stored).await?;
         let approval = approved.approval();
-        self.transition_at(run_id, RunState::Draft, RunState::Approved, &approval.approved_by, "approved", approval.approved_at)
-            .await?;
+        self.transition_at(
+            run_id,
+            RunState::Draft,
+            RunState::Approved,
+            &approval.approved_by,
+            "approved",
+            approval.approved_at,
+        )
+        .await?;
         self.store
-            .append_evidence(run_id, approval.approved_at, &approval.approved_by, EvidenceKind::Approved, json!(approval))
+            .append_evidence(
+                run_id,
+                approval.approved_at,
+                &approval.approved_by,
+                EvidenceKind::Approved,
+                json!(approval),
+            )
             .await?;
         if let Some(prev) = &m.supersedes {
             self.cancel_superseded_version(&prev.run_id, run_id).await?;
         }
-        self.store.run(run_id).await?.ok_or_else(|| not_found(run_id, "run"))
+        self.store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "run"))
     }
 
     /// Stores a draft (unapproved) manifest and creates its run in `Draft`, so the request is on record
@@ -394,14 +418,25 @@ impl<T: DeterministicTransform> Runner<T> {
             return self.same_manifest(existing, &stored);
         }
         self.store_new_run(manifest, &stored).await?;
-        self.store.run(&manifest.run_id).await?.ok_or_else(|| not_found(&manifest.run_id, "run"))
+        self.store
+            .run(&manifest.run_id)
+            .await?
+            .ok_or_else(|| not_found(&manifest.run_id, "run"))
     }
 
     /// Approves a stored draft: re-checks findings and self-approval, binds the approval to the stored
     /// digest and moves the run from `Draft` to `Approved`.
     pub async fn approve_draft(&self, run_id: &RunId, approver: &str) -> Result<RunRecord> {
-        let record = self.store.run(run_id).await?.ok_or_else(|| not_found(run_id, "run"))?;
-        let stored = self.store.manifest(run_id).await?.ok_or_else(|| not_found(run_id, "manifest"))?;
+        let record = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "run"))?;
+        let stored = self
+            .store
+            .manifest(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "manifest"))?;
         if stored.approval.is_some() || record.state != RunState::Draft {
             return Err(Error::Immutable {
                 run_id: run_id.clone(),
@@ -419,12 +454,28 @@ impl<T: DeterministicTransform> Runner<T> {
         let approved = manifest.approve(approver, self.clock.now())?;
         self.store.put_manifest(&approved.to_stored()).await?;
         let approval = approved.approval();
-        self.transition_at(run_id, RunState::Draft, RunState::Approved, approver, "approved", approval.approved_at)
+        self.transition_at(
+            run_id,
+            RunState::Draft,
+            RunState::Approved,
+            approver,
+            "approved",
+            approval.approved_at,
+        )
+        .await?;
+        self.store
+            .append_evidence(
+                run_id,
+                approval.approved_at,
+                approver,
+                EvidenceKind::Approved,
+                json!(approval),
+            )
             .await?;
         self.store
-            .append_evidence(run_id, approval.approved_at, approver, EvidenceKind::Approved, json!(approval))
-            .await?;
-        self.store.run(run_id).await?.ok_or_else(|| not_found(run_id, "run"))
+            .run(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "run"))
     }
 
     fn same_manifest(&self, existing: RunRecord, stored: &StoredManifest) -> Result<RunRecord> {
@@ -472,16 +523,30 @@ impl<T: DeterministicTransform> Runner<T> {
             return Ok(());
         };
         if rec.state.can_transition_to(RunState::Cancelled) {
-            self.transition(old, rec.state, RunState::Cancelled, &self.actor(), &format!("manifest amended by run {new}"))
-                .await?;
+            self.transition(
+                old,
+                rec.state,
+                RunState::Cancelled,
+                &self.actor(),
+                &format!("manifest amended by run {new}"),
+            )
+            .await?;
         }
         Ok(())
     }
 
     /// Loads a run's manifest and verifies it: digest, approval, findings. Nothing runs before this.
     pub async fn load(&self, run_id: &RunId) -> Result<(ApprovedManifest, RunRecord)> {
-        let record = self.store.run(run_id).await?.ok_or_else(|| not_found(run_id, "run"))?;
-        let stored = self.store.manifest(run_id).await?.ok_or_else(|| not_found(run_id, "manifest"))?;
+        let record = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "run"))?;
+        let stored = self
+            .store
+            .manifest(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "manifest"))?;
         let approved = stored.verify()?;
         if *approved.digest() != record.manifest_digest {
             return Err(Error::Tampered {
@@ -496,7 +561,11 @@ impl<T: DeterministicTransform> Runner<T> {
     /// Refuses a transform that is not the manifest's, and sinks the policy forbids.
     fn preflight(&self, m: &RunManifest) -> Result<()> {
         let fp = self.transform.fingerprint();
-        let config_mismatch = m.transform.config_hash.as_ref().is_some_and(|h| *h != fp.config_hash);
+        let config_mismatch = m
+            .transform
+            .config_hash
+            .as_ref()
+            .is_some_and(|h| *h != fp.config_hash);
         if fp.name != m.transform.name || fp.version != m.transform.version || config_mismatch {
             return Err(Error::InvalidManifest {
                 run_id: m.run_id.clone(),
@@ -517,8 +586,16 @@ impl<T: DeterministicTransform> Runner<T> {
     }
 
     /// Records a transition (compare-and-set) and its evidence.
-    async fn transition(&self, run_id: &RunId, from: RunState, to: RunState, by: &str, reason: &str) -> Result<()> {
-        self.transition_at(run_id, from, to, by, reason, self.clock.now()).await
+    async fn transition(
+        &self,
+        run_id: &RunId,
+        from: RunState,
+        to: RunState,
+        by: &str,
+        reason: &str,
+    ) -> Result<()> {
+        self.transition_at(run_id, from, to, by, reason, self.clock.now())
+            .await
     }
 
     async fn transition_at(
@@ -573,22 +650,43 @@ impl<T: DeterministicTransform> Runner<T> {
                     })
                 }
                 RunState::Approved | RunState::Failed => {
-                    let why = if state == RunState::Failed { "resume" } else { "start" };
-                    self.transition(run_id, state, RunState::Running, &actor, why).await?;
+                    let why = if state == RunState::Failed {
+                        "resume"
+                    } else {
+                        "start"
+                    };
+                    self.transition(run_id, state, RunState::Running, &actor, why)
+                        .await?;
                     state = RunState::Running;
                 }
                 RunState::Running => {
                     tracing::Instrument::instrument(self.execute(&approved), span.clone()).await?;
-                    self.transition(run_id, RunState::Running, RunState::Staged, &actor, "every chunk staged")
-                        .await?;
+                    self.transition(
+                        run_id,
+                        RunState::Running,
+                        RunState::Staged,
+                        &actor,
+                        "every chunk staged",
+                    )
+                    .await?;
                     state = RunState::Staged;
                 }
                 RunState::Staged => {
-                    state = tracing::Instrument::instrument(self.validate(&approved), span.clone()).await?;
+                    state = tracing::Instrument::instrument(self.validate(&approved), span.clone())
+                        .await?;
                 }
-                RunState::Validated if m.mode == crate::context::ExecutionMode::DryRun || m.safety.manual_publish => break,
+                RunState::Validated
+                    if m.mode == crate::context::ExecutionMode::DryRun
+                        || m.safety.manual_publish =>
+                {
+                    break
+                }
                 RunState::Validated => {
-                    tracing::Instrument::instrument(self.publish_approved(&approved, &actor), span.clone()).await?;
+                    tracing::Instrument::instrument(
+                        self.publish_approved(&approved, &actor),
+                        span.clone(),
+                    )
+                    .await?;
                     state = RunState::Published;
                 }
                 RunState::AwaitingReview
@@ -604,7 +702,11 @@ impl<T: DeterministicTransform> Runner<T> {
 
     /// The run's state and results, from the store.
     pub async fn status(&self, run_id: &RunId) -> Result<RunReport> {
-        let record = self.store.run(run_id).await?.ok_or_else(|| not_found(run_id, "run"))?;
+        let record = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| not_found(run_id, "run"))?;
         let chunks = self.store.chunks(run_id).await?;
         let evidence = self.store.evidence(run_id).await?;
         let mut digests = PartitionDigests::default();

@@ -56,8 +56,12 @@ impl Throttle {
     pub(crate) fn new(limits: &Limits) -> Self {
         let minute = Duration::from_secs(60);
         Self {
-            rows: limits.max_rows_per_minute.and_then(|n| Bucket::new(n, minute, 60)),
-            bytes: limits.max_bytes_per_minute.and_then(|n| Bucket::new(n, minute, 60)),
+            rows: limits
+                .max_rows_per_minute
+                .and_then(|n| Bucket::new(n, minute, 60)),
+            bytes: limits
+                .max_bytes_per_minute
+                .and_then(|n| Bucket::new(n, minute, 60)),
             commits: limits
                 .max_sink_commits_per_hour
                 .and_then(|n| Bucket::new(n, Duration::from_secs(3600), u64::MAX)),

@@ -75,7 +75,12 @@ where
     async fn validate(&self, cx: &ValidationContext<'_, R>) -> Result<ValidationOutcome> {
         let max_pct = self
             .max_pct
-            .or_else(|| cx.manifest.validation.as_ref().and_then(|v| v.business_delta_max_pct))
+            .or_else(|| {
+                cx.manifest
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.business_delta_max_pct)
+            })
             .map(u64::from);
         let mut new: BTreeMap<PartitionKey, i64> = BTreeMap::new();
         cx.for_each_staged(|r| {
@@ -103,12 +108,19 @@ where
             over += usize::from(flagged);
             rows.push(json!({"partition": p, "accepted": old, "staged": now, "delta_pct": pct, "over_threshold": flagged}));
         }
-        let verdict = if over > 0 { Verdict::NeedsReview } else { Verdict::Pass };
+        let verdict = if over > 0 {
+            Verdict::NeedsReview
+        } else {
+            Verdict::Pass
+        };
         let threshold = max_pct.map_or_else(|| "none".to_owned(), |m| format!("{m}%"));
         Ok(ValidationOutcome::new(
             &self.name,
             verdict,
-            format!("{over} of {} partitions moved more than {threshold}", rows.len()),
+            format!(
+                "{over} of {} partitions moved more than {threshold}",
+                rows.len()
+            ),
             json!({"threshold_pct": max_pct, "partitions": rows}),
         ))
     }

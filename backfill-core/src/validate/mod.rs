@@ -54,7 +54,12 @@ impl ValidationOutcome {
     }
 
     /// Builds an outcome.
-    pub fn new(validator: &str, verdict: Verdict, summary: impl Into<String>, details: serde_json::Value) -> Self {
+    pub fn new(
+        validator: &str,
+        verdict: Verdict,
+        summary: impl Into<String>,
+        details: serde_json::Value,
+    ) -> Self {
         Self {
             validator: validator.into(),
             verdict,

@@ -15,8 +15,18 @@ use super::{ValidationContext, ValidationOutcome, Validator, Verdict, SAMPLES};
 use crate::digest::OutputRow;
 use crate::error::Result;
 
-fn outcome(name: &str, what: &str, checked: u64, bad: u64, samples: Vec<String>) -> ValidationOutcome {
-    let verdict = if bad == 0 { Verdict::Pass } else { Verdict::Fail };
+fn outcome(
+    name: &str,
+    what: &str,
+    checked: u64,
+    bad: u64,
+    samples: Vec<String>,
+) -> ValidationOutcome {
+    let verdict = if bad == 0 {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
     ValidationOutcome::new(
         name,
         verdict,
@@ -46,7 +56,9 @@ impl<F> UniqueKey<F> {
 
 impl<F> fmt::Debug for UniqueKey<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UniqueKey").field("name", &self.name).finish()
+        f.debug_struct("UniqueKey")
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -187,7 +199,13 @@ where
             }
         })
         .await?;
-        Ok(outcome(&self.name, "values out of range", checked, bad, samples))
+        Ok(outcome(
+            &self.name,
+            "values out of range",
+            checked,
+            bad,
+            samples,
+        ))
     }
 }
 
@@ -200,7 +218,11 @@ pub struct AcceptedValues<F> {
 
 impl<F> AcceptedValues<F> {
     /// `value` extracts the field `field`; it must equal one of `accepted`.
-    pub fn new<R>(field: impl Into<String>, value: F, accepted: impl IntoIterator<Item = impl Into<String>>) -> Self
+    pub fn new<R>(
+        field: impl Into<String>,
+        value: F,
+        accepted: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self
     where
         F: for<'r> Fn(&'r R) -> &'r str,
     {
@@ -239,7 +261,11 @@ where
         cx.for_each_staged(|r| {
             checked += 1;
             let v = (self.value)(r);
-            if self.accepted.binary_search_by(|a| a.as_str().cmp(v)).is_err() {
+            if self
+                .accepted
+                .binary_search_by(|a| a.as_str().cmp(v))
+                .is_err()
+            {
                 bad += 1;
                 if samples.len() < SAMPLES {
                     samples.push(v.to_owned());
@@ -247,6 +273,12 @@ where
             }
         })
         .await?;
-        Ok(outcome(&self.name, "values not accepted", checked, bad, samples))
+        Ok(outcome(
+            &self.name,
+            "values not accepted",
+            checked,
+            bad,
+            samples,
+        ))
     }
 }

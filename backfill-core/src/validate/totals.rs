@@ -22,9 +22,11 @@ impl<R: OutputRow> Validator<R> for DigestMatchesLedger {
     async fn validate(&self, cx: &ValidationContext<'_, R>) -> Result<ValidationOutcome> {
         let mut staged = PartitionDigests::default();
         let mut scratch = Vec::new();
-        cx.for_each_staged(|r| staged.add_row(r, &mut scratch)).await?;
+        cx.for_each_staged(|r| staged.add_row(r, &mut scratch))
+            .await?;
         let mut mismatched = Vec::new();
-        let keys: std::collections::BTreeSet<_> = staged.0.keys().chain(cx.ledger.0.keys()).collect();
+        let keys: std::collections::BTreeSet<_> =
+            staged.0.keys().chain(cx.ledger.0.keys()).collect();
         for k in keys {
             let a = staged.0.get(k).copied().unwrap_or_default();
             let b = cx.ledger.0.get(k).copied().unwrap_or_default();
@@ -36,14 +38,21 @@ impl<R: OutputRow> Validator<R> for DigestMatchesLedger {
         Ok(if mismatched.is_empty() {
             ValidationOutcome::pass(
                 Validator::<R>::name(self),
-                format!("{} partitions, {} rows: staged digests equal the ledger", staged.0.len(), staged.total_rows()),
+                format!(
+                    "{} partitions, {} rows: staged digests equal the ledger",
+                    staged.0.len(),
+                    staged.total_rows()
+                ),
                 details,
             )
         } else {
             ValidationOutcome::new(
                 Validator::<R>::name(self),
                 Verdict::Fail,
-                format!("{} partition(s) differ between staging and the ledger", mismatched.len()),
+                format!(
+                    "{} partition(s) differ between staging and the ledger",
+                    mismatched.len()
+                ),
                 details,
             )
         })
@@ -110,11 +119,20 @@ impl<R: OutputRow> Validator<R> for CountTolerance {
         };
         let tolerance = self
             .tolerance
-            .or_else(|| cx.manifest.validation.as_ref().and_then(|v| v.count_tolerance))
+            .or_else(|| {
+                cx.manifest
+                    .validation
+                    .as_ref()
+                    .and_then(|v| v.count_tolerance)
+            })
             .unwrap_or(0);
         let diff = staged.abs_diff(expected);
         let details = json!({"staged": staged, "expected": expected, "expected_from": format!("{:?}", self.expected), "tolerance": tolerance});
-        let verdict = if diff <= tolerance { Verdict::Pass } else { Verdict::Fail };
+        let verdict = if diff <= tolerance {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
         Ok(ValidationOutcome::new(
             Validator::<R>::name(self),
             verdict,
