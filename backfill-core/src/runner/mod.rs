@@ -642,7 +642,7 @@ impl<T: DeterministicTransform> Runner<T> {
         let actor = self.actor();
         let mut state = record.state;
         loop {
-            match state {
+            let step = match state {
                 RunState::Draft => {
                     return Err(Error::NotApproved {
                         run_id: run_id.clone(),
@@ -656,24 +656,28 @@ impl<T: DeterministicTransform> Runner<T> {
                         "start"
                     };
                     self.transition(run_id, state, RunState::Running, &actor, why)
-                        .await?;
-                    state = RunState::Running;
+                        .await
+                        .map(|()| RunState::Running)
                 }
                 RunState::Running => {
-                    tracing::Instrument::instrument(self.execute(&approved), span.clone()).await?;
-                    self.transition(
-                        run_id,
-                        RunState::Running,
-                        RunState::Staged,
-                        &actor,
-                        "every chunk staged",
-                    )
-                    .await?;
-                    state = RunState::Staged;
+                    match tracing::Instrument::instrument(self.execute(&approved), span.clone())
+                        .await
+                    {
+                        Ok(()) => self
+                            .transition(
+                                run_id,
+                                RunState::Running,
+                                RunState::Staged,
+                                &actor,
+                                "every chunk staged",
+                            )
+                            .await
+                            .map(|()| RunState::Staged),
+                        Err(e) => Err(e),
+                    }
                 }
                 RunState::Staged => {
-                    state = tracing::Instrument::instrument(self.validate(&approved), span.clone())
-                        .await?;
+                    tracing::Instrument::instrument(self.validate(&approved), span.clone()).await
                 }
                 RunState::Validated
                     if m.mode == crate::context::ExecutionMode::DryRun
@@ -681,21 +685,37 @@ impl<T: DeterministicTransform> Runner<T> {
                 {
                     break
                 }
-                RunState::Validated => {
-                    tracing::Instrument::instrument(
-                        self.publish_approved(&approved, &actor),
-                        span.clone(),
-                    )
-                    .await?;
-                    state = RunState::Published;
-                }
+                RunState::Validated => tracing::Instrument::instrument(
+                    self.publish_approved(&approved, &actor),
+                    span.clone(),
+                )
+                .await
+                .map(|_| RunState::Published),
                 RunState::AwaitingReview
                 | RunState::Published
                 | RunState::Superseded
                 | RunState::RolledBack
                 | RunState::Rejected
                 | RunState::Cancelled => break,
-            }
+            };
+            state = match step {
+                Ok(next) => next,
+                // Another worker moved the run first: continue from where it is now.
+                Err(e) if e.kind() == crate::ErrorKind::Conflict => {
+                    let now = self
+                        .store
+                        .run(run_id)
+                        .await?
+                        .ok_or_else(|| not_found(run_id, "run"))?
+                        .state;
+                    if now == state {
+                        return Err(e);
+                    }
+                    tracing::info!(run_id = %run_id, from = %state, to = %now, "another worker advanced the run");
+                    now
+                }
+                Err(e) => return Err(e),
+            };
         }
         self.status(run_id).await
     }

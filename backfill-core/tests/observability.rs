@@ -1,0 +1,189 @@
+//! Metrics under the seed's names, tracing spans with run context, and throttling.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backfill_core::prelude::*;
+use backfill_core::telemetry;
+use common::*;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn run_one(id: &str) -> RunReport {
+    let parts = Parts::new();
+    let runner = parts.runner(Arc::new(source()), Scale::default()).build();
+    let approved = approve(manifest(id));
+    runner.submit(&approved).await.unwrap();
+    runner.run(approved.run_id()).await.unwrap()
+}
+
+#[test]
+fn metrics_use_the_documented_names_and_labels() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let report = metrics::with_local_recorder(&recorder, || rt().block_on(run_one("bf-metrics")));
+    let mut counters = BTreeMap::new();
+    let mut histograms = BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let labels: BTreeMap<_, _> = key
+            .key()
+            .labels()
+            .map(|l| (l.key().to_owned(), l.value().to_owned()))
+            .collect();
+        assert_eq!(labels.get("run_id").map(String::as_str), Some("bf-metrics"));
+        assert_eq!(labels.get("mode").map(String::as_str), Some("BACKFILL"));
+        assert_eq!(
+            labels.get("target").map(String::as_str),
+            Some("amounts_daily")
+        );
+        match value {
+            DebugValue::Counter(n) => {
+                counters.insert(key.key().name().to_owned(), n);
+            }
+            DebugValue::Histogram(v) => {
+                histograms.insert(key.key().name().to_owned(), v.len());
+            }
+            DebugValue::Gauge(_) => {}
+        }
+    }
+    assert_eq!(
+        counters[telemetry::INPUT_RECORDS_TOTAL],
+        report.input_records
+    );
+    assert_eq!(
+        counters[telemetry::OUTPUT_RECORDS_TOTAL],
+        report.output_rows
+    );
+    assert_eq!(counters[telemetry::CHUNKS_COMPLETED_TOTAL], 3);
+    assert_eq!(counters[telemetry::VALIDATION_FAILURES_TOTAL], 0);
+    assert_eq!(histograms[telemetry::CHUNK_DURATION_SECONDS], 3);
+    assert_eq!(histograms[telemetry::SINK_WRITE_LATENCY_MS], 3);
+    assert_eq!(histograms[telemetry::PUBLISH_DURATION_SECONDS], 1);
+}
+
+/// Records the fields of every `backfill.chunk` span.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _cx: Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == "backfill.chunk" {
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push(fields);
+        }
+    }
+}
+
+#[test]
+fn chunk_spans_carry_run_context() {
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    tracing::subscriber::with_default(subscriber, || rt().block_on(run_one("bf-trace")));
+    let spans = spans.0.lock().unwrap();
+    assert_eq!(spans.len(), 3);
+    for s in spans.iter() {
+        assert_eq!(s["run_id"], "bf-trace");
+        assert_eq!(s["transform_version"], "1.0.0");
+        assert_eq!(s["target"], "amounts_daily");
+        assert_eq!(s["mode"], "BACKFILL");
+        assert!(s["chunk_id"].starts_with("0000"), "{}", s["chunk_id"]);
+        assert!(
+            s["source_range"].starts_with("dates[2025-"),
+            "{}",
+            s["source_range"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn rows_per_minute_and_commits_per_hour_are_enforced() {
+    let parts = Parts::new();
+    let runner = parts.runner(Arc::new(source()), Scale::default()).build();
+    let mut m = manifest("bf-throttle");
+    // 270 rows at 9,000 rows/min (150/s, burst 150): the other 120 rows need at least 0.8 s.
+    m.safety.limits.max_rows_per_minute = Some(9_000);
+    let approved = approve(m);
+    runner.submit(&approved).await.unwrap();
+    let started = Instant::now();
+    runner.run(approved.run_id()).await.unwrap();
+    let rows_elapsed = started.elapsed();
+    assert!(
+        rows_elapsed >= Duration::from_millis(700),
+        "{rows_elapsed:?}"
+    );
+
+    let parts = Parts::new();
+    let runner = parts.runner(Arc::new(source()), Scale::default()).build();
+    let mut m = manifest("bf-commits");
+    // 3 chunks at 7,200 commits/hour (one per 0.5 s, burst 1): at least 1 s.
+    m.safety.limits.max_sink_commits_per_hour = Some(7_200);
+    let approved = approve(m);
+    runner.submit(&approved).await.unwrap();
+    let started = Instant::now();
+    runner.run(approved.run_id()).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn context_is_pinned_and_knows_the_publish_range() {
+    let mut m = manifest("bf-ctx");
+    m.source.range = Some(InputRange::Dates {
+        from: day(2024, 12, 1),
+        to_exclusive: day(2025, 4, 1),
+    });
+    m.publish_range = Some(InputRange::Dates {
+        from: day(2025, 1, 1),
+        to_exclusive: day(2025, 4, 1),
+    });
+    m.transform.reference_data = vec![ReferenceData {
+        name: "calendar".into(),
+        version: "v2026-06".into(),
+        semantics: ReferenceSemantics::CorrectedTruth,
+    }];
+    let ctx = TransformContext::for_manifest(&m, at());
+    assert!(!ctx.publishes_date(day(2024, 12, 31)));
+    assert!(ctx.publishes_date(day(2025, 1, 1)));
+    assert!(!ctx.publishes_date(day(2025, 4, 1)));
+    assert_eq!(ctx.reference_version("calendar"), Some("v2026-06"));
+    assert_eq!(ctx.clock().now(), at());
+    assert_eq!(ctx.lineage().reference_data, "calendar/v2026-06");
+    assert_eq!(ctx.lineage().input_range, "dates[2024-12-01, 2025-04-01)");
+    assert_eq!(
+        ctx.output_id(&["a"]),
+        TransformContext::for_manifest(&m, at()).output_id(&["a"])
+    );
+    assert_ne!(
+        ctx.output_id(&["a"]),
+        TransformContext::for_manifest(&manifest("bf-other"), at()).output_id(&["a"])
+    );
+}
