@@ -1,5 +1,7 @@
 //! Partition digests: order- and chunking-independent, sensitive to duplicates, losses and edits.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use backfill_core::prelude::*;

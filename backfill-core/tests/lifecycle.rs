@@ -1,5 +1,7 @@
 //! Dry runs, manual publish, owner review, supersession, rollback and unknown publish outcomes.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,5 +1,7 @@
 //! Manifest checks, approval binding, immutability and the canonical digest.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use backfill_core::manifest::{
@@ -35,7 +37,8 @@ fn a_complete_manifest_has_no_blocking_findings_and_answers_the_checklist() {
 
 #[test]
 fn each_required_section_is_blocking_when_missing() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut RunManifest)>)> = vec![
+    type Breaks = Box<dyn Fn(&mut RunManifest)>;
+    let cases: Vec<(&str, Breaks)> = vec![
         ("input_scope_missing", Box::new(|m| m.source.range = None)),
         (
             "transform_version_missing",

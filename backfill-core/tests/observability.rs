@@ -1,5 +1,7 @@
 //! Metrics under the seed's names, tracing spans with run context, and throttling.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::collections::BTreeMap;

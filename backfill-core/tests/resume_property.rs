@@ -1,5 +1,7 @@
 //! Property: a run interrupted at any chunk and resumed stages exactly what an uninterrupted run stages.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::sync::Arc;

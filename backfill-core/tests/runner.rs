@@ -1,9 +1,11 @@
 //! The runner end to end over the in-memory implementations.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backfill_core::memory::{MemoryPublisher, MemorySink};
 use backfill_core::prelude::*;

@@ -1,5 +1,7 @@
 //! The lifecycle state machine.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 use backfill_core::prelude::*;
 
 #[test]

@@ -1,5 +1,7 @@
 //! The memory run store's leases and compare-and-set operations.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! Built-in validators, each shown failing on bad staged data and passing on good data.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::sync::Arc;
