@@ -18,6 +18,9 @@ cargo test --workspace --all-targets
 step "cargo test --doc"
 cargo test --workspace --doc
 
+step "examples"
+cargo run -q -p backfill-examples --example quickstart > /dev/null
+
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 

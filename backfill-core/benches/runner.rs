@@ -29,8 +29,8 @@ struct Out {
 }
 
 const MONTHS: [&str; 12] = [
-    "2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06", "2025-07", "2025-08", "2025-09", "2025-10",
-    "2025-11", "2025-12",
+    "2025-01", "2025-02", "2025-03", "2025-04", "2025-05", "2025-06", "2025-07", "2025-08",
+    "2025-09", "2025-10", "2025-11", "2025-12",
 ];
 
 impl OutputRow for Out {
@@ -68,14 +68,21 @@ impl DeterministicTransform for HashIds {
     fn version(&self) -> &str {
         "1.0.0"
     }
-    fn apply(&self, input: &Self::Input, ctx: &TransformContext, out: &mut Vec<Out>) -> Result<(), TransformError> {
+    fn apply(
+        &self,
+        input: &Self::Input,
+        ctx: &TransformContext,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TransformError> {
         out.push(transform_one(input, ctx.run_id().as_str()));
         Ok(())
     }
 }
 
 fn inputs() -> Vec<(u64, i64)> {
-    (0..ROWS as u64).map(|i| (i, (i as i64 * 7919) % 10_007)).collect()
+    (0..ROWS as u64)
+        .map(|i| (i, (i as i64 * 7919) % 10_007))
+        .collect()
 }
 
 fn manifest() -> ApprovedManifest {
@@ -105,7 +112,8 @@ fn manifest() -> ApprovedManifest {
         quality_gate: Some("bench".into()),
         ..Default::default()
     });
-    m.approve("owner", Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()).unwrap()
+    m.approve("owner", Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
+        .unwrap()
 }
 
 fn hand_loop(records: &[(u64, i64)]) -> (PartitionDigests, u64, Vec<Out>) {
@@ -127,12 +135,17 @@ fn hand_loop(records: &[(u64, i64)]) -> (PartitionDigests, u64, Vec<Out>) {
 fn bench(c: &mut Criterion) {
     let records = inputs();
     let approved = manifest();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut group = c.benchmark_group("runner_vs_hand_loop");
     group.throughput(Throughput::Elements(ROWS as u64));
     group.sample_size(20);
 
-    group.bench_function("hand_loop", |b| b.iter(|| black_box(hand_loop(black_box(&records)))));
+    group.bench_function("hand_loop", |b| {
+        b.iter(|| black_box(hand_loop(black_box(&records))))
+    });
 
     group.bench_function("runner", |b| {
         b.iter_batched(
@@ -169,7 +182,10 @@ fn bench(c: &mut Criterion) {
     )
     .build();
     rt.block_on(runner.submit(&approved)).unwrap();
-    assert_eq!(rt.block_on(runner.run(approved.run_id())).unwrap().digests, hand);
+    assert_eq!(
+        rt.block_on(runner.run(approved.run_id())).unwrap().digests,
+        hand
+    );
 }
 
 criterion_group!(benches, bench);

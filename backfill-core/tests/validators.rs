@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use backfill_core::memory::{MemoryPublisher, MemorySink};
 use backfill_core::prelude::*;
 use backfill_core::sink::StageRequest;
@@ -178,8 +176,14 @@ async fn digest_is_recomputed_from_staging_not_trusted_from_the_ledger() {
 
 #[tokio::test]
 async fn business_delta_against_accepted_output() {
-    // The accepted output: the same rows with half the amounts.
+    // With nothing accepted yet, every partition is new output, not a change.
     let f = Fixture::new(good()).await;
+    let first = f
+        .check(&BusinessDelta::new("cents", |r: &Row| r.cents).with_max_pct(1))
+        .await;
+    assert_eq!(first.verdict, Verdict::Pass);
+    assert_eq!(first.details["partitions"][0]["new_partition"], true);
+    // The accepted output: the same rows with half the amounts.
     let old: Vec<Row> = good()
         .into_iter()
         .map(|mut r| {
@@ -216,5 +220,4 @@ async fn business_delta_against_accepted_output() {
     assert_eq!(out.details["partitions"][0]["staged"], 60);
     let v = BusinessDelta::new("cents", |r: &Row| r.cents).with_max_pct(100);
     assert_eq!(f.check(&v).await.verdict, Verdict::Pass);
-    let _ = Arc::new(());
 }

@@ -16,7 +16,8 @@ use crate::ids::PartitionKey;
 /// for the currently accepted output, and asks for owner review when any partition moves by more than
 /// a threshold percentage. The threshold defaults to the manifest's `validation.business_delta_max_pct`.
 ///
-/// A partition whose accepted value is 0 counts as a 100 % change when the new value is not 0.
+/// A partition whose accepted metric is 0 counts as a 100 % change when the new value is not 0. A
+/// partition with no accepted rows at all is new output, not a change, and is reported but not flagged.
 pub struct BusinessDelta<F> {
     name: String,
     metric: F,
@@ -97,16 +98,18 @@ where
         let mut rows = Vec::new();
         let mut over = 0usize;
         for p in cx.partitions() {
-            let mut old = 0i64;
+            let (mut old, mut old_rows) = (0i64, 0usize);
             let mut s = cx.current.read_current(&p);
             while let Some(batch) = s.try_next().await? {
+                old_rows += batch.len();
                 old += batch.iter().map(|r| (self.metric)(r)).sum::<i64>();
             }
             let now = new.get(&p).copied().unwrap_or(0);
             let pct = delta_pct(old, now);
-            let flagged = max_pct.is_some_and(|m| pct > m);
+            let is_new = old_rows == 0;
+            let flagged = !is_new && max_pct.is_some_and(|m| pct > m);
             over += usize::from(flagged);
-            rows.push(json!({"partition": p, "accepted": old, "staged": now, "delta_pct": pct, "over_threshold": flagged}));
+            rows.push(json!({"partition": p, "accepted": old, "staged": now, "delta_pct": pct, "new_partition": is_new, "over_threshold": flagged}));
         }
         let verdict = if over > 0 {
             Verdict::NeedsReview
