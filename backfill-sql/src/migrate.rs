@@ -1,0 +1,89 @@
+//! Schema migrations shipped in the crate and applied on connect.
+//!
+//! Each migration is one SQL file in `migrations/` with dialect placeholders (`{key}`, `{long}`), applied
+//! once per database in order, under an engine lock (PostgreSQL advisory lock, MySQL `GET_LOCK`, SQLite's
+//! write lock), and recorded in `bf_schema_migrations`.
+
+use sqlx::Acquire;
+
+use crate::dialect::Dialect;
+use crate::error::db;
+use crate::pool::{with_pool, SqlPool};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "run_store",
+    sql: include_str!("../migrations/0001_run_store.sql"),
+}];
+
+/// The latest schema version this crate knows.
+pub const SCHEMA_VERSION: i64 = 1;
+
+fn render(sql: &str, d: Dialect) -> Vec<String> {
+    let sql = sql
+        .replace("{key}", d.key_type())
+        .replace("{long}", d.long_text());
+    sql.split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|s| !s.trim().is_empty())
+        .collect()
+}
+
+/// Applies every migration not yet applied. Safe to call from several processes at once.
+pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
+    let d = pool.dialect();
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS bf_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name {} NOT NULL, applied_at BIGINT NOT NULL)",
+        d.key_type()
+    );
+    with_pool!(pool, p => {
+        let mut conn = p.acquire().await.map_err(db)?;
+        let (lock, unlock) = match d {
+            Dialect::Postgres => ("SELECT pg_advisory_lock(727374)", "SELECT pg_advisory_unlock(727374)"),
+            Dialect::MySql => ("SELECT GET_LOCK('backfill_migrate', 60)", "SELECT RELEASE_LOCK('backfill_migrate')"),
+            Dialect::Sqlite => ("SELECT 1", "SELECT 1"),
+        };
+        sqlx::query(lock).execute(&mut *conn).await.map_err(db)?;
+        let result = async {
+            sqlx::query(&create).execute(&mut *conn).await.map_err(db)?;
+            for m in MIGRATIONS {
+                let applied: Option<i64> = sqlx::query_scalar(&d.sql("SELECT version FROM bf_schema_migrations WHERE version = ?"))
+                    .bind(m.version)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                if applied.is_some() {
+                    continue;
+                }
+                let mut tx = conn.begin().await.map_err(db)?;
+                for stmt in render(m.sql, d) {
+                    sqlx::query(&stmt).execute(&mut *tx).await.map_err(db)?;
+                }
+                sqlx::query(&d.sql("INSERT INTO bf_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"))
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(chrono::Utc::now().timestamp_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                tracing::info!(dialect = d.name(), version = m.version, name = m.name, "applied migration");
+            }
+            Ok::<(), backfill_core::Error>(())
+        }
+        .await;
+        let _ = sqlx::query(unlock).execute(&mut *conn).await;
+        result
+    })
+}

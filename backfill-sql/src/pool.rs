@@ -1,0 +1,193 @@
+//! Connection pools for the three engines, behind one enum.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::dialect::Dialect;
+use crate::error::{db, Error};
+use crate::ident::Ident;
+
+/// A pool on PostgreSQL, MySQL/MariaDB or SQLite.
+#[derive(Debug, Clone)]
+pub enum SqlPool {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// MySQL or MariaDB.
+    MySql(MySqlPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same code against whichever pool it is; `$p` is the concrete pool.
+macro_rules! with_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::pool::SqlPool::Postgres($p) => $body,
+            $crate::pool::SqlPool::MySql($p) => $body,
+            $crate::pool::SqlPool::Sqlite($p) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Maximum pool size.
+    pub max_connections: u32,
+    /// How long to wait for a free connection.
+    pub acquire_timeout: Duration,
+    /// Isolate everything under this namespace: a PostgreSQL schema (created if missing, put first on
+    /// the search path) or a MySQL/MariaDB database (created if missing). Ignored for SQLite, where
+    /// the file is the namespace.
+    pub namespace: Option<Ident>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(30),
+            namespace: None,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Options isolated under a namespace.
+    pub fn namespaced(namespace: Ident) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the pool size.
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+}
+
+impl SqlPool {
+    /// Connects to `postgres://…`, `mysql://…` / `mariadb://…` or `sqlite:…` (the SQLite file is created
+    /// if missing, in WAL mode with a busy timeout so several connections can share it).
+    pub async fn connect(url: &str) -> backfill_core::Result<Self> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects with options.
+    pub async fn connect_with(url: &str, opts: &ConnectOptions) -> backfill_core::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut o = PgConnectOptions::from_str(url).map_err(db)?;
+            if let Some(ns) = &opts.namespace {
+                let admin = PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(o.clone())
+                    .await
+                    .map_err(db)?;
+                let create = format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}",
+                    ns.quoted(Dialect::Postgres)
+                );
+                if let Err(e) = sqlx::query(&create).execute(&admin).await {
+                    // Two workers creating the same schema at once: the loser sees a unique violation.
+                    if !crate::error::is_unique_violation(&e) {
+                        return Err(db(e));
+                    }
+                }
+                admin.close().await;
+                o = o.options([("search_path", ns.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(o)
+                .await
+                .map_err(db)?;
+            Ok(Self::Postgres(pool))
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            let mut o = MySqlConnectOptions::from_str(&url).map_err(db)?;
+            if let Some(ns) = &opts.namespace {
+                let admin = MySqlPoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(o.clone())
+                    .await
+                    .map_err(db)?;
+                let create = format!(
+                    "CREATE DATABASE IF NOT EXISTS {}",
+                    ns.quoted(Dialect::MySql)
+                );
+                sqlx::query(&create).execute(&admin).await.map_err(db)?;
+                admin.close().await;
+                o = o.database(ns.as_str());
+            }
+            let pool = MySqlPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(o)
+                .await
+                .map_err(db)?;
+            Ok(Self::MySql(pool))
+        } else if url.starts_with("sqlite:") {
+            let o = SqliteConnectOptions::from_str(url)
+                .map_err(db)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(o)
+                .await
+                .map_err(db)?;
+            Ok(Self::Sqlite(pool))
+        } else {
+            Err(Error::Url(url.chars().take(20).collect()).into())
+        }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Self::Postgres(_) => Dialect::Postgres,
+            Self::MySql(_) => Dialect::MySql,
+            Self::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        with_pool!(self, p => p.close().await)
+    }
+
+    /// Runs one statement without parameters (DDL).
+    pub(crate) async fn execute(&self, sql: &str) -> backfill_core::Result<u64> {
+        with_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()).map_err(db))
+    }
+
+    /// Drops a namespace created by [`ConnectOptions::namespace`] (schema or database) with everything
+    /// in it. For test harnesses.
+    pub async fn drop_namespace(url: &str, ns: &Ident) -> backfill_core::Result<()> {
+        let admin =
+            Self::connect_with(url, &ConnectOptions::default().with_max_connections(1)).await?;
+        let d = admin.dialect();
+        let sql = match d {
+            Dialect::Postgres => format!("DROP SCHEMA IF EXISTS {} CASCADE", ns.quoted(d)),
+            Dialect::MySql => format!("DROP DATABASE IF EXISTS {}", ns.quoted(d)),
+            Dialect::Sqlite => return Ok(()),
+        };
+        admin.execute(&sql).await?;
+        admin.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,483 @@
+//! The persistent run store on PostgreSQL, MySQL/MariaDB and SQLite.
+
+mod chunks;
+
+use async_trait::async_trait;
+use backfill_core::ids::RunId;
+use backfill_core::manifest::{Approval, ManifestDigest, StoredManifest};
+use backfill_core::plan::ResolvedPlan;
+use backfill_core::state::{RunState, Transition};
+use backfill_core::store::{
+    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, Evidence, EvidenceKind, RunRecord,
+    RunStore,
+};
+use backfill_core::Error as CoreError;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use crate::error::{corrupt, db, is_unique_violation};
+use crate::migrate::migrate;
+use crate::pool::{with_pool, ConnectOptions, SqlPool};
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(m: i64) -> backfill_core::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(m).ok_or_else(|| corrupt("timestamp", m))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &'static str, s: &str) -> backfill_core::Result<T> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn conflict(
+    run_id: &RunId,
+    what: &str,
+    expected: impl ToString,
+    found: impl ToString,
+) -> CoreError {
+    CoreError::Conflict {
+        run_id: run_id.clone(),
+        what: what.into(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}
+
+/// The run store in a SQL database: manifests, runs, transitions, plan, chunk ledger with leases,
+/// evidence and accepted-output pointers. Migrations are applied on connect.
+///
+/// Several processes on several machines may share one database: chunk claims use
+/// `FOR UPDATE SKIP LOCKED` on PostgreSQL and MariaDB/MySQL and a single atomic `UPDATE … RETURNING`
+/// on SQLite; every state change is a compare-and-set.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: SqlPool,
+}
+
+impl SqlStore {
+    /// Connects and migrates.
+    pub async fn connect(url: &str) -> backfill_core::Result<Self> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects with options and migrates.
+    pub async fn connect_with(url: &str, opts: &ConnectOptions) -> backfill_core::Result<Self> {
+        Self::new(SqlPool::connect_with(url, opts).await?).await
+    }
+
+    /// Uses an existing pool and migrates it.
+    pub async fn new(pool: SqlPool) -> backfill_core::Result<Self> {
+        migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (shared with sinks and publishers on the same database).
+    pub fn pool(&self) -> &SqlPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl RunStore for SqlStore {
+    async fn put_manifest(&self, m: &StoredManifest) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        let approval = m.approval.as_ref().map(to_json);
+        let inserted = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("INSERT INTO bf_manifests (run_id, version, digest, json, approval) VALUES (?, ?, ?, ?, ?)"))
+                .bind(m.run_id.as_str())
+                .bind(i64::from(m.version))
+                .bind(m.digest.as_str())
+                .bind(&m.json)
+                .bind(&approval)
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                let existing = self.manifest(&m.run_id).await?.ok_or_else(|| db(e))?;
+                if existing.digest != m.digest || existing.version != m.version {
+                    return Err(conflict(&m.run_id, "manifest", existing.digest, &m.digest));
+                }
+                if existing.approval.is_none() && approval.is_some() {
+                    with_pool!(&self.pool, p => {
+                        sqlx::query(&d.sql("UPDATE bf_manifests SET approval = ? WHERE run_id = ? AND approval IS NULL"))
+                            .bind(&approval)
+                            .bind(m.run_id.as_str())
+                            .execute(p)
+                            .await
+                            .map(|_| ())
+                            .map_err(db)
+                    })?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn manifest(&self, run_id: &RunId) -> backfill_core::Result<Option<StoredManifest>> {
+        let d = self.pool.dialect();
+        let row = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("SELECT version, digest, json, approval FROM bf_manifests WHERE run_id = ?"))
+                .bind(run_id.as_str())
+                .fetch_optional(p)
+                .await
+                .map_err(db)?
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((r.try_get::<i64, _>("version")?, r.try_get::<String, _>("digest")?, r.try_get::<String, _>("json")?, r.try_get::<Option<String>, _>("approval")?))
+                })
+                .transpose()
+                .map_err(db)?
+        });
+        let Some((version, digest, json_text, approval)) = row else {
+            return Ok(None);
+        };
+        let approval: Option<Approval> = approval.map(|a| json("approval", &a)).transpose()?;
+        Ok(Some(StoredManifest {
+            run_id: run_id.clone(),
+            version: u32::try_from(version).map_err(|e| corrupt("manifest version", e))?,
+            digest: serde_json::from_value::<ManifestDigest>(serde_json::Value::String(digest))
+                .map_err(|e| corrupt("digest", e))?,
+            json: json_text,
+            approval,
+        }))
+    }
+
+    async fn create_run(&self, run: &RunRecord) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        let r = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("INSERT INTO bf_runs (run_id, manifest_version, manifest_digest, target, mode, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+                .bind(run.run_id.as_str())
+                .bind(i64::from(run.manifest_version))
+                .bind(run.manifest_digest.as_str())
+                .bind(&run.target)
+                .bind(to_json(&run.mode).trim_matches('"').to_owned())
+                .bind(run.state.as_str())
+                .bind(micros(run.created_at))
+                .bind(micros(run.updated_at))
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(conflict(&run.run_id, "run", "absent", "present"))
+            }
+            Err(e) => Err(db(e)),
+        }
+    }
+
+    async fn run(&self, run_id: &RunId) -> backfill_core::Result<Option<RunRecord>> {
+        let d = self.pool.dialect();
+        let row = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("SELECT manifest_version, manifest_digest, target, mode, state, created_at, updated_at FROM bf_runs WHERE run_id = ?"))
+                .bind(run_id.as_str())
+                .fetch_optional(p)
+                .await
+                .map_err(db)?
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<i64, _>("manifest_version")?,
+                        r.try_get::<String, _>("manifest_digest")?,
+                        r.try_get::<String, _>("target")?,
+                        r.try_get::<String, _>("mode")?,
+                        r.try_get::<String, _>("state")?,
+                        r.try_get::<i64, _>("created_at")?,
+                        r.try_get::<i64, _>("updated_at")?,
+                    ))
+                })
+                .transpose()
+                .map_err(db)?
+        });
+        let Some((version, digest, target, mode, state, created, updated)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(RunRecord {
+            run_id: run_id.clone(),
+            manifest_version: u32::try_from(version).map_err(|e| corrupt("manifest version", e))?,
+            manifest_digest: json("digest", &to_json(&digest))?,
+            target,
+            mode: json("mode", &to_json(&mode))?,
+            state: RunState::parse(&state).ok_or_else(|| corrupt("run state", &state))?,
+            created_at: from_micros(created)?,
+            updated_at: from_micros(updated)?,
+        }))
+    }
+
+    async fn transition(&self, t: &Transition) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await.map_err(db)?;
+            let changed = sqlx::query(&d.sql("UPDATE bf_runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?"))
+                .bind(t.to.as_str())
+                .bind(micros(t.at))
+                .bind(t.run_id.as_str())
+                .bind(t.from.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if changed != 1 {
+                let found: Option<String> = sqlx::query_scalar(&d.sql("SELECT state FROM bf_runs WHERE run_id = ?"))
+                    .bind(t.run_id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                return match found {
+                    None => Err(CoreError::NotFound { run_id: t.run_id.clone(), what: "run".into() }),
+                    Some(s) => Err(conflict(&t.run_id, "run state", t.from, s)),
+                };
+            }
+            // The row lock taken by the UPDATE serialises transitions of one run, so MAX + 1 is safe.
+            sqlx::query(&d.sql("INSERT INTO bf_transitions (run_id, seq, from_state, to_state, by_who, at, reason) SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM bf_transitions WHERE run_id = ?"))
+                .bind(t.run_id.as_str())
+                .bind(t.from.as_str())
+                .bind(t.to.as_str())
+                .bind(&t.by)
+                .bind(micros(t.at))
+                .bind(&t.reason)
+                .bind(t.run_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    async fn transitions(&self, run_id: &RunId) -> backfill_core::Result<Vec<Transition>> {
+        let d = self.pool.dialect();
+        let rows = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("SELECT from_state, to_state, by_who, at, reason FROM bf_transitions WHERE run_id = ? ORDER BY seq"))
+                .bind(run_id.as_str())
+                .fetch_all(p)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((r.try_get::<String, _>("from_state")?, r.try_get::<String, _>("to_state")?, r.try_get::<String, _>("by_who")?, r.try_get::<i64, _>("at")?, r.try_get::<String, _>("reason")?))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?
+        });
+        rows.into_iter()
+            .map(|(from, to, by, at, reason)| {
+                Ok(Transition {
+                    run_id: run_id.clone(),
+                    from: RunState::parse(&from).ok_or_else(|| corrupt("state", &from))?,
+                    to: RunState::parse(&to).ok_or_else(|| corrupt("state", &to))?,
+                    by,
+                    at: from_micros(at)?,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_plan(&self, plan: &ResolvedPlan) -> backfill_core::Result<()> {
+        chunks::put_plan(&self.pool, plan).await
+    }
+
+    async fn plan(&self, run_id: &RunId) -> backfill_core::Result<Option<ResolvedPlan>> {
+        chunks::plan(&self.pool, run_id).await
+    }
+
+    async fn claim_chunk(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+    ) -> backfill_core::Result<Option<ChunkLease>> {
+        chunks::claim(&self.pool, run_id, worker, now, lease_for).await
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: &ChunkLease,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+    ) -> backfill_core::Result<ChunkLease> {
+        chunks::heartbeat(&self.pool, lease, now, lease_for).await
+    }
+
+    async fn complete_chunk(
+        &self,
+        lease: &ChunkLease,
+        outcome: &ChunkOutcome,
+        now: DateTime<Utc>,
+    ) -> backfill_core::Result<()> {
+        chunks::complete(&self.pool, lease, outcome, now).await
+    }
+
+    async fn fail_chunk(
+        &self,
+        lease: &ChunkLease,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> backfill_core::Result<()> {
+        chunks::fail(&self.pool, lease, error, now).await
+    }
+
+    async fn chunks(&self, run_id: &RunId) -> backfill_core::Result<Vec<ChunkRecord>> {
+        chunks::list(&self.pool, run_id).await
+    }
+
+    async fn append_evidence(
+        &self,
+        run_id: &RunId,
+        at: DateTime<Utc>,
+        by: &str,
+        kind: EvidenceKind,
+        detail: serde_json::Value,
+    ) -> backfill_core::Result<u64> {
+        let d = self.pool.dialect();
+        let kind = to_json(&kind).trim_matches('"').to_owned();
+        let detail = detail.to_string();
+        // Concurrent appends may pick the same MAX + 1; the primary key refuses the loser, which retries.
+        for _ in 0..20 {
+            let r = with_pool!(&self.pool, p => {
+                let mut tx = p.begin().await.map_err(db)?;
+                let seq: i64 = sqlx::query_scalar(&d.sql("SELECT COALESCE(MAX(seq), 0) + 1 FROM bf_evidence WHERE run_id = ?"))
+                    .bind(run_id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let ins = sqlx::query(&d.sql("INSERT INTO bf_evidence (run_id, seq, at, by_who, kind, detail) VALUES (?, ?, ?, ?, ?, ?)"))
+                    .bind(run_id.as_str())
+                    .bind(seq)
+                    .bind(micros(at))
+                    .bind(by)
+                    .bind(&kind)
+                    .bind(&detail)
+                    .execute(&mut *tx)
+                    .await;
+                match ins {
+                    Ok(_) => { tx.commit().await.map_err(db)?; Ok(Some(seq)) }
+                    Err(e) if is_unique_violation(&e) => Ok(None),
+                    Err(e) => Err(db(e)),
+                }
+            });
+            match r {
+                Ok(Some(seq)) => return Ok(u64::try_from(seq).unwrap_or(0)),
+                Ok(None) => continue,
+                Err(e) if e.is_retryable() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(conflict(
+            run_id,
+            "evidence sequence",
+            "a free sequence number",
+            "contention",
+        ))
+    }
+
+    async fn evidence(&self, run_id: &RunId) -> backfill_core::Result<Vec<Evidence>> {
+        let d = self.pool.dialect();
+        let rows = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("SELECT seq, at, by_who, kind, detail FROM bf_evidence WHERE run_id = ? ORDER BY seq"))
+                .bind(run_id.as_str())
+                .fetch_all(p)
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((r.try_get::<i64, _>("seq")?, r.try_get::<i64, _>("at")?, r.try_get::<String, _>("by_who")?, r.try_get::<String, _>("kind")?, r.try_get::<String, _>("detail")?))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?
+        });
+        rows.into_iter()
+            .map(|(seq, at, by, kind, detail)| {
+                Ok(Evidence {
+                    run_id: run_id.clone(),
+                    seq: u64::try_from(seq).map_err(|e| corrupt("evidence seq", e))?,
+                    at: from_micros(at)?,
+                    by,
+                    kind: json("evidence kind", &to_json(&kind))?,
+                    detail: json("evidence detail", &detail)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn accepted(&self, target: &str) -> backfill_core::Result<Option<AcceptedPointer>> {
+        let d = self.pool.dialect();
+        let row = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("SELECT run_id, accepted_at, accepted_by FROM bf_accepted WHERE target = ?"))
+                .bind(target)
+                .fetch_optional(p)
+                .await
+                .map_err(db)?
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((r.try_get::<String, _>("run_id")?, r.try_get::<i64, _>("accepted_at")?, r.try_get::<String, _>("accepted_by")?))
+                })
+                .transpose()
+                .map_err(db)?
+        });
+        row.map(|(run, at, by)| {
+            Ok(AcceptedPointer {
+                target: target.to_owned(),
+                run_id: run.into(),
+                accepted_at: from_micros(at)?,
+                accepted_by: by,
+            })
+        })
+        .transpose()
+    }
+
+    async fn swap_accepted(
+        &self,
+        expected: Option<&RunId>,
+        new: &AcceptedPointer,
+    ) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        let r = with_pool!(&self.pool, p => {
+            match expected {
+                None => sqlx::query(&d.sql("INSERT INTO bf_accepted (target, run_id, accepted_at, accepted_by) VALUES (?, ?, ?, ?)"))
+                    .bind(&new.target)
+                    .bind(new.run_id.as_str())
+                    .bind(micros(new.accepted_at))
+                    .bind(&new.accepted_by)
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected()),
+                Some(old) => sqlx::query(&d.sql("UPDATE bf_accepted SET run_id = ?, accepted_at = ?, accepted_by = ? WHERE target = ? AND run_id = ?"))
+                    .bind(new.run_id.as_str())
+                    .bind(micros(new.accepted_at))
+                    .bind(&new.accepted_by)
+                    .bind(&new.target)
+                    .bind(old.as_str())
+                    .execute(p)
+                    .await
+                    .map(|r| r.rows_affected()),
+            }
+        });
+        let lost = match r {
+            Ok(1) => return Ok(()),
+            Ok(_) => true,
+            Err(e) if is_unique_violation(&e) => true,
+            Err(e) => return Err(db(e)),
+        };
+        debug_assert!(lost);
+        let found = self
+            .accepted(&new.target)
+            .await?
+            .map(|p| p.run_id.to_string());
+        Err(conflict(
+            &new.run_id,
+            &format!("accepted pointer of {}", new.target),
+            expected.map_or("none", RunId::as_str),
+            found.as_deref().unwrap_or("none"),
+        ))
+    }
+}

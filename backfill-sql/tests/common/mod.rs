@@ -1,0 +1,111 @@
+//! Engines under test and per-test namespaces.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::clone_on_ref_ptr)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use backfill_sql::{ConnectOptions, Ident, SqlPool};
+
+/// One database engine to run a test against.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub name: &'static str,
+    /// Base URL (PostgreSQL/MariaDB server) or a directory for SQLite files.
+    base: String,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh namespace on an engine: a schema, a database or a SQLite file.
+#[derive(Debug, Clone)]
+pub struct Namespace {
+    pub engine: Engine,
+    pub ident: Ident,
+    pub url: String,
+    pub opts: ConnectOptions,
+}
+
+impl Namespace {
+    pub async fn pool(&self) -> SqlPool {
+        SqlPool::connect_with(&self.url, &self.opts)
+            .await
+            .expect("connect")
+    }
+
+    pub async fn pool_with(&self, max: u32) -> SqlPool {
+        SqlPool::connect_with(&self.url, &self.opts.clone().with_max_connections(max))
+            .await
+            .expect("connect")
+    }
+
+    pub async fn drop(&self) {
+        if self.engine.name != "sqlite" {
+            SqlPool::drop_namespace(&self.engine.base, &self.ident)
+                .await
+                .expect("drop namespace");
+        }
+    }
+}
+
+impl Engine {
+    /// A uniquely named namespace for `test`.
+    pub fn namespace(&self, test: &str) -> Namespace {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let name = format!("bt_{}_{}_{}", &test[..test.len().min(30)], pid, n);
+        let ident = Ident::new(&name).expect("valid namespace");
+        match self.name {
+            "sqlite" => {
+                let path = std::env::temp_dir().join(format!("{name}.db"));
+                let _ = std::fs::remove_file(&path);
+                Namespace {
+                    engine: self.clone(),
+                    ident,
+                    url: format!("sqlite:{}", path.display()),
+                    opts: ConnectOptions::default(),
+                }
+            }
+            _ => Namespace {
+                engine: self.clone(),
+                url: self.base.clone(),
+                opts: ConnectOptions::namespaced(ident.clone()),
+                ident,
+            },
+        }
+    }
+}
+
+fn required(var: &str, engine: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("{var} is not set: {engine} is required in CI (scripts/test.sh starts it)");
+            }
+            eprintln!(
+                "!!! SKIPPING {engine}: {var} is not set. Run scripts/test.sh to provision it. !!!"
+            );
+            None
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL and MariaDB when their URLs are set (required when CI=true).
+pub fn engines() -> Vec<Engine> {
+    let mut v = vec![Engine {
+        name: "sqlite",
+        base: String::new(),
+    }];
+    if let Some(url) = required("BACKFILL_TEST_PG_URL", "PostgreSQL") {
+        v.push(Engine {
+            name: "postgres",
+            base: url,
+        });
+    }
+    if let Some(url) = required("BACKFILL_TEST_MYSQL_URL", "MariaDB") {
+        v.push(Engine {
+            name: "mysql",
+            base: url,
+        });
+    }
+    v
+}

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Provisions throwaway PostgreSQL and MariaDB servers for the test suite, on loopback, in a temporary
+# directory, and exports their URLs:
+#   BACKFILL_TEST_PG_URL     postgres://backfill:backfill@127.0.0.1:<port>/backfill
+#   BACKFILL_TEST_MYSQL_URL  mysql://backfill:backfill@127.0.0.1:<port>/backfill
+# Installs Debian's packages when the server binaries are missing. Source it (`. scripts/services.sh`)
+# and call `services_start`; `services_stop` (also run on EXIT) stops the servers and removes the data.
+# A URL already set in the environment is used as it is and nothing is started for it.
+
+BACKFILL_SERVICES_DIR="${BACKFILL_SERVICES_DIR:-}"
+
+_svc_log() { printf '[services] %s\n' "$*" >&2; }
+
+_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+_apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    _svc_log "apt-get not available; cannot install $*"
+    return 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  _svc_log "installing $* from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1 || {
+    $sudo apt-get update >/dev/null 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1
+  }
+}
+
+_pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && { echo "$d"; return 0; }
+  done
+  command -v initdb >/dev/null 2>&1 && { dirname "$(command -v initdb)"; return 0; }
+  return 1
+}
+
+_start_pg() {
+  local bindir
+  bindir="$(_pg_bindir)" || { _apt_install postgresql && bindir="$(_pg_bindir)"; } || return 1
+  local dir="$BACKFILL_SERVICES_DIR/pg" port
+  port="$(_free_port)"
+  mkdir -p "$dir"
+  local as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bindir/initdb" -D "$dir/data" -U backfill --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 || {
+    cat "$dir/initdb.log" >&2; return 1; }
+  "${as[@]}" "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
+  "${as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U backfill backfill || return 1
+  export BACKFILL_TEST_PG_URL="postgres://backfill:backfill@127.0.0.1:$port/backfill"
+  _BACKFILL_PG_STOP="${as[*]} $bindir/pg_ctl -D $dir/data -m immediate stop"
+  _svc_log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+
+_start_mariadb() {
+  command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || _apt_install mariadb-server || return 1
+  local server=/usr/sbin/mariadbd
+  [ -x "$server" ] || server="$(command -v mariadbd)"
+  local dir="$BACKFILL_SERVICES_DIR/mariadb" port
+  port="$(_free_port)"
+  mkdir -p "$dir"
+  local user
+  user="$(id -un)"
+  mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
+    --auth-root-authentication-method=socket >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; return 1; }
+  "$server" --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$port" --bind-address=127.0.0.1 \
+    --user="$user" --pid-file="$dir/pid" --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
+    --max-connections=300 --log-error="$dir/server.log" >/dev/null 2>&1 &
+  local i
+  for i in $(seq 1 120); do
+    mariadb --no-defaults --socket="$dir/sock" -u root -e 'SELECT 1' >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  mariadb --no-defaults --socket="$dir/sock" -u root -e "
+    CREATE DATABASE backfill;
+    CREATE USER 'backfill'@'127.0.0.1' IDENTIFIED BY 'backfill';
+    CREATE USER 'backfill'@'localhost' IDENTIFIED BY 'backfill';
+    GRANT ALL ON *.* TO 'backfill'@'127.0.0.1';
+    GRANT ALL ON *.* TO 'backfill'@'localhost';" || { cat "$dir/server.log" >&2; return 1; }
+  export BACKFILL_TEST_MYSQL_URL="mysql://backfill:backfill@127.0.0.1:$port/backfill"
+  _BACKFILL_MARIADB_STOP="mariadb-admin --no-defaults --socket=$dir/sock -u root shutdown"
+  _svc_log "MariaDB $("$server" --version | awk '{print $3}') on 127.0.0.1:$port"
+}
+
+services_start() {
+  if [ -z "$BACKFILL_SERVICES_DIR" ]; then
+    BACKFILL_SERVICES_DIR="$(mktemp -d /tmp/backfill-services.XXXXXX)"
+    chmod 755 "$BACKFILL_SERVICES_DIR"
+  fi
+  trap services_stop EXIT
+  if [ -z "${BACKFILL_TEST_PG_URL:-}" ]; then
+    _start_pg || _svc_log "PostgreSQL could not be started"
+  fi
+  if [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ]; then
+    _start_mariadb || _svc_log "MariaDB could not be started"
+  fi
+}
+
+services_stop() {
+  [ -n "${_BACKFILL_PG_STOP:-}" ] && { eval "$_BACKFILL_PG_STOP" >/dev/null 2>&1 || true; }
+  [ -n "${_BACKFILL_MARIADB_STOP:-}" ] && { eval "$_BACKFILL_MARIADB_STOP" >/dev/null 2>&1 || true; }
+  _BACKFILL_PG_STOP=""
+  _BACKFILL_MARIADB_STOP=""
+  if [ -n "$BACKFILL_SERVICES_DIR" ] && [ -d "$BACKFILL_SERVICES_DIR" ]; then
+    rm -rf "$BACKFILL_SERVICES_DIR"
+  fi
+}
