@@ -95,7 +95,7 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Longest identifier accepted (PostgreSQL truncates at 63 bytes, MySQL refuses over 64).
-pub const MAX_LEN: usize = 63;
+pub(crate) const MAX_LEN: usize = 63;
 
 /// A validated SQL identifier: ASCII letter or `_` first, then ASCII letters, digits or `_`, at most
 /// [`MAX_LEN`] bytes, not a reserved word. It is still quoted wherever it is used.

@@ -1,15 +1,21 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod bind;
+mod copy;
 mod dialect;
 mod error;
 mod ident;
 mod migrate;
 mod pool;
+mod row;
+mod sink;
 mod store;
 
 pub use dialect::Dialect;
 pub use ident::Ident;
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
+pub use row::{Column, RowSchema, SqlRow, SqlType};
+pub use sink::SqlSink;
 pub use store::SqlStore;

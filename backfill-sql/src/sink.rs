@@ -1,0 +1,420 @@
+//! Run-scoped staging tables, loaded in bulk: binary COPY on PostgreSQL, multi-row INSERT elsewhere.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use backfill_core::ids::RunId;
+use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::bind::{bind_value, read_value, types};
+use crate::copy::CopyWriter;
+use crate::dialect::Dialect;
+use crate::error::{db, Error};
+use crate::ident::Ident;
+use crate::migrate::migrate;
+use crate::pool::{with_pool, SqlPool};
+use backfill_core::digest::OutputRow;
+use serde::de::DeserializeOwned;
+
+use crate::row::{all_columns, decode, encode, lineage_values, RowSchema, SqlRow, Value, Values};
+
+/// Column holding the chunk id in staging tables.
+pub(crate) const CHUNK_COLUMN: &str = "bf_chunk_id";
+
+/// Stages rows into one table per `(target, run)`, named `bfs_<hash>`, with the row's columns, the
+/// lineage columns and the chunk id. Re-staging a chunk deletes and reloads it in one transaction.
+pub struct SqlSink<R> {
+    pool: SqlPool,
+    target: Ident,
+    schema: RowSchema,
+    _rows: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for SqlSink<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlSink")
+            .field("dialect", &self.pool.dialect())
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Validates a row type's column names once.
+pub(crate) fn check_columns<R>(schema: &RowSchema) -> backfill_core::Result<Vec<Ident>> {
+    let cols: Vec<Ident> = schema
+        .columns
+        .iter()
+        .map(|c| Ident::new(c.name))
+        .collect::<Result<_, _>>()?;
+    if schema.partition_index().is_none() {
+        return Err(Error::Row {
+            row: std::any::type_name::<R>(),
+            detail: format!(
+                "partition column `{}` is not in the schema",
+                schema.partition_column
+            ),
+        }
+        .into());
+    }
+    Ok(cols)
+}
+
+/// `"a", "b", ...` for the row's columns, lineage included.
+pub(crate) fn column_list(schema: &RowSchema, d: Dialect, prefix: &str) -> String {
+    all_columns(schema.columns)
+        .map(|(n, _, _)| format!("{prefix}{}", d.quote(&n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Column definitions for DDL.
+pub(crate) fn column_ddl(schema: &RowSchema, d: Dialect) -> String {
+    all_columns(schema.columns)
+        .map(|(n, t, null)| {
+            format!(
+                "{} {}{}",
+                d.quote(&n),
+                t.ddl(d),
+                if null { " NULL" } else { " NOT NULL" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl<R: SqlRow> SqlSink<R> {
+    /// A sink staging rows for `target` (a table or data product name) on `pool`.
+    pub async fn new(pool: SqlPool, target: &str) -> backfill_core::Result<Self> {
+        Self::with_schema(pool, target, RowSchema::of::<R>()).await
+    }
+}
+
+impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
+    /// A sink for a row type described by `schema`.
+    pub async fn with_schema(
+        pool: SqlPool,
+        target: &str,
+        schema: RowSchema,
+    ) -> backfill_core::Result<Self> {
+        check_columns::<R>(&schema)?;
+        migrate(&pool).await?;
+        Ok(Self {
+            pool,
+            target: Ident::new(target)?,
+            schema,
+            _rows: PhantomData,
+        })
+    }
+
+    /// The row schema.
+    pub fn schema(&self) -> &RowSchema {
+        &self.schema
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &SqlPool {
+        &self.pool
+    }
+
+    /// The target name.
+    pub fn target(&self) -> &Ident {
+        &self.target
+    }
+
+    /// The staging table of a run (it need not exist yet).
+    pub fn staging_table(&self, run_id: &RunId) -> Ident {
+        staging_table_name(&self.target, run_id)
+    }
+
+    async fn ensure_table(&self, run_id: &RunId) -> backfill_core::Result<Ident> {
+        let d = self.pool.dialect();
+        let table = self.staging_table(run_id);
+        let t = table.quoted(d);
+        let chunk = d.quote(CHUNK_COLUMN);
+        let cols = column_ddl(&self.schema, d);
+        let key = d.key_type();
+        match d {
+            Dialect::MySql => {
+                self.pool
+                    .execute(&format!("CREATE TABLE IF NOT EXISTS {t} ({cols}, {chunk} {key} NOT NULL, INDEX ({chunk}))"))
+                    .await?;
+            }
+            _ => {
+                self.pool
+                    .execute(&format!(
+                        "CREATE TABLE IF NOT EXISTS {t} ({cols}, {chunk} {key} NOT NULL)"
+                    ))
+                    .await?;
+                let idx = d.quote(&format!("{}_chunk", table.as_str()));
+                self.pool
+                    .execute(&format!(
+                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} ({chunk})"
+                    ))
+                    .await?;
+            }
+        }
+        let r = with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("INSERT INTO bf_staging_tables (run_id, target, table_name, created_at) VALUES (?, ?, ?, ?)"))
+                .bind(run_id.as_str())
+                .bind(self.target.as_str())
+                .bind(table.as_str())
+                .bind(chrono::Utc::now().timestamp_micros())
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match r {
+            Ok(()) => {}
+            Err(e) if crate::error::is_unique_violation(&e) => {}
+            Err(e) => return Err(db(e)),
+        }
+        Ok(table)
+    }
+}
+
+/// `bfs_` + 24 hex digits of sha256(target, run): a safe, bounded name whatever the run id is.
+pub(crate) fn staging_table_name(target: &Ident, run_id: &RunId) -> Ident {
+    let mut h = Sha256::new();
+    h.update(target.as_str().as_bytes());
+    h.update([0]);
+    h.update(run_id.as_str().as_bytes());
+    let name = format!("bfs_{}", &hex::encode(h.finalize())[..24]);
+    // Letters, digits and underscore only: always valid.
+    Ident::new(&name).unwrap_or_else(|_| target.clone())
+}
+
+fn row_err<R>(e: impl fmt::Display) -> backfill_core::Error {
+    Error::Row {
+        row: std::any::type_name::<R>(),
+        detail: e.to_string(),
+    }
+    .into()
+}
+
+#[async_trait]
+impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
+    fn descriptor(&self) -> SinkDescriptor {
+        SinkDescriptor::internal(
+            format!("staging:{}", self.target),
+            format!("{}_table", self.pool.dialect().name()),
+        )
+    }
+
+    async fn stage(
+        &self,
+        req: StageRequest<'_>,
+        mut rows: BoxStream<'_, backfill_core::Result<Vec<R>>>,
+    ) -> backfill_core::Result<StageReceipt> {
+        let d = self.pool.dialect();
+        let table = self.ensure_table(req.run_id).await?;
+        let t = table.quoted(d);
+        let chunk = d.quote(CHUNK_COLUMN);
+        let cols = column_list(&self.schema, d, "");
+        let columns = self.schema.columns;
+        let lineage = lineage_values(req.lineage);
+        let chunk_value = Value::Text(req.chunk_id.to_string());
+        let delete = d
+            .sql(&format!("DELETE FROM {t} WHERE {chunk} = ?"))
+            .into_owned();
+        let (mut n_rows, mut n_batches) = (0u64, 0u64);
+        match &self.pool {
+            SqlPool::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(db)?;
+                sqlx::query(&delete)
+                    .bind(req.chunk_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let fields = columns.len() + lineage.len() + 1;
+                let mut w = CopyWriter::default();
+                w.header();
+                let mut copy = tx
+                    .copy_in_raw(&format!(
+                        "COPY {t} ({cols}, {chunk}) FROM STDIN (FORMAT binary)"
+                    ))
+                    .await
+                    .map_err(db)?;
+                while let Some(batch) = rows.next().await {
+                    let batch = match batch {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = copy.abort(e.to_string()).await;
+                            return Err(e);
+                        }
+                    };
+                    n_batches += 1;
+                    for r in &batch {
+                        w.row_start(fields);
+                        if let Err(e) = encode(r, columns, &mut w) {
+                            let _ = copy.abort(e.to_string()).await;
+                            return Err(row_err::<R>(e));
+                        }
+                        for v in &lineage {
+                            w.value(v);
+                        }
+                        w.value(&chunk_value);
+                    }
+                    n_rows += batch.len() as u64;
+                    if w.buf.len() >= 1 << 20 {
+                        copy.send(w.buf.as_slice()).await.map_err(db)?;
+                        w.buf.clear();
+                    }
+                }
+                w.trailer();
+                copy.send(w.buf.as_slice()).await.map_err(db)?;
+                copy.finish().await.map_err(db)?;
+                tx.commit().await.map_err(db)?;
+            }
+            pool => {
+                let ty = types(columns);
+                let per_row = ty.len() + 1;
+                let max_rows = (d.max_params() / per_row).clamp(1, 500);
+                let one = format!("({})", vec!["?"; per_row].join(", "));
+                let mysql = d == Dialect::MySql;
+                with_pool!(pool, p => {
+                    let mut tx = p.begin().await.map_err(db)?;
+                    sqlx::query(&delete).bind(req.chunk_id.as_str()).execute(&mut *tx).await.map_err(db)?;
+                    while let Some(batch) = rows.try_next().await? {
+                        n_batches += 1;
+                        n_rows += batch.len() as u64;
+                        for group in batch.chunks(max_rows) {
+                            let mut values = Vec::with_capacity(group.len() * per_row);
+                            for r in group {
+                                let mut v = Values(Vec::with_capacity(per_row));
+                                encode(r, columns, &mut v).map_err(row_err::<R>)?;
+                                values.extend(v.0);
+                                values.extend(lineage.iter().cloned());
+                                values.push(chunk_value.clone());
+                            }
+                            let sql = format!("INSERT INTO {t} ({cols}, {chunk}) VALUES {}", vec![one.as_str(); group.len()].join(", "));
+                            let mut q = sqlx::query(&sql);
+                            for (i, v) in values.iter().enumerate() {
+                                let col_ty = ty.get(i % per_row).copied().unwrap_or(crate::row::SqlType::Text);
+                                q = bind_value!(q, col_ty, v, mysql);
+                            }
+                            q.execute(&mut *tx).await.map_err(db)?;
+                        }
+                    }
+                    tx.commit().await.map_err(db)?;
+                });
+            }
+        }
+        Ok(StageReceipt {
+            rows: n_rows,
+            batches: n_batches,
+        })
+    }
+
+    fn read_staged<'a>(
+        &'a self,
+        run_id: &'a RunId,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<R>>> {
+        let d = self.pool.dialect();
+        let table = self.staging_table(run_id);
+        let chunks = async move {
+            let exists: Option<String> = with_pool!(&self.pool, p => {
+                sqlx::query_scalar(&d.sql("SELECT table_name FROM bf_staging_tables WHERE run_id = ? AND target = ?"))
+                    .bind(run_id.as_str())
+                    .bind(self.target.as_str())
+                    .fetch_optional(p)
+                    .await
+                    .map_err(db)?
+            });
+            if exists.is_none() {
+                return Ok::<Vec<String>, backfill_core::Error>(Vec::new());
+            }
+            let sql = format!(
+                "SELECT DISTINCT {c} FROM {t} ORDER BY {c}",
+                c = d.quote(CHUNK_COLUMN),
+                t = table.quoted(d)
+            );
+            let ids: Vec<String> = with_pool!(&self.pool, p => sqlx::query_scalar(&sql).fetch_all(p).await.map_err(db)?);
+            Ok(ids)
+        };
+        stream::once(chunks)
+            .map_ok(move |ids| {
+                stream::iter(ids.into_iter().map(Ok)).and_then(move |id| {
+                    let table = self.staging_table(run_id);
+                    async move { self.read_chunk(&table, &id).await }
+                })
+            })
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        let table = self.staging_table(run_id);
+        self.pool
+            .execute(&format!("DROP TABLE IF EXISTS {}", table.quoted(d)))
+            .await?;
+        with_pool!(&self.pool, p => {
+            sqlx::query(&d.sql("DELETE FROM bf_staging_tables WHERE run_id = ? AND target = ?"))
+                .bind(run_id.as_str())
+                .bind(self.target.as_str())
+                .execute(p)
+                .await
+                .map(|_| ())
+                .map_err(db)?
+        });
+        Ok(())
+    }
+}
+
+impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
+    async fn read_chunk(&self, table: &Ident, chunk_id: &str) -> backfill_core::Result<Vec<R>> {
+        read_rows::<R>(
+            &self.pool,
+            &self.schema,
+            &format!(
+                "{} WHERE {} = ?",
+                table.quoted(self.pool.dialect()),
+                self.pool.dialect().quote(CHUNK_COLUMN)
+            ),
+            Some(chunk_id),
+        )
+        .await
+    }
+}
+
+/// `SELECT <row columns> FROM <from_where>` decoded into rows; `bind` fills one `?` if given.
+pub(crate) async fn read_rows<R: DeserializeOwned>(
+    pool: &SqlPool,
+    schema: &RowSchema,
+    from_where: &str,
+    bind: Option<&str>,
+) -> backfill_core::Result<Vec<R>> {
+    let d = pool.dialect();
+    let columns = schema.columns;
+    let cols = columns
+        .iter()
+        .map(|c| d.quote(c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = d
+        .sql(&format!("SELECT {cols} FROM {from_where}"))
+        .into_owned();
+    let mysql = d == Dialect::MySql;
+    let raw: Vec<Vec<Value>> = with_pool!(pool, p => {
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = bind {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(p).await.map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut vals = Vec::with_capacity(columns.len());
+            for (i, c) in columns.iter().enumerate() {
+                vals.push(read_value!(r, i, c.ty, mysql).map_err(db)?);
+            }
+            out.push(vals);
+        }
+        out
+    });
+    raw.into_iter()
+        .map(|v| decode::<R>(columns, v).map_err(row_err::<R>))
+        .collect()
+}
