@@ -64,12 +64,13 @@ CREATE TABLE IF NOT EXISTS bf_accepted (
     accepted_by {key} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS bf_publications (
-    run_id {key} NOT NULL PRIMARY KEY,
+    run_id {key} NOT NULL,
     target {key} NOT NULL,
     mutation {key} NOT NULL,
     previous_run_id {key} NULL,
     receipt {long} NOT NULL,
-    published_at BIGINT NOT NULL
+    published_at BIGINT NOT NULL,
+    PRIMARY KEY (run_id, target)
 );
 CREATE TABLE IF NOT EXISTS bf_staging_tables (
     run_id {key} NOT NULL,

@@ -139,6 +139,15 @@ impl Ident {
         Ok(Self(name.to_owned()))
     }
 
+    /// A name the crate generated itself (a fixed prefix and hex digits), known to be valid.
+    pub(crate) fn generated(prefix: &str, hex: &str) -> Self {
+        debug_assert!(prefix
+            .bytes()
+            .chain(hex.bytes())
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        Self(format!("{prefix}{hex}"))
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0

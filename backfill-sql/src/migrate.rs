@@ -16,14 +16,21 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "run_store",
-    sql: include_str!("../migrations/0001_run_store.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "run_store",
+        sql: include_str!("../migrations/0001_run_store.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "publisher",
+        sql: include_str!("../migrations/0002_publisher.sql"),
+    },
+];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

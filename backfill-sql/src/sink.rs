@@ -181,9 +181,7 @@ pub(crate) fn staging_table_name(target: &Ident, run_id: &RunId) -> Ident {
     h.update(target.as_str().as_bytes());
     h.update([0]);
     h.update(run_id.as_str().as_bytes());
-    let name = format!("bfs_{}", &hex::encode(h.finalize())[..24]);
-    // Letters, digits and underscore only: always valid.
-    Ident::new(&name).unwrap_or_else(|_| target.clone())
+    Ident::generated("bfs_", &hex::encode(h.finalize())[..24])
 }
 
 fn row_err<R>(e: impl fmt::Display) -> backfill_core::Error {
