@@ -214,6 +214,12 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
         let columns = self.schema.columns;
         let lineage = lineage_values(req.lineage);
         let chunk_value = Value::Text(req.chunk_id.to_string());
+        // On MySQL an earlier attempt's rows are looked for with a plain read first: a DELETE that finds
+        // nothing still takes InnoDB gap locks, which make concurrent first attempts deadlock. (SQLite
+        // must not read before writing in one transaction: another writer would make it fail busy.)
+        let exists = d
+            .sql(&format!("SELECT 1 FROM {t} WHERE {chunk} = ? LIMIT 1"))
+            .into_owned();
         let delete = d
             .sql(&format!("DELETE FROM {t} WHERE {chunk} = ?"))
             .into_owned();
@@ -274,7 +280,23 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
                 let mysql = d == Dialect::MySql;
                 with_pool!(pool, p => {
                     let mut tx = p.begin().await.map_err(db)?;
-                    sqlx::query(&delete).bind(req.chunk_id.as_str()).execute(&mut *tx).await.map_err(db)?;
+                    let earlier = if mysql {
+                        sqlx::query_scalar::<_, i64>(&exists)
+                            .bind(req.chunk_id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db)?
+                            .is_some()
+                    } else {
+                        true
+                    };
+                    if earlier {
+                        sqlx::query(&delete)
+                            .bind(req.chunk_id.as_str())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
                     while let Some(batch) = rows.try_next().await? {
                         n_batches += 1;
                         n_rows += batch.len() as u64;
