@@ -88,5 +88,6 @@ CREATE TABLE IF NOT EXISTS bf_file_imports (
     schema_version {key} NOT NULL,
     first_seen_at BIGINT NOT NULL,
     accepted_run_id {key} NULL,
+    corrects_file_id {key} NULL,
     status {key} NOT NULL
 )

@@ -5,106 +5,18 @@ use std::fmt;
 use crate::dialect::Dialect;
 use crate::error::Error;
 
-/// Words refused as identifiers even though quoting would make them legal: reserved in at least one
-/// of PostgreSQL, MySQL/MariaDB or SQLite, and confusing to people reading the SQL.
-const RESERVED: &[&str] = &[
-    "all",
-    "alter",
-    "analyze",
-    "and",
-    "any",
-    "as",
-    "asc",
-    "between",
-    "both",
-    "by",
-    "case",
-    "cast",
-    "check",
-    "collate",
-    "column",
-    "constraint",
-    "create",
-    "cross",
-    "current_date",
-    "current_time",
-    "current_timestamp",
-    "current_user",
-    "database",
-    "default",
-    "delete",
-    "desc",
-    "distinct",
-    "drop",
-    "else",
-    "end",
-    "except",
-    "exists",
-    "false",
-    "fetch",
-    "for",
-    "foreign",
-    "from",
-    "full",
-    "grant",
-    "group",
-    "having",
-    "in",
-    "index",
-    "inner",
-    "insert",
-    "intersect",
-    "into",
-    "is",
-    "join",
-    "key",
-    "leading",
-    "left",
-    "like",
-    "limit",
-    "natural",
-    "not",
-    "null",
-    "offset",
-    "on",
-    "or",
-    "order",
-    "outer",
-    "primary",
-    "references",
-    "replace",
-    "right",
-    "rows",
-    "schema",
-    "select",
-    "set",
-    "table",
-    "then",
-    "to",
-    "trailing",
-    "true",
-    "union",
-    "unique",
-    "update",
-    "user",
-    "using",
-    "values",
-    "when",
-    "where",
-    "with",
-];
-
 /// Longest identifier accepted (PostgreSQL truncates at 63 bytes, MySQL refuses over 64).
 pub(crate) const MAX_LEN: usize = 63;
 
 /// A validated SQL identifier: ASCII letter or `_` first, then ASCII letters, digits or `_`, at most
-/// [`MAX_LEN`] bytes, not a reserved word. It is still quoted wherever it is used.
+/// 63 bytes. It is always quoted where it is used, so reserved words (`select`, `key`, `order`) are
+/// fine as names.
 ///
 /// ```
-/// use backfill_sql::Ident;
+/// use backfill_sql::{Dialect, Ident};
 /// assert!(Ident::new("case_sla_daily").is_ok());
 /// assert!(Ident::new("x\"; DROP TABLE runs; --").is_err());
-/// assert!(Ident::new("select").is_err());
+/// assert_eq!(Ident::new("select").unwrap().quoted(Dialect::MySql), "`select`");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ident(String);
@@ -132,9 +44,6 @@ impl Ident {
         }
         if !bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return refuse("only ASCII letters, digits and underscores are allowed");
-        }
-        if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-            return refuse("reserved word");
         }
         Ok(Self(name.to_owned()))
     }
