@@ -12,8 +12,22 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test (lib, integration, property tests; benches run once in test mode)"
-cargo test --workspace --all-targets
+step "services: PostgreSQL and MariaDB on loopback (installed from Debian's packages if missing)"
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+services_start
+if [ -z "${BACKFILL_TEST_PG_URL:-}" ] || [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ]; then
+  if [ "${BACKFILL_ALLOW_MISSING_SERVICES:-}" != "1" ]; then
+    echo "a database engine could not be started: failing (see the [services] lines above;" >&2
+    echo "set BACKFILL_ALLOW_MISSING_SERVICES=1 to run without it, with loud skips)" >&2
+    exit 1
+  fi
+else
+  export BACKFILL_REQUIRE_SERVICES=1
+fi
+
+step "cargo test (lib, integration and property tests, examples; against SQLite, PostgreSQL and MariaDB)"
+cargo test --workspace --lib --bins --tests --examples
 
 step "cargo test --doc"
 cargo test --workspace --doc

@@ -1,0 +1,478 @@
+//! Checks of the [`RunStore`] contract (backfill-core `store.rs`, clauses 1–8).
+
+use std::time::Duration;
+
+use backfill_core::context::ExecutionMode;
+use backfill_core::ids::RunId;
+use backfill_core::manifest::{InputRange, ManifestDigest, RunKind, RunManifest, StoredManifest};
+use backfill_core::plan::{ChunkSpec, ResolvedPlan, SourcePlan};
+use backfill_core::state::{RunState, Transition};
+use backfill_core::store::{
+    AcceptedPointer, ChunkOutcome, ChunkStatus, EvidenceKind, RunRecord, RunStore,
+};
+use backfill_core::ErrorKind;
+use chrono::{DateTime, TimeZone, Utc};
+use futures::future::join_all;
+
+use crate::conformance::{ensure, fail, finish, op, suite, unknown, CheckResult, StoreHarness};
+
+suite!(&dyn RunStore;
+    manifests_are_stored_once,
+    runs_are_created_once,
+    transitions_are_compare_and_set,
+    concurrent_transitions_one_wins,
+    plans_are_stored_once,
+    claims_are_exclusive_and_ordered,
+    leases_expire_and_are_fenced,
+    evidence_sequence_increases,
+    accepted_pointer_is_compare_and_set,
+);
+
+/// Runs one check against a fresh store from `harness`.
+pub async fn run_check<H: StoreHarness + ?Sized>(harness: &H, check: &str) -> CheckResult {
+    let ns = crate::namespace_for(check);
+    let name = CHECKS
+        .iter()
+        .find(|c| **c == check)
+        .copied()
+        .ok_or_else(|| unknown(check))?;
+    let store = op(name, "building the store", harness.build(&ns).await)?;
+    let (name, result) = dispatch(check, store.as_ref())
+        .await
+        .ok_or_else(|| unknown(check))?;
+    finish(name, &ns, result, harness.teardown(&ns)).await
+}
+
+/// Runs every check.
+pub async fn run_all<H: StoreHarness + ?Sized>(harness: &H) -> Vec<(&'static str, CheckResult)> {
+    let mut out = Vec::new();
+    for c in CHECKS {
+        out.push((*c, run_check(harness, c).await));
+    }
+    out
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn manifest(run: &str, reason: &str) -> RunManifest {
+    let mut m = RunManifest::new(run, RunKind::Backfill, ExecutionMode::Backfill);
+    m.reason = reason.into();
+    m
+}
+
+fn record(run: &str, digest: ManifestDigest) -> RunRecord {
+    RunRecord {
+        run_id: run.into(),
+        manifest_version: 1,
+        manifest_digest: digest,
+        target: "t".into(),
+        mode: ExecutionMode::Backfill,
+        state: RunState::Approved,
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn plan(run: &str, n: usize) -> ResolvedPlan {
+    let chunks = (0..n)
+        .map(|i| ChunkSpec {
+            range: InputRange::Keys {
+                from: format!("k{i:04}"),
+                to_exclusive: format!("k{:04}", i + 1),
+            },
+            label: i.to_string(),
+        })
+        .collect();
+    ResolvedPlan::new(
+        &run.into(),
+        manifest(run, "plan").digest(),
+        SourcePlan {
+            snapshot: Some("s".into()),
+            chunks,
+        },
+        t0(),
+    )
+}
+
+fn transition(run: &str, from: RunState, to: RunState, by: &str) -> Transition {
+    Transition {
+        run_id: run.into(),
+        from,
+        to,
+        by: by.into(),
+        at: t0(),
+        reason: format!("{from} to {to}"),
+    }
+}
+
+fn is_conflict<T>(r: &backfill_core::Result<T>) -> bool {
+    matches!(r, Err(e) if e.kind() == ErrorKind::Conflict)
+}
+
+/// Clause 1: the same manifest again is a no-op, another digest under the same run conflicts, and an
+/// approval can be added to a stored draft.
+pub async fn manifests_are_stored_once(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "manifests_are_stored_once";
+    const CLAUSE: &str =
+        "put_manifest is idempotent for the same digest and a Conflict for another";
+    let m = manifest("bf-m", "first");
+    let draft = StoredManifest::new(&m, None);
+    op(C, "put", s.put_manifest(&draft).await)?;
+    op(C, "put again", s.put_manifest(&draft).await)?;
+    let other = StoredManifest::new(&manifest("bf-m", "second"), None);
+    ensure(
+        is_conflict(&s.put_manifest(&other).await),
+        C,
+        CLAUSE,
+        || "a different manifest under the same run was accepted".into(),
+    )?;
+    let stored = op(C, "get", s.manifest(&"bf-m".into()).await)?;
+    ensure(stored.as_ref() == Some(&draft), C, CLAUSE, || {
+        format!("stored {stored:?}, expected {draft:?}")
+    })?;
+    let with_approval = StoredManifest {
+        approval: Some(backfill_core::manifest::Approval {
+            digest: draft.digest.clone(),
+            approved_by: "owner".into(),
+            approved_at: t0(),
+        }),
+        ..draft.clone()
+    };
+    op(C, "put with approval", s.put_manifest(&with_approval).await)?;
+    let stored = op(C, "get", s.manifest(&"bf-m".into()).await)?;
+    ensure(
+        stored.and_then(|m| m.approval).is_some(),
+        C,
+        "an approval is recorded for a stored draft",
+        || "approval was not stored".into(),
+    )
+}
+
+/// Clause 2: creating an existing run conflicts.
+pub async fn runs_are_created_once(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "runs_are_created_once";
+    let r = record("bf-r", manifest("bf-r", "x").digest());
+    op(C, "create", s.create_run(&r).await)?;
+    ensure(
+        is_conflict(&s.create_run(&r).await),
+        C,
+        "create_run fails with Conflict when the run exists",
+        || "created twice".into(),
+    )?;
+    let got = op(C, "get", s.run(&"bf-r".into()).await)?;
+    ensure(
+        got.as_ref() == Some(&r),
+        C,
+        "a run reads back as created",
+        || format!("{got:?}"),
+    )
+}
+
+/// Clause 3: a transition from the wrong state conflicts and changes nothing; transitions are recorded in order.
+pub async fn transitions_are_compare_and_set(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "transitions_are_compare_and_set";
+    const CLAUSE: &str = "transition succeeds only from the stored state and records it";
+    op(
+        C,
+        "create",
+        s.create_run(&record("bf-t", manifest("bf-t", "x").digest()))
+            .await,
+    )?;
+    let wrong = transition("bf-t", RunState::Staged, RunState::Validated, "x");
+    ensure(is_conflict(&s.transition(&wrong).await), C, CLAUSE, || {
+        "a transition from the wrong state succeeded".into()
+    })?;
+    let first = transition("bf-t", RunState::Approved, RunState::Running, "w1");
+    let second = transition("bf-t", RunState::Running, RunState::Staged, "w2");
+    op(C, "transition", s.transition(&first).await)?;
+    op(C, "transition", s.transition(&second).await)?;
+    let state = op(C, "get", s.run(&"bf-t".into()).await)?.map(|r| r.state);
+    ensure(state == Some(RunState::Staged), C, CLAUSE, || {
+        format!("state is {state:?}")
+    })?;
+    let ts = op(C, "transitions", s.transitions(&"bf-t".into()).await)?;
+    ensure(ts == vec![first, second], C, CLAUSE, || {
+        format!("recorded {ts:?}")
+    })
+}
+
+/// Clause 3, under contention: of many concurrent identical transitions exactly one wins.
+pub async fn concurrent_transitions_one_wins(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "concurrent_transitions_one_wins";
+    op(
+        C,
+        "create",
+        s.create_run(&record("bf-race", manifest("bf-race", "x").digest()))
+            .await,
+    )?;
+    let ts: Vec<_> = (0..8)
+        .map(|i| {
+            transition(
+                "bf-race",
+                RunState::Approved,
+                RunState::Running,
+                &format!("w{i}"),
+            )
+        })
+        .collect();
+    let results = join_all(ts.iter().map(|t| s.transition(t))).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    let conflicts = results.iter().filter(|r| is_conflict(r)).count();
+    ensure(
+        wins == 1 && conflicts == 7,
+        C,
+        "transition is atomic: exactly one concurrent compare-and-set wins",
+        || format!("{wins} won, {conflicts} conflicted: {results:?}"),
+    )?;
+    let recorded = op(C, "transitions", s.transitions(&"bf-race".into()).await)?.len();
+    ensure(
+        recorded == 1,
+        C,
+        "only the winning transition is recorded",
+        || format!("{recorded} recorded"),
+    )
+}
+
+/// Clause 4: a plan is stored once with one pending ledger row per chunk.
+pub async fn plans_are_stored_once(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "plans_are_stored_once";
+    const CLAUSE: &str =
+        "put_plan stores the plan and pending chunks; same work is a no-op, other work a Conflict";
+    let p = plan("bf-p", 5);
+    op(C, "put", s.put_plan(&p).await)?;
+    op(C, "put again", s.put_plan(&p).await)?;
+    ensure(
+        is_conflict(&s.put_plan(&plan("bf-p", 6)).await),
+        C,
+        CLAUSE,
+        || "a different plan replaced the first".into(),
+    )?;
+    let got = op(C, "get", s.plan(&"bf-p".into()).await)?;
+    ensure(
+        got.as_ref().is_some_and(|g| g.same_work(&p)),
+        C,
+        CLAUSE,
+        || format!("{got:?}"),
+    )?;
+    let chunks = op(C, "chunks", s.chunks(&"bf-p".into()).await)?;
+    ensure(
+        chunks.len() == 5
+            && chunks.iter().enumerate().all(|(i, c)| {
+                c.index as usize == i && c.status == ChunkStatus::Pending && c.attempts == 0
+            }),
+        C,
+        CLAUSE,
+        || format!("{chunks:?}"),
+    )
+}
+
+/// Clause 5: concurrent claims never share a chunk, and claims go in index order.
+pub async fn claims_are_exclusive_and_ordered(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "claims_are_exclusive_and_ordered";
+    op(C, "plan", s.put_plan(&plan("bf-c", 12)).await)?;
+    let run = RunId::from("bf-c");
+    let first = op(
+        C,
+        "claim",
+        s.claim_chunk(&run, "first", t0(), Duration::from_secs(60))
+            .await,
+    )?;
+    ensure(
+        first
+            .as_ref()
+            .is_some_and(|l| l.index == 0 && l.attempt == 1),
+        C,
+        "the lowest-index claimable chunk is leased first",
+        || format!("{first:?}"),
+    )?;
+    let workers: Vec<String> = (0..16).map(|i| format!("w{i}")).collect();
+    let claims = join_all(
+        workers
+            .iter()
+            .map(|w| s.claim_chunk(&run, w, t0(), Duration::from_secs(60))),
+    )
+    .await;
+    let mut got = Vec::new();
+    for c in claims {
+        if let Some(l) = op(C, "claim", c)? {
+            got.push(l.chunk_id);
+        }
+    }
+    got.sort();
+    let n = got.len();
+    got.dedup();
+    ensure(
+        n == 11 && got.len() == 11,
+        C,
+        "two concurrent claims never get the same chunk",
+        || format!("{n} claims, {} distinct", got.len()),
+    )?;
+    let none = op(
+        C,
+        "claim",
+        s.claim_chunk(&run, "late", t0(), Duration::from_secs(60))
+            .await,
+    )?;
+    ensure(
+        none.is_none(),
+        C,
+        "claim_chunk returns None when nothing is claimable",
+        || format!("{none:?}"),
+    )
+}
+
+/// Clauses 5 and 6: expired leases are reclaimed, a worker takes its own lease back, stale leases are
+/// fenced, done chunks are never claimed again.
+pub async fn leases_expire_and_are_fenced(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "leases_expire_and_are_fenced";
+    const FENCE: &str = "heartbeat, complete and fail succeed only for the current lease";
+    op(C, "plan", s.put_plan(&plan("bf-l", 2)).await)?;
+    let run = RunId::from("bf-l");
+    let lease = Duration::from_secs(30);
+    let a = op(C, "claim", s.claim_chunk(&run, "a", t0(), lease).await)?
+        .ok_or_else(|| fail(C, "claim", "nothing to claim"))?;
+    let b = op(C, "claim", s.claim_chunk(&run, "b", t0(), lease).await)?
+        .ok_or_else(|| fail(C, "claim", "nothing to claim"))?;
+    let early = t0() + chrono::Duration::seconds(29);
+    let none = op(C, "claim", s.claim_chunk(&run, "c", early, lease).await)?;
+    ensure(
+        none.is_none(),
+        C,
+        "a live lease is not claimed by another worker",
+        || format!("{none:?}"),
+    )?;
+    let again = op(C, "claim", s.claim_chunk(&run, "a", early, lease).await)?;
+    ensure(
+        again
+            .as_ref()
+            .is_some_and(|l| l.chunk_id == a.chunk_id && l.attempt == 2),
+        C,
+        "the same worker takes its own lease back",
+        || format!("{again:?}"),
+    )?;
+    let a2 = again.ok_or_else(|| fail(C, "claim", "no lease"))?;
+    let late = t0() + chrono::Duration::seconds(61);
+    let c = op(C, "claim", s.claim_chunk(&run, "c", late, lease).await)?;
+    ensure(
+        c.as_ref()
+            .is_some_and(|l| l.chunk_id == a.chunk_id && l.attempt == 3),
+        C,
+        "an expired lease is reclaimed",
+        || format!("{c:?}"),
+    )?;
+    let c = c.ok_or_else(|| fail(C, "claim", "no lease"))?;
+    let outcome = ChunkOutcome::default();
+    ensure(
+        is_conflict(&s.heartbeat(&a2, late, lease).await),
+        C,
+        FENCE,
+        || "stale heartbeat accepted".into(),
+    )?;
+    ensure(
+        is_conflict(&s.complete_chunk(&a2, &outcome, late).await),
+        C,
+        FENCE,
+        || "stale completion accepted".into(),
+    )?;
+    ensure(
+        is_conflict(&s.fail_chunk(&a2, "x", late).await),
+        C,
+        FENCE,
+        || "stale failure accepted".into(),
+    )?;
+    op(C, "complete", s.complete_chunk(&c, &outcome, late).await)?;
+    // b expired too; fail it, reclaim it, finish it.
+    op(
+        C,
+        "heartbeat",
+        s.heartbeat(&b, early, lease).await.map(|_| ()),
+    )?;
+    op(C, "fail", s.fail_chunk(&b, "boom", early).await)?;
+    let b2 = op(C, "claim", s.claim_chunk(&run, "d", early, lease).await)?
+        .ok_or_else(|| fail(C, "failed chunks are claimable", "not claimed"))?;
+    op(C, "complete", s.complete_chunk(&b2, &outcome, early).await)?;
+    let none = op(
+        C,
+        "claim",
+        s.claim_chunk(&run, "e", late + chrono::Duration::days(1), lease)
+            .await,
+    )?;
+    ensure(
+        none.is_none(),
+        C,
+        "Done chunks are never claimed again",
+        || format!("{none:?}"),
+    )
+}
+
+/// Clause 7: concurrent appends get distinct, increasing sequence numbers.
+pub async fn evidence_sequence_increases(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "evidence_sequence_increases";
+    let run = RunId::from("bf-e");
+    let results = join_all((0..10).map(|i| {
+        s.append_evidence(
+            &run,
+            t0(),
+            "w",
+            EvidenceKind::Transition,
+            serde_json::json!({"i": i}),
+        )
+    }))
+    .await;
+    let mut seqs = Vec::new();
+    for r in results {
+        seqs.push(op(C, "append", r)?);
+    }
+    seqs.sort_unstable();
+    ensure(
+        seqs == (1..=10).collect::<Vec<u64>>(),
+        C,
+        "append_evidence assigns increasing sequence numbers per run",
+        || format!("{seqs:?}"),
+    )?;
+    let ev = op(C, "evidence", s.evidence(&run).await)?;
+    ensure(
+        ev.len() == 10 && ev.windows(2).all(|w| w[0].seq < w[1].seq),
+        C,
+        "evidence reads back in order",
+        || format!("{ev:?}"),
+    )
+}
+
+/// Clause 8: the accepted pointer moves only from the expected run, and one of several racers wins.
+pub async fn accepted_pointer_is_compare_and_set(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "accepted_pointer_is_compare_and_set";
+    const CLAUSE: &str =
+        "swap_accepted sets the pointer only if the current run is the expected one";
+    let p = |run: &str| AcceptedPointer {
+        target: "t".into(),
+        run_id: run.into(),
+        accepted_at: t0(),
+        accepted_by: "owner".into(),
+    };
+    let pointers: Vec<_> = (0..6).map(|i| p(&format!("r{i}"))).collect();
+    let results = join_all(pointers.iter().map(|ptr| s.swap_accepted(None, ptr))).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    ensure(wins == 1, C, CLAUSE, || {
+        format!("{wins} racers set the first pointer: {results:?}")
+    })?;
+    let current =
+        op(C, "accepted", s.accepted("t").await)?.ok_or_else(|| fail(C, CLAUSE, "no pointer"))?;
+    ensure(
+        is_conflict(&s.swap_accepted(Some(&"nobody".into()), &p("x")).await),
+        C,
+        CLAUSE,
+        || "moved from the wrong run".into(),
+    )?;
+    op(
+        C,
+        "swap",
+        s.swap_accepted(Some(&current.run_id), &p("next")).await,
+    )?;
+    let now = op(C, "accepted", s.accepted("t").await)?.map(|a| a.run_id);
+    ensure(now == Some("next".into()), C, CLAUSE, || format!("{now:?}"))
+}

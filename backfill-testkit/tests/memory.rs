@@ -1,0 +1,363 @@
+//! backfill-core's memory implementations pass every suite; deliberately broken ones fail.
+#![allow(clippy::clone_on_ref_ptr)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backfill_core::ids::RunId;
+use backfill_core::memory::{MemoryPublisher, MemorySink, MemoryStore};
+use backfill_core::publish::{PublishReceipt, PublishRequest, Publisher, RollbackRequest};
+use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
+use backfill_core::state::Transition;
+use backfill_core::store::RunStore;
+use backfill_testkit::{PublisherHarness, SinkHarness, StoreHarness, TestRow};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+
+struct Memory;
+
+#[async_trait]
+impl StoreHarness for Memory {
+    async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn RunStore>> {
+        Ok(Arc::new(MemoryStore::new()))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SinkHarness for Memory {
+    async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn StagingSink<TestRow>>> {
+        Ok(Arc::new(MemorySink::new("staging")))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PublisherHarness for Memory {
+    async fn build(
+        &self,
+        _: &str,
+    ) -> backfill_core::Result<(Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>)> {
+        Ok((
+            Arc::new(MemorySink::new("staging")),
+            Arc::new(MemoryPublisher::new("target")),
+        ))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+backfill_testkit::store_conformance!(memory_store, || Memory);
+backfill_testkit::sink_conformance!(memory_sink, || Memory);
+backfill_testkit::publisher_conformance!(memory_publisher, || Memory);
+
+/// A sink that appends on re-stage instead of replacing.
+#[derive(Debug, Default)]
+struct AppendingSink(std::sync::Mutex<Vec<(RunId, TestRow)>>);
+
+#[async_trait]
+impl StagingSink<TestRow> for AppendingSink {
+    fn descriptor(&self) -> SinkDescriptor {
+        SinkDescriptor::internal("appending", "broken")
+    }
+    async fn stage(
+        &self,
+        req: StageRequest<'_>,
+        rows: BoxStream<'_, backfill_core::Result<Vec<TestRow>>>,
+    ) -> backfill_core::Result<StageReceipt> {
+        let rows: Vec<TestRow> = rows.try_concat().await?;
+        let n = rows.len() as u64;
+        self.0
+            .lock()
+            .unwrap()
+            .extend(rows.into_iter().map(|r| (req.run_id.clone(), r)));
+        Ok(StageReceipt {
+            rows: n,
+            batches: 1,
+        })
+    }
+    fn read_staged<'a>(
+        &'a self,
+        run_id: &'a RunId,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<TestRow>>> {
+        let rows: Vec<TestRow> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == run_id)
+            .map(|(_, x)| x.clone())
+            .collect();
+        futures::stream::iter([Ok(rows)]).boxed()
+    }
+    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
+        self.0.lock().unwrap().retain(|(r, _)| r != run_id);
+        Ok(())
+    }
+}
+
+struct Appending;
+#[async_trait]
+impl SinkHarness for Appending {
+    async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn StagingSink<TestRow>>> {
+        Ok(Arc::new(AppendingSink::default()))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_that_appends_on_restage_fails() {
+    let f = backfill_testkit::sink::run_check(&Appending, "restage_replaces_the_chunk")
+        .await
+        .unwrap_err();
+    assert_eq!(f.check, "restage_replaces_the_chunk");
+    assert!(f.clause.contains("never adds"), "{f}");
+}
+
+/// A publisher that republishes (with a new receipt) every time.
+#[derive(Debug)]
+struct NotIdempotent(MemoryPublisher<TestRow>, std::sync::atomic::AtomicU32);
+
+#[async_trait]
+impl Publisher<TestRow> for NotIdempotent {
+    fn descriptor(&self) -> SinkDescriptor {
+        self.0.descriptor()
+    }
+    async fn publish(
+        &self,
+        req: PublishRequest<'_>,
+        staged: &dyn StagingSink<TestRow>,
+    ) -> backfill_core::Result<PublishReceipt> {
+        let mut r = self.0.publish(req, staged).await?;
+        r.reference = format!(
+            "attempt {}",
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        Ok(r)
+    }
+    async fn inspect(&self, run_id: &RunId) -> backfill_core::Result<Option<PublishReceipt>> {
+        self.0.inspect(run_id).await
+    }
+    async fn rollback(&self, req: RollbackRequest<'_>) -> backfill_core::Result<PublishReceipt> {
+        self.0.rollback(req).await
+    }
+    fn read_current<'a>(
+        &'a self,
+        p: &'a backfill_core::ids::PartitionKey,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<TestRow>>> {
+        self.0.read_current(p)
+    }
+}
+
+struct Broken;
+#[async_trait]
+impl PublisherHarness for Broken {
+    async fn build(
+        &self,
+        _: &str,
+    ) -> backfill_core::Result<(Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>)> {
+        Ok((
+            Arc::new(MemorySink::new("s")),
+            Arc::new(NotIdempotent(MemoryPublisher::new("t"), Default::default())),
+        ))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_that_is_not_idempotent_fails() {
+    let f = backfill_testkit::publisher::run_check(&Broken, "publish_is_idempotent")
+        .await
+        .unwrap_err();
+    assert!(f.clause.contains("idempotent"), "{f}");
+}
+
+/// A store whose compare-and-set reads, yields, then writes: not atomic.
+#[derive(Debug, Default)]
+struct RacyStore(MemoryStore);
+
+#[async_trait]
+impl RunStore for RacyStore {
+    async fn put_manifest(
+        &self,
+        m: &backfill_core::manifest::StoredManifest,
+    ) -> backfill_core::Result<()> {
+        self.0.put_manifest(m).await
+    }
+    async fn manifest(
+        &self,
+        r: &RunId,
+    ) -> backfill_core::Result<Option<backfill_core::manifest::StoredManifest>> {
+        self.0.manifest(r).await
+    }
+    async fn create_run(&self, r: &backfill_core::store::RunRecord) -> backfill_core::Result<()> {
+        self.0.create_run(r).await
+    }
+    async fn run(
+        &self,
+        r: &RunId,
+    ) -> backfill_core::Result<Option<backfill_core::store::RunRecord>> {
+        self.0.run(r).await
+    }
+    async fn transition(&self, t: &Transition) -> backfill_core::Result<()> {
+        // Check, then act later: every concurrent caller passes the check.
+        let current = self.0.run(&t.run_id).await?.map(|r| r.state);
+        tokio::task::yield_now().await;
+        if current != Some(t.from) {
+            return Err(backfill_core::Error::Conflict {
+                run_id: t.run_id.clone(),
+                what: "state".into(),
+                expected: t.from.to_string(),
+                found: format!("{current:?}"),
+            });
+        }
+        let now = self
+            .0
+            .run(&t.run_id)
+            .await?
+            .map(|r| r.state)
+            .unwrap_or(t.from);
+        self.0
+            .transition(&Transition {
+                from: now,
+                ..t.clone()
+            })
+            .await
+    }
+    async fn transitions(&self, r: &RunId) -> backfill_core::Result<Vec<Transition>> {
+        self.0.transitions(r).await
+    }
+    async fn put_plan(&self, p: &backfill_core::plan::ResolvedPlan) -> backfill_core::Result<()> {
+        self.0.put_plan(p).await
+    }
+    async fn plan(
+        &self,
+        r: &RunId,
+    ) -> backfill_core::Result<Option<backfill_core::plan::ResolvedPlan>> {
+        self.0.plan(r).await
+    }
+    async fn claim_chunk(
+        &self,
+        r: &RunId,
+        w: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        l: std::time::Duration,
+    ) -> backfill_core::Result<Option<backfill_core::store::ChunkLease>> {
+        self.0.claim_chunk(r, w, now, l).await
+    }
+    async fn heartbeat(
+        &self,
+        l: &backfill_core::store::ChunkLease,
+        now: chrono::DateTime<chrono::Utc>,
+        d: std::time::Duration,
+    ) -> backfill_core::Result<backfill_core::store::ChunkLease> {
+        self.0.heartbeat(l, now, d).await
+    }
+    async fn complete_chunk(
+        &self,
+        l: &backfill_core::store::ChunkLease,
+        o: &backfill_core::store::ChunkOutcome,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> backfill_core::Result<()> {
+        self.0.complete_chunk(l, o, now).await
+    }
+    async fn fail_chunk(
+        &self,
+        l: &backfill_core::store::ChunkLease,
+        e: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> backfill_core::Result<()> {
+        self.0.fail_chunk(l, e, now).await
+    }
+    async fn chunks(
+        &self,
+        r: &RunId,
+    ) -> backfill_core::Result<Vec<backfill_core::store::ChunkRecord>> {
+        self.0.chunks(r).await
+    }
+    async fn append_evidence(
+        &self,
+        r: &RunId,
+        at: chrono::DateTime<chrono::Utc>,
+        by: &str,
+        k: backfill_core::store::EvidenceKind,
+        d: serde_json::Value,
+    ) -> backfill_core::Result<u64> {
+        self.0.append_evidence(r, at, by, k, d).await
+    }
+    async fn evidence(
+        &self,
+        r: &RunId,
+    ) -> backfill_core::Result<Vec<backfill_core::store::Evidence>> {
+        self.0.evidence(r).await
+    }
+    async fn accepted(
+        &self,
+        t: &str,
+    ) -> backfill_core::Result<Option<backfill_core::store::AcceptedPointer>> {
+        self.0.accepted(t).await
+    }
+    async fn swap_accepted(
+        &self,
+        e: Option<&RunId>,
+        p: &backfill_core::store::AcceptedPointer,
+    ) -> backfill_core::Result<()> {
+        self.0.swap_accepted(e, p).await
+    }
+}
+
+struct Racy;
+#[async_trait]
+impl StoreHarness for Racy {
+    async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn RunStore>> {
+        Ok(Arc::new(RacyStore::default()))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_store_whose_compare_and_set_is_not_atomic_fails() {
+    let f = backfill_testkit::store::run_check(&Racy, "concurrent_transitions_one_wins")
+        .await
+        .unwrap_err();
+    assert!(f.clause.contains("atomic"), "{f}");
+    // The sequential clauses alone do not catch it.
+    assert!(
+        backfill_testkit::store::run_check(&Racy, "transitions_are_compare_and_set")
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn unknown_checks_are_failures_and_namespaces_are_valid_names() {
+    assert!(backfill_testkit::store::run_check(&Memory, "no_such_check")
+        .await
+        .is_err());
+    let ns = backfill_testkit::namespace_for(
+        "a check name that is much longer than any database allows for names",
+    );
+    assert!(
+        ns.len() <= 63
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "{ns}"
+    );
+    assert_ne!(
+        ns,
+        backfill_testkit::namespace_for(
+            "a check name that is much longer than any database allows for names"
+        )
+    );
+}
