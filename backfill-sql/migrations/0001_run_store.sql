@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS bf_chunks (
     finished_at BIGINT NULL,
     PRIMARY KEY (run_id, chunk_id)
 );
+-- Claims scan chunks in plan order: with this index a SKIP LOCKED claim stops at the first free row
+-- instead of locking every candidate to sort them.
+CREATE INDEX IF NOT EXISTS bf_chunks_order ON bf_chunks (run_id, idx);
 CREATE TABLE IF NOT EXISTS bf_evidence (
     run_id {key} NOT NULL,
     seq BIGINT NOT NULL,

@@ -212,10 +212,12 @@ pub(crate) fn encode<R: Serialize, S: FieldSink>(
     columns: &'static [Column],
     sink: &mut S,
 ) -> Result<(), RowError> {
+    let mut scratch = String::new();
     let mut ser = RowSer {
         sink,
         columns,
         idx: 0,
+        scratch: &mut scratch,
     };
     row.serialize(&mut ser)?;
     if ser.idx != columns.len() {
@@ -370,6 +372,7 @@ struct RowSer<'a, S> {
     sink: &'a mut S,
     columns: &'static [Column],
     idx: usize,
+    scratch: &'a mut String,
 }
 
 impl<'a, S: FieldSink> ser::Serializer for &'a mut RowSer<'_, S> {
@@ -424,6 +427,7 @@ impl<S: FieldSink> ser::SerializeStruct for &mut RowSer<'_, S> {
         value.serialize(FieldSer {
             sink: self.sink,
             col,
+            scratch: self.scratch,
         })
     }
 
@@ -435,6 +439,50 @@ impl<S: FieldSink> ser::SerializeStruct for &mut RowSer<'_, S> {
 struct FieldSer<'a, S> {
     sink: &'a mut S,
     col: &'static Column,
+    scratch: &'a mut String,
+}
+
+/// `YYYY-MM-DD` without the general-purpose parser (dates are on the staging hot path).
+fn parse_date(v: &str) -> Option<NaiveDate> {
+    let b = v.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let num = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |n, d| {
+                d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+            })
+        };
+        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        return NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, m, d);
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()
+}
+
+/// Puts a string into a column of any string-carried type.
+fn put_str<S: FieldSink>(sink: &mut S, col: &'static Column, v: &str) -> Result<(), RowError> {
+    match col.ty {
+        SqlType::Text => sink.text(col, v),
+        SqlType::Date => {
+            let d = parse_date(v)
+                .ok_or_else(|| RowError(format!("column `{}`: `{v}` is not a date", col.name)))?;
+            sink.date(col, d);
+        }
+        SqlType::Timestamp => {
+            let t = parse_timestamp(v).ok_or_else(|| {
+                RowError(format!(
+                    "column `{}`: `{v}` is not an RFC 3339 timestamp",
+                    col.name
+                ))
+            })?;
+            sink.timestamp(col, t);
+        }
+        _ => {
+            return Err(RowError(format!(
+                "column `{}` is {:?} but the field is a string",
+                col.name, col.ty
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl<S: FieldSink> FieldSer<'_, S> {
@@ -518,29 +566,13 @@ impl<S: FieldSink> ser::Serializer for FieldSer<'_, S> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<(), RowError> {
-        match self.col.ty {
-            SqlType::Text => self.sink.text(self.col, v),
-            SqlType::Date => {
-                let d = NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|e| {
-                    RowError(format!(
-                        "column `{}`: `{v}` is not a date: {e}",
-                        self.col.name
-                    ))
-                })?;
-                self.sink.date(self.col, d);
-            }
-            SqlType::Timestamp => {
-                let t = parse_timestamp(v).ok_or_else(|| {
-                    RowError(format!(
-                        "column `{}`: `{v}` is not an RFC 3339 timestamp",
-                        self.col.name
-                    ))
-                })?;
-                self.sink.timestamp(self.col, t);
-            }
-            _ => return Err(self.mismatch("a string")),
-        }
-        Ok(())
+        put_str(self.sink, self.col, v)
+    }
+    fn collect_str<T: ?Sized + fmt::Display>(self, v: &T) -> Result<(), RowError> {
+        use std::fmt::Write as _;
+        self.scratch.clear();
+        write!(self.scratch, "{v}").map_err(|e| RowError(e.to_string()))?;
+        put_str(self.sink, self.col, self.scratch)
     }
     fn serialize_bytes(self, _: &[u8]) -> Result<(), RowError> {
         Err(self.mismatch("bytes"))

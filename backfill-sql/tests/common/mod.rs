@@ -25,6 +25,11 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    /// The server URL (for PostgreSQL and MariaDB) the namespace lives on.
+    pub fn engine_base(&self) -> &str {
+        &self.engine.base
+    }
+
     pub async fn pool(&self) -> SqlPool {
         SqlPool::connect_with(&self.url, &self.opts)
             .await
@@ -111,4 +116,9 @@ pub fn engines() -> Vec<Engine> {
         });
     }
     v
+}
+
+/// The engine of this name, if provisioned (panics when required and missing).
+pub fn engine(name: &str) -> Option<Engine> {
+    engines().into_iter().find(|e| e.name == name)
 }
