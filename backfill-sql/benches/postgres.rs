@@ -204,7 +204,7 @@ fn bench(c: &mut Criterion) {
             .await
             .unwrap();
         sqlx::query(&format!(
-            "CREATE TABLE {hand_table} (LIKE \"{}\")",
+            "CREATE TABLE {hand_table} (LIKE \"{}\" INCLUDING INDEXES)",
             stg.as_str()
         ))
         .execute(&pg)
