@@ -375,7 +375,7 @@ struct RowSer<'a, S> {
     scratch: &'a mut String,
 }
 
-impl<'a, S: FieldSink> ser::Serializer for &'a mut RowSer<'_, S> {
+impl<S: FieldSink> ser::Serializer for &mut RowSer<'_, S> {
     type Ok = ();
     type Error = RowError;
     type SerializeSeq = Impossible<(), RowError>;
