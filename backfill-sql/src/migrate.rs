@@ -27,10 +27,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "publisher",
         sql: include_str!("../migrations/0002_publisher.sql"),
     },
+    Migration {
+        version: 3,
+        name: "attached_partitions",
+        sql: include_str!("../migrations/0003_attached_partitions.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

@@ -41,9 +41,9 @@ const ARCHIVED_BY: &str = "bf_archived_by";
 /// Rows replaced or overwritten are archived with the publishing run's id, so rollback restores them
 /// exactly. `inspect` reads the receipt recorded in the same transaction as the change.
 pub struct SqlPublisher<R> {
-    pool: SqlPool,
-    target: Ident,
-    schema: RowSchema,
+    pub(crate) pool: SqlPool,
+    pub(crate) target: Ident,
+    pub(crate) schema: RowSchema,
     _rows: PhantomData<fn() -> R>,
 }
 
@@ -56,7 +56,7 @@ impl<R> fmt::Debug for SqlPublisher<R> {
     }
 }
 
-fn hashed(prefix: &str, parts: &[&str]) -> Ident {
+pub(crate) fn hashed(prefix: &str, parts: &[&str]) -> Ident {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -65,7 +65,7 @@ fn hashed(prefix: &str, parts: &[&str]) -> Ident {
     Ident::generated(prefix, &hex::encode(h.finalize())[..24])
 }
 
-fn refuse(run_id: &RunId, reason: impl Into<String>) -> CoreError {
+pub(crate) fn refuse(run_id: &RunId, reason: impl Into<String>) -> CoreError {
     CoreError::PublishRefused {
         run_id: run_id.clone(),
         reason: reason.into(),
@@ -328,13 +328,13 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
 }
 
 /// A statement and the text values bound to its `?` placeholders, in order.
-struct Stmt {
-    sql: String,
-    binds: Vec<String>,
+pub(crate) struct Stmt {
+    pub(crate) sql: String,
+    pub(crate) binds: Vec<String>,
 }
 
 impl Stmt {
-    fn new(sql: String, binds: Vec<String>) -> Self {
+    pub(crate) fn new(sql: String, binds: Vec<String>) -> Self {
         Self { sql, binds }
     }
 }
@@ -400,6 +400,11 @@ impl<R: OutputRow + DeserializeOwned> Publisher<R> for SqlPublisher<R> {
                 .await?;
             reference = format!("{}:{} -> {}", d.name(), relation, shadow);
         }
+        let attach = mutation == Mutation::ReplacePartitions && self.is_partitioned().await?;
+        if attach {
+            // A declaratively partitioned PostgreSQL table: swap whole partitions instead of rewriting rows.
+            reference = format!("postgres:{} (detach/attach)", self.target);
+        }
         let receipt = PublishReceipt {
             run_id: req.run_id.clone(),
             target: self.target.to_string(),
@@ -409,7 +414,12 @@ impl<R: OutputRow + DeserializeOwned> Publisher<R> for SqlPublisher<R> {
             published_at: req.at,
             reference,
         };
-        let statements = self.apply_sql(&mutation, req.run_id, &stg, &partitions)?;
+        let statements = if attach {
+            self.attach_statements(req.run_id, &stg, &partitions)
+                .await?
+        } else {
+            self.apply_sql(&mutation, req.run_id, &stg, &partitions)?
+        };
         let receipt_json = serde_json::to_string(&receipt).unwrap_or_default();
         let at = req.at.timestamp_micros();
         let previous = req.previous.map(|r| r.to_string());
@@ -539,7 +549,9 @@ impl<R: OutputRow + DeserializeOwned> Publisher<R> for SqlPublisher<R> {
                 ),
             ]
         };
+        let attached = mutation == Mutation::ReplacePartitions && self.is_partitioned().await?;
         let statements: Vec<Stmt> = match &mutation {
+            Mutation::ReplacePartitions if attached => self.reattach_statements(req.from).await?,
             Mutation::ReplacePartitions => std::iter::once(Stmt::new(
                 format!("DELETE FROM {t} WHERE {part} IN ({in_list})"),
                 parts,
