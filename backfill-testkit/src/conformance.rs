@@ -176,13 +176,38 @@ pub(crate) fn unknown(check: &str) -> ConformanceFailure {
     }
 }
 
-/// Declares a suite: `CHECKS` and a dispatcher from name to check function.
+/// Declares a suite: `CHECKS`, a dispatcher from name to check function, and `run_check`/`run_all`
+/// over a harness (`$build` turns the harness and a namespace into the value checks take).
 macro_rules! suite {
-    ($target:ty; $($check:ident),* $(,)?) => {
+    ($harness:ident, $built:ty, $arg:ty, |$h:ident, $ns:ident| $build:expr, |$b:ident| $target:expr; $($check:ident),* $(,)?) => {
         /// The checks of this suite, by name.
         pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
 
-        async fn dispatch(name: &str, target: $target) -> Option<(&'static str, CheckResult)> {
+        /// Runs one check with a fresh namespace from `harness`; the namespace is torn down only when
+        /// the check passes.
+        pub async fn run_check<H: $harness + ?Sized>(harness: &H, check: &str) -> CheckResult {
+            let ns = $crate::namespace_for(check);
+            let name = CHECKS.iter().find(|c| **c == check).copied().ok_or_else(|| unknown(check))?;
+            let built: $built = {
+                let $h = harness;
+                let $ns = ns.as_str();
+                op(name, "building the harness", $build.await)?
+            };
+            let $b = &built;
+            let (name, result) = dispatch(check, $target).await.ok_or_else(|| unknown(check))?;
+            finish(name, &ns, result, harness.teardown(&ns)).await
+        }
+
+        /// Runs every check of the suite.
+        pub async fn run_all<H: $harness + ?Sized>(harness: &H) -> Vec<(&'static str, CheckResult)> {
+            let mut out = Vec::new();
+            for c in CHECKS {
+                out.push((*c, run_check(harness, c).await));
+            }
+            out
+        }
+
+        async fn dispatch(name: &str, target: $arg) -> Option<(&'static str, CheckResult)> {
             match name {
                 $(stringify!($check) => Some((stringify!($check), $check(target).await)),)*
                 _ => None,

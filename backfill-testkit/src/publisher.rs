@@ -18,7 +18,7 @@ use crate::sink::{rows, stage};
 
 type Pair = (Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>);
 
-suite!(&Pair;
+suite!(PublisherHarness, Pair, &Pair, |h, ns| build(h, ns), |b| b;
     publish_makes_staged_rows_visible,
     publish_is_idempotent,
     replace_leaves_other_partitions_untouched,
@@ -27,34 +27,15 @@ suite!(&Pair;
     rollback_restores_the_previous_run,
 );
 
-/// Runs one check against a fresh sink and publisher from `harness`.
-pub async fn run_check<H: PublisherHarness + ?Sized>(harness: &H, check: &str) -> CheckResult {
-    let ns = crate::namespace_for(check);
-    let name = CHECKS
-        .iter()
-        .find(|c| **c == check)
-        .copied()
-        .ok_or_else(|| unknown(check))?;
-    if !harness.mutations().contains(&Mutation::ReplacePartitions) {
-        eprintln!(
-            "backfill-testkit: {name} skipped: the publisher does not support replace_partitions"
-        );
-        return Ok(());
+/// The suite publishes with replace-partitions; a publisher without it cannot pass.
+async fn build<H: PublisherHarness + ?Sized>(h: &H, ns: &str) -> backfill_core::Result<Pair> {
+    if !h.mutations().contains(&Mutation::ReplacePartitions) {
+        return Err(backfill_core::Error::NotSupported {
+            adapter: "testkit",
+            operation: "replace_partitions (the publisher suite publishes with it)",
+        });
     }
-    let pair = op(name, "building the publisher", harness.build(&ns).await)?;
-    let (name, result) = dispatch(check, &pair).await.ok_or_else(|| unknown(check))?;
-    finish(name, &ns, result, harness.teardown(&ns)).await
-}
-
-/// Runs every check.
-pub async fn run_all<H: PublisherHarness + ?Sized>(
-    harness: &H,
-) -> Vec<(&'static str, CheckResult)> {
-    let mut out = Vec::new();
-    for c in CHECKS {
-        out.push((*c, run_check(harness, c).await));
-    }
-    out
+    h.build(ns).await
 }
 
 fn manifest(run: &str, partitions: &[&str]) -> RunManifest {

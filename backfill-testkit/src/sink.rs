@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::conformance::{ensure, finish, op, suite, unknown, CheckResult, SinkHarness, TestRow};
 
-suite!(&dyn StagingSink<TestRow>;
+suite!(SinkHarness, std::sync::Arc<dyn StagingSink<TestRow>>, &dyn StagingSink<TestRow>, |h, ns| h.build(ns), |b| b.as_ref();
     restage_replaces_the_chunk,
     failed_attempt_keeps_previous,
     dropped_attempt_leaves_nothing,
@@ -17,30 +17,6 @@ suite!(&dyn StagingSink<TestRow>;
     runs_are_isolated,
     discard_is_idempotent,
 );
-
-/// Runs one check against a fresh sink from `harness`.
-pub async fn run_check<H: SinkHarness + ?Sized>(harness: &H, check: &str) -> CheckResult {
-    let ns = crate::namespace_for(check);
-    let name = CHECKS
-        .iter()
-        .find(|c| **c == check)
-        .copied()
-        .ok_or_else(|| unknown(check))?;
-    let sink = op(name, "building the sink", harness.build(&ns).await)?;
-    let (name, result) = dispatch(check, sink.as_ref())
-        .await
-        .ok_or_else(|| unknown(check))?;
-    finish(name, &ns, result, harness.teardown(&ns)).await
-}
-
-/// Runs every check.
-pub async fn run_all<H: SinkHarness + ?Sized>(harness: &H) -> Vec<(&'static str, CheckResult)> {
-    let mut out = Vec::new();
-    for c in CHECKS {
-        out.push((*c, run_check(harness, c).await));
-    }
-    out
-}
 
 /// `n` rows over three partitions; `salt` changes their values.
 pub fn rows(n: usize, salt: i64) -> Vec<TestRow> {

@@ -16,7 +16,7 @@ use futures::future::join_all;
 
 use crate::conformance::{ensure, fail, finish, op, suite, unknown, CheckResult, StoreHarness};
 
-suite!(&dyn RunStore;
+suite!(StoreHarness, std::sync::Arc<dyn RunStore>, &dyn RunStore, |h, ns| h.build(ns), |b| b.as_ref();
     manifests_are_stored_once,
     runs_are_created_once,
     transitions_are_compare_and_set,
@@ -27,30 +27,6 @@ suite!(&dyn RunStore;
     evidence_sequence_increases,
     accepted_pointer_is_compare_and_set,
 );
-
-/// Runs one check against a fresh store from `harness`.
-pub async fn run_check<H: StoreHarness + ?Sized>(harness: &H, check: &str) -> CheckResult {
-    let ns = crate::namespace_for(check);
-    let name = CHECKS
-        .iter()
-        .find(|c| **c == check)
-        .copied()
-        .ok_or_else(|| unknown(check))?;
-    let store = op(name, "building the store", harness.build(&ns).await)?;
-    let (name, result) = dispatch(check, store.as_ref())
-        .await
-        .ok_or_else(|| unknown(check))?;
-    finish(name, &ns, result, harness.teardown(&ns)).await
-}
-
-/// Runs every check.
-pub async fn run_all<H: StoreHarness + ?Sized>(harness: &H) -> Vec<(&'static str, CheckResult)> {
-    let mut out = Vec::new();
-    for c in CHECKS {
-        out.push((*c, run_check(harness, c).await));
-    }
-    out
-}
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0)

@@ -109,60 +109,41 @@ pub(super) async fn claim(
     let set = "status = 'claimed', attempts = attempts + 1, worker = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?)";
     let returning = "chunk_id, idx, range_json, attempts";
     let claimed: Option<Claimed> = match pool {
-        SqlPool::Postgres(p) => {
+        SqlPool::Postgres(_) | SqlPool::Sqlite(_) => {
+            // One statement. PostgreSQL skips rows other claimers hold; SQLite serialises writers itself.
+            let lock = if d == Dialect::Postgres {
+                " FOR UPDATE SKIP LOCKED"
+            } else {
+                ""
+            };
             let sql = d
                 .sql(&format!(
-                    "UPDATE bf_chunks SET {set} WHERE run_id = ? AND chunk_id = (SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {returning}"
+                    "UPDATE bf_chunks SET {set} WHERE run_id = ? AND chunk_id = (SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1{lock}) RETURNING {returning}"
                 ))
                 .into_owned();
-            sqlx::query(&sql)
-                .bind(worker)
-                .bind(micros(expires))
-                .bind(micros(now))
-                .bind(run_id.as_str())
-                .bind(run_id.as_str())
-                .bind(worker)
-                .bind(micros(now))
-                .fetch_optional(p)
-                .await
-                .map_err(db)?
-                .map(|r| -> Result<_, sqlx::Error> {
-                    Ok(Claimed {
-                        chunk_id: r.try_get("chunk_id")?,
-                        idx: r.try_get("idx")?,
-                        range_json: r.try_get("range_json")?,
-                        attempts: r.try_get("attempts")?,
+            with_pool!(pool, p => {
+                sqlx::query(&sql)
+                    .bind(worker)
+                    .bind(micros(expires))
+                    .bind(micros(now))
+                    .bind(run_id.as_str())
+                    .bind(run_id.as_str())
+                    .bind(worker)
+                    .bind(micros(now))
+                    .fetch_optional(p)
+                    .await
+                    .map_err(db)?
+                    .map(|r| -> Result<_, sqlx::Error> {
+                        Ok(Claimed {
+                            chunk_id: r.try_get("chunk_id")?,
+                            idx: r.try_get("idx")?,
+                            range_json: r.try_get("range_json")?,
+                            attempts: r.try_get("attempts")?,
+                        })
                     })
-                })
-                .transpose()
-                .map_err(db)?
-        }
-        SqlPool::Sqlite(p) => {
-            // One statement is atomic in SQLite; writers are serialised by its database lock.
-            let sql = format!(
-                "UPDATE bf_chunks SET {set} WHERE run_id = ? AND chunk_id = (SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1) RETURNING {returning}"
-            );
-            sqlx::query(&sql)
-                .bind(worker)
-                .bind(micros(expires))
-                .bind(micros(now))
-                .bind(run_id.as_str())
-                .bind(run_id.as_str())
-                .bind(worker)
-                .bind(micros(now))
-                .fetch_optional(p)
-                .await
-                .map_err(db)?
-                .map(|r| -> Result<_, sqlx::Error> {
-                    Ok(Claimed {
-                        chunk_id: r.try_get("chunk_id")?,
-                        idx: r.try_get("idx")?,
-                        range_json: r.try_get("range_json")?,
-                        attempts: r.try_get("attempts")?,
-                    })
-                })
-                .transpose()
-                .map_err(db)?
+                    .transpose()
+                    .map_err(db)?
+            })
         }
         SqlPool::MySql(p) => {
             let mut tx = p.begin().await.map_err(db)?;
