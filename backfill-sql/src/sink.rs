@@ -59,6 +59,26 @@ pub(crate) fn check_columns<R>(schema: &RowSchema) -> backfill_core::Result<Vec<
         }
         .into());
     }
+    let reserved = crate::row::LINEAGE
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain([CHUNK_COLUMN]);
+    for name in reserved {
+        if let Some(c) = schema
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+        {
+            return Err(Error::Row {
+                row: std::any::type_name::<R>(),
+                detail: format!(
+                    "column `{}` is a lineage column the sink adds to every row; remove it from the row type",
+                    c.name
+                ),
+            }
+            .into());
+        }
+    }
     Ok(cols)
 }
 

@@ -1,0 +1,70 @@
+//! The main job: the regulatory SLA restatement, end to end on embedded defaults.
+//!
+//! `cargo run -p backfill-examples` creates `./sla-restatement-data` (SQLite run store and warehouse),
+//! publishes v2.4.1's 2025 output as accepted history, then plans, runs, validates, reviews and
+//! publishes the v3.1.0 restatement and prints its evidence. Running it again is safe.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use backfill_core::prelude::RunState;
+use backfill_examples::sla::events::GeneratorConfig;
+use backfill_examples::sla::job::{self, JobConfig, OwnerDecision};
+use clap::Parser;
+
+/// Restate 2025 enforcement-case SLA facts after the timezone bug of case-sla-transform 2.4.1.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory for the SQLite run store and warehouse (created when missing).
+    #[arg(
+        long,
+        env = "BACKFILL_DATA_DIR",
+        default_value = "sla-restatement-data"
+    )]
+    data_dir: PathBuf,
+    /// PostgreSQL URL to use instead of SQLite files (store and warehouse).
+    #[arg(long, env = "BACKFILL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// What the data owner decides when the run waits for review.
+    #[arg(long, value_enum, default_value = "accept")]
+    owner_decision: OwnerDecision,
+    /// Exit after this many restatement chunks (to show that the next invocation resumes).
+    #[arg(long, env = "BACKFILL_SLA_CRASH_AFTER_CHUNKS", hide = true)]
+    crash_after_chunks: Option<usize>,
+    /// Generator seed (the same seed gives the same case events).
+    #[arg(long, default_value_t = GeneratorConfig::default().seed)]
+    seed: u64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = JobConfig {
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        owner_decision: args.owner_decision,
+        crash_after_chunks: args.crash_after_chunks,
+        generator: GeneratorConfig {
+            seed: args.seed,
+            ..GeneratorConfig::default()
+        },
+    };
+    match job::run(&cfg).await {
+        Ok(out) if out.restatement.state == RunState::Published => ExitCode::SUCCESS,
+        Ok(out)
+            if out.restatement.state == RunState::AwaitingReview
+                && cfg.owner_decision == OwnerDecision::Wait =>
+        {
+            ExitCode::SUCCESS
+        }
+        Ok(out) => {
+            eprintln!("restatement ended in {}", out.restatement.state);
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

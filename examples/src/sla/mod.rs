@@ -1,0 +1,13 @@
+//! The regulatory enforcement SLA restatement (the seed's case study): generator, calendar,
+//! transforms, source, validators and the job that runs it end to end.
+//!
+//! Run it with `cargo run -p backfill-examples` (SQLite files in `./sla-restatement-data`), or
+//! `cargo run -p backfill-examples -- --database-url postgres://…` to use PostgreSQL.
+
+pub mod calendar;
+pub mod checks;
+pub mod events;
+pub mod job;
+pub mod report;
+pub mod source;
+pub mod transform;

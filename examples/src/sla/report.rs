@@ -1,0 +1,220 @@
+//! Output a data owner can review: the manifest, validations, the diff table and the evidence summary.
+
+use backfill_core::prelude::*;
+use backfill_core::store::EvidenceKind;
+use backfill_core::validate::Verdict;
+
+use super::checks::{DiffAgainstAccepted, SlaDiff};
+
+/// How instants are shown.
+pub const TIME: &str = "%Y-%m-%d %H:%M:%S UTC";
+
+/// Prints the parts of a manifest an approver reads.
+pub fn manifest(m: &RunManifest) {
+    let show = |r: &Option<InputRange>| r.as_ref().map_or("-".to_owned(), ToString::to_string);
+    println!("   reason      {}", m.reason);
+    println!("   requested   {}", m.requested_by);
+    println!(
+        "   input       {} snapshot {} range {}",
+        m.source.name,
+        m.source.snapshot.as_deref().unwrap_or("-"),
+        show(&m.source.range)
+    );
+    println!("   publish     {}", show(&m.publish_range));
+    println!(
+        "   transform   {}/{} @ {}",
+        m.transform.name,
+        m.transform.version,
+        m.transform.git_commit.as_deref().unwrap_or("-")
+    );
+    for r in &m.transform.reference_data {
+        println!(
+            "   reference   {}/{} ({:?})",
+            r.name, r.version, r.semantics
+        );
+    }
+    println!(
+        "   target      {} ({}, {} partitions {}..{})",
+        m.target.name,
+        m.target.mutation.as_ref().map_or("-", Mutation::name),
+        m.target.partitions.len(),
+        m.target.partitions.first().map_or("-", |p| p.as_str()),
+        m.target.partitions.last().map_or("-", |p| p.as_str()),
+    );
+    let side = m.safety.side_effects.as_ref().map_or("unanswered", |s| {
+        if s.allowed {
+            "allowed"
+        } else {
+            "forbidden"
+        }
+    });
+    println!("   side effects {side}");
+}
+
+/// Prints every validator's latest outcome.
+pub fn validations(r: &RunReport) {
+    if r.validations.is_empty() {
+        return;
+    }
+    println!("   validation:");
+    for v in &r.validations {
+        let mark = match v.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::NeedsReview => "REVIEW",
+        };
+        println!("     {mark:<6} {:<42} {}", v.validator, v.summary);
+    }
+}
+
+/// The diff computed during validation, if the run has one.
+pub fn diff_of(r: &RunReport) -> Option<SlaDiff> {
+    r.validations
+        .iter()
+        .find(|v| v.validator == DiffAgainstAccepted::NAME)
+        .and_then(|v| serde_json::from_value(v.details.clone()).ok())
+}
+
+fn signed(old: u64, new: u64) -> String {
+    let d = i128::from(new) - i128::from(old);
+    if d == 0 {
+        "0".into()
+    } else {
+        format!("{d:+}")
+    }
+}
+
+/// Prints old against new per month, then breaches per jurisdiction for the year.
+pub fn diff_table(d: &SlaDiff) {
+    println!("\n   old (accepted) against new (staged), per partition:");
+    println!(
+        "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
+        "month", "old rows", "new rows", "old breaches", "new breaches", "delta", "changed"
+    );
+    let (mut o, mut n, mut ob, mut nb, mut ch) = (0, 0, 0, 0, 0);
+    for m in &d.months {
+        println!(
+            "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
+            m.month,
+            m.old_rows,
+            m.new_rows,
+            m.old_breaches,
+            m.new_breaches,
+            signed(m.old_breaches, m.new_breaches),
+            m.changed_rows
+        );
+        o += m.old_rows;
+        n += m.new_rows;
+        ob += m.old_breaches;
+        nb += m.new_breaches;
+        ch += m.changed_rows;
+    }
+    println!(
+        "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
+        "2025",
+        o,
+        n,
+        ob,
+        nb,
+        signed(ob, nb),
+        ch
+    );
+    let mut per_j = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    for j in &d.by_jurisdiction {
+        let e = per_j.entry(&j.jurisdiction).or_default();
+        e.0 += j.old_breaches;
+        e.1 += j.new_breaches;
+    }
+    println!("\n   breaches in 2025 by jurisdiction:");
+    for (j, (old, new)) in per_j {
+        println!("   {j:<8} {old:>6} -> {new:<6} ({})", signed(old, new));
+    }
+    if !d.samples.is_empty() {
+        println!("\n   sample of changed case-months:");
+        for s in &d.samples {
+            println!("   {s}");
+        }
+    }
+}
+
+/// Prints the evidence summary of a run: what changed, why, by whom, from which input and code.
+pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Result<()> {
+    let Some(stored) = store.manifest(run_id).await? else {
+        return Ok(());
+    };
+    let m = stored.manifest()?;
+    let trail = store.evidence(run_id).await?;
+    let by = |k: EvidenceKind| trail.iter().rev().find(|e| e.kind == k);
+    println!(
+        "\nevidence of {run_id} ({} entries in the trail):",
+        trail.len()
+    );
+    println!("   why        {}", m.reason);
+    if let Some(t) = m.labels.get("ticket") {
+        println!("   ticket     {t}");
+    }
+    println!("   requested  {}", m.requested_by);
+    if let Some(a) = &stored.approval {
+        println!(
+            "   approved   {} at {} (digest {})",
+            a.approved_by,
+            a.approved_at.format(TIME),
+            stored.digest
+        );
+    }
+    if let Some(e) = by(EvidenceKind::Review) {
+        println!(
+            "   reviewed   {} at {}: {}",
+            e.by,
+            e.at.format(TIME),
+            e.detail["reason"].as_str().unwrap_or("")
+        );
+    }
+    println!(
+        "   input      {} snapshot {} range {}",
+        m.source.name,
+        m.source.snapshot.as_deref().unwrap_or("-"),
+        m.source
+            .range
+            .as_ref()
+            .map_or("-".into(), ToString::to_string)
+    );
+    println!(
+        "   code       {}/{} @ {}; reference {}",
+        m.transform.name,
+        m.transform.version,
+        m.transform.git_commit.as_deref().unwrap_or("-"),
+        m.transform
+            .reference_data
+            .iter()
+            .map(|r| format!("{}/{}", r.name, r.version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let validations = trail
+        .iter()
+        .filter(|e| e.kind == EvidenceKind::Validation)
+        .count();
+    println!("   validated  {validations} validator outcomes recorded");
+    if let Some(e) = by(EvidenceKind::Published) {
+        let r = &e.detail["receipt"];
+        println!(
+            "   published  {} rows, {} partitions of {} ({}) by {} at {}",
+            r["rows"],
+            r["partitions"].as_array().map_or(0, Vec::len),
+            r["target"].as_str().unwrap_or("-"),
+            r["mutation"].as_str().unwrap_or("-"),
+            e.by,
+            e.at.format(TIME)
+        );
+    }
+    if let Some(e) = by(EvidenceKind::PointerMoved) {
+        println!(
+            "   supersedes {} (accepted pointer of {} moved to {})",
+            e.detail["from"].as_str().unwrap_or("nothing"),
+            e.detail["target"].as_str().unwrap_or("-"),
+            e.detail["to"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(())
+}

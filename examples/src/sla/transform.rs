@@ -1,0 +1,327 @@
+//! The case SLA transform: one row per case and month in which the case was active.
+//!
+//! The SLA clock starts the day after a case is opened (in the jurisdiction's local date), counts
+//! business days of the jurisdiction's calendar, stops while the case is paused and ends when a
+//! decision takes effect. A case breaches on the day after its due date unless it was decided by then.
+//!
+//! Version 2.4.1 took the calendar date of every event in UTC instead of the jurisdiction's local time:
+//! an event late in a New York evening landed on the next day, and with it the due date. Version 3.1.0
+//! takes local dates. Both read the calendar version the manifest pins and refuse any other, so a run
+//! can never mix reference data into a truth nobody approved.
+
+use std::borrow::Cow;
+
+use backfill_core::digest::OutputRow;
+use backfill_core::manifest::InputRange;
+use backfill_core::prelude::{DeterministicTransform, TransformContext, TransformError};
+use backfill_sql::{Column, SqlRow, SqlType};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{jurisdiction, BusinessCalendar, CALENDAR_NAME};
+use super::events::{CaseHistory, EventKind};
+
+/// The transform's name in manifests.
+pub const TRANSFORM_NAME: &str = "case-sla-transform";
+
+/// One case in one month: its SLA state at the end of that month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseSlaMonth {
+    /// Deterministic row id (run, case, month).
+    pub id: String,
+    /// Case id.
+    pub case_id: String,
+    /// Jurisdiction code.
+    pub jurisdiction: String,
+    /// The publish partition, `YYYY-MM`.
+    pub month: String,
+    /// Local date the case was opened.
+    pub opened_on: NaiveDate,
+    /// SLA due date (`None` while the clock is stopped by a pause that never ended).
+    pub due_on: Option<NaiveDate>,
+    /// Local date the decision took effect, if by the end of the month.
+    pub decided_on: Option<NaiveDate>,
+    /// `open`, `paused`, `decided` or `closed` at the end of the month.
+    pub status: String,
+    /// SLA business days used by the end of the month (or the decision).
+    pub business_days_used: i64,
+    /// Whether the case had breached its SLA by the end of the month.
+    pub breached: bool,
+    /// Whether the breach happened in this month.
+    pub breached_in_month: bool,
+    /// Why the row was (re)computed. The staging sink adds the rest of the lineage to every row
+    /// (`produced_by_run_id`, `transform_version`, `reference_data_version`, input range and snapshot).
+    pub restatement_reason: String,
+}
+
+impl OutputRow for CaseSlaMonth {
+    fn partition(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.month)
+    }
+}
+
+impl SqlRow for CaseSlaMonth {
+    const COLUMNS: &'static [Column] = &[
+        Column::new("id", SqlType::Text),
+        Column::new("case_id", SqlType::Text),
+        Column::new("jurisdiction", SqlType::Text),
+        Column::new("month", SqlType::Text),
+        Column::new("opened_on", SqlType::Date),
+        Column::nullable("due_on", SqlType::Date),
+        Column::nullable("decided_on", SqlType::Date),
+        Column::new("status", SqlType::Text),
+        Column::new("business_days_used", SqlType::BigInt),
+        Column::new("breached", SqlType::Boolean),
+        Column::new("breached_in_month", SqlType::Boolean),
+        Column::new("restatement_reason", SqlType::Text),
+    ];
+    const PARTITION_COLUMN: &'static str = "month";
+}
+
+/// How event instants become business dates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateBasis {
+    /// The date in UTC (the v2.4.1 bug).
+    Utc,
+    /// The date in the jurisdiction's time zone (correct).
+    Local,
+}
+
+/// The SLA transform, in one of its released versions.
+#[derive(Debug, Clone)]
+pub struct CaseSlaTransform {
+    version: &'static str,
+    basis: DateBasis,
+    calendar: BusinessCalendar,
+    reason: String,
+}
+
+impl CaseSlaTransform {
+    /// Version 2.4.1, with the timezone bug, on the given calendar.
+    pub fn v2_4_1(calendar: BusinessCalendar) -> Self {
+        Self {
+            version: "2.4.1",
+            basis: DateBasis::Utc,
+            calendar,
+            reason: "ORIGINAL".into(),
+        }
+    }
+
+    /// Version 3.1.0, with local business dates, on the given calendar.
+    pub fn v3_1_0(calendar: BusinessCalendar) -> Self {
+        Self {
+            version: "3.1.0",
+            basis: DateBasis::Local,
+            calendar,
+            reason: "TIMEZONE_BUG_FIX".into(),
+        }
+    }
+
+    /// Sets the reason stamped on every row (part of the configuration and the fingerprint).
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// The calendar this instance reads.
+    pub fn calendar(&self) -> &BusinessCalendar {
+        &self.calendar
+    }
+}
+
+/// A case's SLA facts in business dates.
+#[derive(Debug)]
+struct Facts {
+    opened_on: NaiveDate,
+    pauses: Vec<(NaiveDate, Option<NaiveDate>)>,
+    decided_on: Option<NaiveDate>,
+    closed_on: Option<NaiveDate>,
+}
+
+impl Facts {
+    fn paused_on(&self, day: NaiveDate) -> bool {
+        self.pauses
+            .iter()
+            .any(|(from, to)| *from <= day && to.is_none_or(|t| day < t))
+    }
+}
+
+fn month_end(month_start: NaiveDate) -> NaiveDate {
+    month_start
+        .checked_add_months(Months::new(1))
+        .and_then(|d| d.pred_opt())
+        .unwrap_or(month_start)
+}
+
+impl CaseSlaTransform {
+    fn date(&self, at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+        match self.basis {
+            DateBasis::Utc => at.date_naive(),
+            DateBasis::Local => at.with_timezone(&tz).date_naive(),
+        }
+    }
+
+    fn facts(&self, case: &CaseHistory, tz: chrono_tz::Tz) -> Result<Facts, TransformError> {
+        let bad = |m: &str| TransformError::new(m.to_owned()).for_input(case.case_id.clone());
+        let mut opened_on = None;
+        let mut pauses: Vec<(NaiveDate, Option<NaiveDate>)> = Vec::new();
+        let (mut decided_on, mut closed_on) = (None, None);
+        for e in &case.events {
+            let d = self.date(e.at, tz);
+            match e.kind {
+                EventKind::Opened => opened_on = Some(d),
+                EventKind::Paused => pauses.push((d, None)),
+                EventKind::Resumed => match pauses.last_mut() {
+                    Some((_, end @ None)) => *end = Some(d),
+                    _ => return Err(bad("resumed without a pause")),
+                },
+                EventKind::Decided => decided_on = Some(d),
+                EventKind::Closed => closed_on = Some(d),
+            }
+        }
+        Ok(Facts {
+            opened_on: opened_on.ok_or_else(|| bad("case has no opened event"))?,
+            pauses,
+            decided_on,
+            closed_on,
+        })
+    }
+
+    fn counts(&self, code: &str, f: &Facts, day: NaiveDate) -> bool {
+        self.calendar.is_business_day(code, day) && !f.paused_on(day)
+    }
+
+    /// The day the SLA's business days run out, walking at most three years.
+    fn due_on(&self, code: &str, sla: u32, f: &Facts) -> Option<NaiveDate> {
+        let mut used = 0;
+        let mut day = f.opened_on;
+        for _ in 0..(3 * 366) {
+            day = day.succ_opt()?;
+            if self.counts(code, f, day) {
+                used += 1;
+                if used >= sla {
+                    return Some(day);
+                }
+            }
+        }
+        None
+    }
+
+    fn used_until(&self, code: &str, f: &Facts, until: NaiveDate) -> i64 {
+        f.opened_on
+            .iter_days()
+            .skip(1)
+            .take_while(|d| *d <= until)
+            .filter(|d| self.counts(code, f, *d))
+            .count() as i64
+    }
+}
+
+impl DeterministicTransform for CaseSlaTransform {
+    type Input = CaseHistory;
+    type Output = CaseSlaMonth;
+
+    fn name(&self) -> &str {
+        TRANSFORM_NAME
+    }
+
+    fn version(&self) -> &str {
+        self.version
+    }
+
+    fn canonical_config(&self) -> Vec<u8> {
+        let basis = match self.basis {
+            DateBasis::Utc => "utc",
+            DateBasis::Local => "local",
+        };
+        format!(
+            "{{\"calendar\":\"{}\",\"date_basis\":\"{basis}\",\"reason\":{}}}",
+            self.calendar.version_name(),
+            serde_json::Value::String(self.reason.clone())
+        )
+        .into_bytes()
+    }
+
+    fn apply(
+        &self,
+        case: &CaseHistory,
+        ctx: &TransformContext,
+        out: &mut Vec<CaseSlaMonth>,
+    ) -> Result<(), TransformError> {
+        let pinned = ctx.reference_version(CALENDAR_NAME);
+        if pinned != Some(self.calendar.version_name()) {
+            return Err(TransformError::new(format!(
+                "the manifest pins {CALENDAR_NAME} {pinned:?}, this transform holds {}",
+                self.calendar.version_name()
+            )));
+        }
+        let Some(InputRange::Dates {
+            to_exclusive: publish_end,
+            ..
+        }) = ctx.publish_range()
+        else {
+            return Err(TransformError::new(
+                "the manifest needs a publish range of dates",
+            ));
+        };
+        let j = jurisdiction(&case.jurisdiction).ok_or_else(|| {
+            TransformError::new(format!("unknown jurisdiction {:?}", case.jurisdiction))
+                .for_input(case.case_id.clone())
+        })?;
+        let f = self.facts(case, j.tz)?;
+        let due_on = self.due_on(j.code, j.sla_business_days, &f);
+        // The breach day: the day after the due date, unless decided by the due date.
+        let breach_on = due_on
+            .filter(|due| f.decided_on.is_none_or(|d| d > *due))
+            .and_then(|due| due.succ_opt());
+        let mut month = f.opened_on.with_day(1).unwrap_or(f.opened_on);
+        while month < *publish_end && f.closed_on.is_none_or(|c| c >= month) {
+            let end = month_end(month);
+            if ctx.publishes_date(month) {
+                let cutoff = f.decided_on.map_or(end, |d| d.min(end));
+                let status = if f.closed_on.is_some_and(|c| c <= end) {
+                    "closed"
+                } else if f.decided_on.is_some_and(|d| d <= end) {
+                    "decided"
+                } else if f.paused_on(end) {
+                    "paused"
+                } else {
+                    "open"
+                };
+                let key = month.format("%Y-%m").to_string();
+                out.push(CaseSlaMonth {
+                    id: ctx.output_id(&[&case.case_id, &key]),
+                    case_id: case.case_id.clone(),
+                    jurisdiction: case.jurisdiction.clone(),
+                    month: key,
+                    opened_on: f.opened_on,
+                    due_on,
+                    decided_on: f.decided_on.filter(|d| *d <= end),
+                    status: status.to_owned(),
+                    business_days_used: self.used_until(j.code, &f, cutoff),
+                    breached: breach_on.is_some_and(|b| b <= end),
+                    breached_in_month: breach_on.is_some_and(|b| b >= month && b <= end),
+                    restatement_reason: self.reason.clone(),
+                });
+            }
+            month = month + Months::new(1);
+        }
+        Ok(())
+    }
+}
+
+/// The month partitions of a date range, `YYYY-MM`.
+pub fn months(from: NaiveDate, to_exclusive: NaiveDate) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut m = from.with_day(1).unwrap_or(from);
+    while m < to_exclusive {
+        out.push(m.format("%Y-%m").to_string());
+        m = m + Months::new(1);
+    }
+    out
+}
+
+/// Adds days, saturating at the end of time (for callers walking calendars).
+pub fn plus_days(d: NaiveDate, n: u64) -> NaiveDate {
+    d.checked_add_days(Days::new(n)).unwrap_or(NaiveDate::MAX)
+}
