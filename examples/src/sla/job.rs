@@ -94,12 +94,13 @@ pub struct JobOutcome {
 #[derive(Debug)]
 struct Progress {
     label: &'static str,
+    run: &'static str,
     crash_after: Option<usize>,
     staged: AtomicUsize,
 }
 
 impl ProgressListener for Progress {
-    fn event(&self, _run: &RunId, event: &RunEvent) {
+    fn event(&self, run: &RunId, event: &RunEvent) {
         match event {
             RunEvent::Planned { total, done } if *done > 0 => eprintln!(
                 "  [{}] {total} chunks planned, {done} already done: resuming at chunk {}",
@@ -128,7 +129,10 @@ impl ProgressListener for Progress {
             RunEvent::ChunkFailed { label, error } => {
                 eprintln!("  [{}] chunk {label} failed: {error}", self.label)
             }
-            RunEvent::State(s) => eprintln!("  [{}] -> {s}", self.label),
+            RunEvent::State(s) if run.as_str() == self.run => {
+                eprintln!("  [{}] -> {s}", self.label)
+            }
+            RunEvent::State(s) => eprintln!("  [{}] {run} -> {s}", self.label),
             _ => {}
         }
     }
@@ -146,6 +150,7 @@ impl Parts {
     fn runner(
         &self,
         transform: CaseSlaTransform,
+        run: &'static str,
         label: &'static str,
         crash_after: Option<usize>,
     ) -> RunnerBuilder {
@@ -160,6 +165,7 @@ impl Parts {
         .options(RunnerOptions::worker("sla-job"))
         .progress(Arc::new(Progress {
             label,
+            run,
             crash_after,
             staged: AtomicUsize::new(0),
         }))
@@ -313,7 +319,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
     let new = CaseSlaTransform::v3_1_0(calendar(CALENDAR_RESTATED)?);
     let hm = history_manifest(&old, &snapshot);
     let rm = restatement_manifest(&new, &snapshot);
-    let history = parts.runner(old, "v2.4.1", None).build();
+    let history = parts.runner(old, HISTORY_RUN, "v2.4.1", None).build();
     let hid = hm.run_id.clone();
     let h = match history.store().run(&hid).await? {
         Some(r) if matches!(r.state, RunState::Published | RunState::Superseded) => {
@@ -341,7 +347,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
     let population = ActivePopulation::of(&cases, from, to);
     let sink = Arc::clone(&parts.sink);
     let runner = parts
-        .runner(new, "v3.1.0", cfg.crash_after_chunks)
+        .runner(new, RESTATEMENT_RUN, "v3.1.0", cfg.crash_after_chunks)
         .validator(Arc::new(BusinessDelta::new(
             "breaches",
             |r: &CaseSlaMonth| i64::from(r.breached_in_month),

@@ -15,7 +15,7 @@ use backfill_core::digest::OutputRow;
 use backfill_core::manifest::InputRange;
 use backfill_core::prelude::{DeterministicTransform, TransformContext, TransformError};
 use backfill_sql::{Column, SqlRow, SqlType};
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{jurisdiction, BusinessCalendar, CALENDAR_NAME};
@@ -321,7 +321,140 @@ pub fn months(from: NaiveDate, to_exclusive: NaiveDate) -> Vec<String> {
     out
 }
 
-/// Adds days, saturating at the end of time (for callers walking calendars).
-pub fn plus_days(d: NaiveDate, n: u64) -> NaiveDate {
-    d.checked_add_days(Days::new(n)).unwrap_or(NaiveDate::MAX)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sla::calendar::{CALENDAR_AS_RECORDED, CALENDAR_RESTATED};
+    use crate::sla::events::CaseEvent;
+    use crate::sla::job::{history_manifest, restatement_manifest};
+    use chrono::TimeZone;
+
+    fn case(id: &str, events: &[(i64, EventKind)]) -> CaseHistory {
+        CaseHistory {
+            case_id: id.into(),
+            jurisdiction: "US-NY".into(),
+            events: events
+                .iter()
+                .enumerate()
+                .map(|(i, (at, kind))| CaseEvent {
+                    seq: i as u32,
+                    at: Utc.timestamp_opt(*at, 0).unwrap(),
+                    kind: *kind,
+                })
+                .collect(),
+        }
+    }
+
+    fn ny(y: i32, m: u32, d: u32, h: u32) -> i64 {
+        chrono_tz::America::New_York
+            .with_ymd_and_hms(y, m, d, h, 0, 0)
+            .unwrap()
+            .timestamp()
+    }
+
+    fn run(t: &CaseSlaTransform, c: &CaseHistory) -> Result<Vec<CaseSlaMonth>, TransformError> {
+        let m = if t.version() == "2.4.1" {
+            history_manifest(t, "snap")
+        } else {
+            restatement_manifest(t, "snap")
+        };
+        let ctx = TransformContext::for_manifest(&m, Utc.timestamp_opt(1_780_000_000, 0).unwrap());
+        let mut out = Vec::new();
+        t.apply(c, &ctx, &mut out)?;
+        Ok(out)
+    }
+
+    fn v2() -> CaseSlaTransform {
+        CaseSlaTransform::v2_4_1(BusinessCalendar::version(CALENDAR_AS_RECORDED).unwrap())
+    }
+
+    fn v3() -> CaseSlaTransform {
+        CaseSlaTransform::v3_1_0(BusinessCalendar::version(CALENDAR_RESTATED).unwrap())
+    }
+
+    #[test]
+    fn an_evening_opening_in_new_york_is_one_day_late_in_v2_4_1_only() {
+        // Monday 2025-03-10, 20:00 in New York is Tuesday 00:00 UTC.
+        let c = case(
+            "US-NY-20250310-001",
+            &[(ny(2025, 3, 10, 20), EventKind::Opened)],
+        );
+        let (old, new) = (run(&v2(), &c).unwrap(), run(&v3(), &c).unwrap());
+        assert_eq!(
+            new[0].opened_on,
+            NaiveDate::from_ymd_opt(2025, 3, 10).unwrap()
+        );
+        assert_eq!(
+            old[0].opened_on,
+            NaiveDate::from_ymd_opt(2025, 3, 11).unwrap()
+        );
+        // 20 business days after Monday 10 March is Monday 7 April; v2.4.1 says the 8th.
+        assert_eq!(new[0].due_on, NaiveDate::from_ymd_opt(2025, 4, 7));
+        assert_eq!(old[0].due_on, NaiveDate::from_ymd_opt(2025, 4, 8));
+        // Undecided: breached on 8 April (v3.1.0), in April's row.
+        let april = new.iter().find(|r| r.month == "2025-04").unwrap();
+        assert!(april.breached && april.breached_in_month);
+        assert!(!new.iter().find(|r| r.month == "2025-03").unwrap().breached);
+        // Open to the end of the publish range: one row per month from March to December.
+        assert_eq!(new.len(), 10);
+    }
+
+    #[test]
+    fn pauses_stop_the_clock_and_a_timely_decision_never_breaches() {
+        let c = case(
+            "US-NY-20250310-002",
+            &[
+                (ny(2025, 3, 10, 9), EventKind::Opened),
+                (ny(2025, 3, 12, 9), EventKind::Paused),
+                (ny(2025, 3, 19, 9), EventKind::Resumed),
+                (ny(2025, 4, 11, 9), EventKind::Decided),
+                (ny(2025, 4, 20, 9), EventKind::Closed),
+            ],
+        );
+        let rows = run(&v3(), &c).unwrap();
+        // 11 March counts, 12-18 March are paused (5 business days), so the due date moves from
+        // 7 April to 14 April; decided on the 11th: no breach.
+        assert_eq!(rows[0].due_on, NaiveDate::from_ymd_opt(2025, 4, 14));
+        assert!(rows.iter().all(|r| !r.breached));
+        let april = rows.iter().find(|r| r.month == "2025-04").unwrap();
+        assert_eq!(april.status, "closed");
+        assert_eq!(april.decided_on, NaiveDate::from_ymd_opt(2025, 4, 11));
+        assert_eq!(rows.len(), 2, "closed in April: no May row");
+        assert!(rows.iter().all(|r| r.business_days_used >= 0));
+    }
+
+    #[test]
+    fn warm_up_cases_feed_2025_rows_but_december_2024_is_not_emitted() {
+        let c = case(
+            "US-NY-20241216-001",
+            &[(ny(2024, 12, 16, 10), EventKind::Opened)],
+        );
+        let rows = run(&v3(), &c).unwrap();
+        assert!(rows.iter().all(|r| r.month.starts_with("2025-")));
+        assert_eq!(rows[0].month, "2025-01");
+        assert_eq!(
+            rows[0].opened_on,
+            NaiveDate::from_ymd_opt(2024, 12, 16).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_calendar_other_than_the_pinned_one_is_refused() {
+        let c = case(
+            "US-NY-20250310-003",
+            &[(ny(2025, 3, 10, 9), EventKind::Opened)],
+        );
+        let wrong =
+            CaseSlaTransform::v3_1_0(BusinessCalendar::version(CALENDAR_AS_RECORDED).unwrap());
+        let m = restatement_manifest(&v3(), "snap");
+        let ctx = TransformContext::for_manifest(&m, Utc.timestamp_opt(1_780_000_000, 0).unwrap());
+        let err = wrong.apply(&c, &ctx, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("v2026-06-restated"), "{err}");
+        assert!(case("x", &[]).opened_at().is_none());
+        let no_open = CaseHistory {
+            jurisdiction: "US-NY".into(),
+            ..case("US-NY-x", &[])
+        };
+        assert!(run(&v3(), &no_open).is_err());
+    }
 }

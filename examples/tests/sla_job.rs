@@ -1,0 +1,272 @@
+//! The main job, run as a process on fresh data directories, checked against an independent
+//! computation of the 2025 breach counts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use backfill_core::digest::PartitionDigests;
+use backfill_core::prelude::*;
+use backfill_core::store::ChunkStatus;
+use backfill_examples::sla::calendar::{jurisdiction, BusinessCalendar, CALENDAR_RESTATED};
+use backfill_examples::sla::events::{generate, CaseHistory, EventKind, GeneratorConfig};
+use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET, TARGET_TABLE};
+use backfill_sql::SqlStore;
+use chrono::{Datelike, NaiveDate};
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+
+fn job(dir: &Path, extra: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_sla-restatement"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env_remove("BACKFILL_DATABASE_URL")
+        .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
+        .output()
+        .unwrap();
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn warehouse(dir: &Path) -> SqlitePool {
+    SqlitePool::connect(&format!("sqlite://{}", dir.join("warehouse.db").display()))
+        .await
+        .unwrap()
+}
+
+async fn store(dir: &Path) -> SqlStore {
+    SqlStore::connect(&format!("sqlite://{}", dir.join("runs.db").display()))
+        .await
+        .unwrap()
+}
+
+/// Breaches per (jurisdiction, month) in 2025, by walking every case day by day: a separate
+/// implementation of the SLA rules (local dates, business days, pauses, decision), sharing only the
+/// reference data (time zones, SLA lengths, the restated holiday calendar) with the transform.
+fn expected_breaches(cases: &[CaseHistory]) -> BTreeMap<(String, String), u64> {
+    let cal = BusinessCalendar::version(CALENDAR_RESTATED).unwrap();
+    let y2025 = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    let y2026 = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    let mut out = BTreeMap::new();
+    for c in cases {
+        let j = jurisdiction(&c.jurisdiction).unwrap();
+        let on = |k: EventKind| -> Vec<NaiveDate> {
+            c.events
+                .iter()
+                .filter(|e| e.kind == k)
+                .map(|e| e.at.with_timezone(&j.tz).date_naive())
+                .collect()
+        };
+        let opened = on(EventKind::Opened)[0];
+        let (pauses, resumes, decided) = (
+            on(EventKind::Paused),
+            on(EventKind::Resumed),
+            on(EventKind::Decided).first().copied(),
+        );
+        let mut paused = false;
+        let mut used = 0;
+        let mut day = opened;
+        while day < y2026 {
+            day = day.succ_opt().unwrap();
+            if pauses.contains(&day) {
+                paused = true;
+            }
+            if resumes.contains(&day) {
+                paused = false;
+            }
+            let weekend = day.weekday().number_from_monday() > 5;
+            let holiday = cal.holidays(j.code).any(|h| h == day);
+            if !weekend && !holiday && !paused {
+                used += 1;
+            }
+            if used == j.sla_business_days {
+                // `day` is the due date: breached tomorrow unless decided by today.
+                if decided.is_none_or(|d| d > day) {
+                    let breach = day.succ_opt().unwrap();
+                    if breach >= y2025 && breach < y2026 {
+                        let key = (c.jurisdiction.clone(), breach.format("%Y-%m").to_string());
+                        *out.entry(key).or_insert(0) += 1;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = job(dir.path(), &[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let log = text(&first);
+    assert!(log.contains("owner review"), "{log}");
+    assert!(log.contains(&format!("supersedes {HISTORY_RUN}")), "{log}");
+
+    let db = warehouse(dir.path()).await;
+    let q = format!(
+        "SELECT month, jurisdiction, produced_by_run_id, transform_version, reference_data_version, \
+         restatement_reason, SUM(breached_in_month) AS breaches, COUNT(*) AS n \
+         FROM {TARGET_TABLE} GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2"
+    );
+    let rows = sqlx::query(&q).fetch_all(&db).await.unwrap();
+    let mut published = BTreeMap::new();
+    let mut months = std::collections::BTreeSet::new();
+    for r in &rows {
+        let month: String = r.get("month");
+        // Every published row carries the restatement's lineage.
+        assert_eq!(r.get::<String, _>("produced_by_run_id"), RESTATEMENT_RUN);
+        assert_eq!(r.get::<String, _>("transform_version"), "3.1.0");
+        assert_eq!(
+            r.get::<String, _>("reference_data_version"),
+            "jurisdiction_calendar/v2026-06-restated"
+        );
+        assert_eq!(r.get::<String, _>("restatement_reason"), "TIMEZONE_BUG_FIX");
+        let breaches: i64 = r.get("breaches");
+        published.insert(
+            (r.get::<String, _>("jurisdiction"), month.clone()),
+            u64::try_from(breaches).unwrap(),
+        );
+        months.insert(month);
+    }
+    // Exactly the twelve 2025 partitions: the December 2024 warm-up produced no rows.
+    let want: Vec<String> = (1..=12).map(|m| format!("2025-{m:02}")).collect();
+    assert_eq!(months.into_iter().collect::<Vec<_>>(), want);
+    // ...but it was read: cases opened in December 2024 are in January's partition.
+    let december_cases: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {TARGET_TABLE} WHERE month = '2025-01' AND opened_on < '2025-01-01'"
+    ))
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(december_cases > 100, "{december_cases}");
+
+    // Breach counts by jurisdiction and month match the independent computation.
+    let cases = generate(&GeneratorConfig::default());
+    let expected = expected_breaches(&cases);
+    let published: BTreeMap<_, _> = published.into_iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(published, expected);
+    assert!(expected.values().sum::<u64>() > 500);
+
+    // The previously accepted run is superseded; the pointer names the restatement.
+    let s = store(dir.path()).await;
+    let history = s.run(&HISTORY_RUN.into()).await.unwrap().unwrap();
+    assert_eq!(history.state, RunState::Superseded);
+    let restated = s.run(&RESTATEMENT_RUN.into()).await.unwrap().unwrap();
+    assert_eq!(restated.state, RunState::Published);
+    let pointer = s.accepted(TARGET).await.unwrap().unwrap();
+    assert_eq!(pointer.run_id.as_str(), RESTATEMENT_RUN);
+
+    // Running again finds the published run: no new rows, evidence or publication.
+    let total = |db: SqlitePool| async move {
+        sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {TARGET_TABLE}"))
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    let rows_before = total(db.clone()).await;
+    let evidence_before = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap().len();
+    let second = job(dir.path(), &[]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(
+        text(&second).contains("nothing republished"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(total(db.clone()).await, rows_before);
+    assert_eq!(
+        s.evidence(&RESTATEMENT_RUN.into()).await.unwrap().len(),
+        evidence_before
+    );
+    assert_eq!(
+        s.run(&RESTATEMENT_RUN.into()).await.unwrap().unwrap().state,
+        RunState::Published
+    );
+}
+
+async fn ledger(dir: &Path) -> (PartitionDigests, Vec<(u32, u32)>) {
+    let s = store(dir).await;
+    let chunks = s.chunks(&RESTATEMENT_RUN.into()).await.unwrap();
+    let mut d = PartitionDigests::default();
+    for c in &chunks {
+        assert_eq!(c.status, ChunkStatus::Done);
+        d.merge(&c.digests);
+    }
+    (d, chunks.iter().map(|c| (c.index, c.attempts)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_resumes_at_the_unfinished_chunk_with_the_same_digests() {
+    let straight = tempfile::tempdir().unwrap();
+    let out = job(straight.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let crashed = tempfile::tempdir().unwrap();
+    let out = job(crashed.path(), &["--crash-after-chunks", "4"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("injected crash after 4 chunks"));
+    let s = store(crashed.path()).await;
+    let run = s.run(&RESTATEMENT_RUN.into()).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Running);
+    let done = s.chunks(&RESTATEMENT_RUN.into()).await.unwrap();
+    assert_eq!(
+        done.iter()
+            .filter(|c| c.status == ChunkStatus::Done)
+            .count(),
+        4
+    );
+
+    let out = job(crashed.path(), &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("4 already done: resuming at chunk 5"),
+        "{}",
+        text(&out)
+    );
+    let (want, _) = ledger(straight.path()).await;
+    let (got, attempts) = ledger(crashed.path()).await;
+    assert_eq!(got, want);
+    assert!(want.total_rows() > 10_000);
+    // The four chunks finished before the crash were not read again.
+    for (index, n) in attempts {
+        if index < 4 {
+            assert_eq!(n, 1, "chunk {index} was attempted {n} times");
+        }
+    }
+    // And the published tables hold the same business rows.
+    let q = format!(
+        "SELECT id, case_id, month, due_on, status, breached FROM {TARGET_TABLE} ORDER BY id"
+    );
+    let read = |dir: &Path| {
+        let dir = dir.to_owned();
+        let q = q.clone();
+        async move {
+            let db = warehouse(&dir).await;
+            sqlx::query(&q)
+                .fetch_all(&db)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<String, _>(0),
+                        r.get::<String, _>(2),
+                        r.get::<Option<String>, _>(3),
+                        r.get::<String, _>(4),
+                        r.get::<bool, _>(5),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(read(crashed.path()).await, read(straight.path()).await);
+}
