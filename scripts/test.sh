@@ -32,7 +32,11 @@ cargo test --workspace --lib --bins --tests --examples
 step "cargo test --doc"
 cargo test --workspace --doc
 
-step "examples"
+step "examples: the main job on a fresh data directory, then the in-memory quickstart"
+sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
+cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > /dev/null
+cargo run -q -p backfill-examples -- --data-dir "$sla_dir" | grep -q "nothing republished"
+rm -rf "$sla_dir"
 cargo run -q -p backfill-examples --example quickstart > /dev/null
 
 step "cargo doc (-D warnings)"
