@@ -270,3 +270,41 @@ async fn a_killed_run_resumes_at_the_unfinished_chunk_with_the_same_digests() {
     };
     assert_eq!(read(crashed.path()).await, read(straight.path()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_visible_until_the_owner_accepts_in_a_later_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let waiting = job(dir.path(), &["--owner-decision", "wait"]);
+    assert!(waiting.status.success(), "{}", text(&waiting));
+    assert!(text(&waiting).contains("waiting for regulatory-reporting-owner"));
+    let s = store(dir.path()).await;
+    let run = s.run(&RESTATEMENT_RUN.into()).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::AwaitingReview);
+    // Staged and validated, but readers still see only the accepted history.
+    let db = warehouse(dir.path()).await;
+    let producers = |db: SqlitePool| async move {
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT DISTINCT produced_by_run_id FROM {TARGET_TABLE}"
+        ))
+        .fetch_all(&db)
+        .await
+        .unwrap()
+    };
+    assert_eq!(producers(db.clone()).await, vec![HISTORY_RUN.to_owned()]);
+
+    let accepted = job(dir.path(), &["--owner-decision", "accept"]);
+    assert!(accepted.status.success(), "{}", text(&accepted));
+    assert!(
+        !text(&accepted).contains("chunks planned"),
+        "no chunk is staged again after review: {}",
+        text(&accepted)
+    );
+    assert_eq!(producers(db).await, vec![RESTATEMENT_RUN.to_owned()]);
+    let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
+    let review = trail
+        .iter()
+        .find(|e| e.kind == backfill_core::store::EvidenceKind::Review)
+        .unwrap();
+    assert_eq!(review.by, "regulatory-reporting-owner");
+    assert_eq!(review.detail["accept"], true);
+}

@@ -370,7 +370,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         for f in &findings.0 {
             println!("   check: {f}");
         }
-        let approved = rm.approve(OWNER, Utc::now())?;
+        let approved = rm.clone().approve(OWNER, Utc::now())?;
         println!("   approved by {OWNER}, bound to {}", approved.digest());
         runner.submit(&approved).await?;
     } else {
@@ -420,9 +420,13 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         report::diff_table(&diff);
     }
     if r.state == RunState::AwaitingReview {
+        let pct = rm
+            .validation
+            .as_ref()
+            .and_then(|v| v.business_delta_max_pct);
         println!(
             "\n4. owner review: the breach delta is over the manifest's {}% threshold",
-            2
+            pct.unwrap_or(0)
         );
         match cfg.owner_decision {
             OwnerDecision::Wait => {
