@@ -166,3 +166,44 @@ async fn stage_replace_and_read_back() {
         ns.drop().await;
     }
 }
+
+/// A row type that declares a column the sink adds itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Clashing {
+    id: String,
+    month: String,
+    produced_by_run_id: String,
+}
+
+impl OutputRow for Clashing {
+    fn partition(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.month)
+    }
+}
+
+impl SqlRow for Clashing {
+    const COLUMNS: &'static [Column] = &[
+        Column::new("id", SqlType::Text),
+        Column::new("month", SqlType::Text),
+        Column::new("produced_by_run_id", SqlType::Text),
+    ];
+    const PARTITION_COLUMN: &'static str = "month";
+}
+
+#[tokio::test]
+async fn a_row_column_named_like_a_lineage_column_is_refused_up_front() {
+    let engine = common::engines().remove(0);
+    let ns = engine.namespace("clash");
+    let err = SqlSink::<Clashing>::new(ns.pool().await, "clashing")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`produced_by_run_id` is a lineage column"),
+        "{err}"
+    );
+    let err = backfill_sql::SqlPublisher::<Clashing>::new(ns.pool().await, "clashing")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("lineage column"), "{err}");
+}
