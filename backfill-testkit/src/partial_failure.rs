@@ -253,7 +253,7 @@ impl<T: DeterministicTransform> Scenario<T> {
         publisher: Arc<dyn Publisher<T::Output>>,
     ) -> Result<Outcome, PartialFailure> {
         let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
-        let runner = |n: u32| {
+        let runner = || {
             Runner::builder(
                 Arc::clone(&store) as _,
                 Arc::clone(&self.source),
@@ -263,14 +263,14 @@ impl<T: DeterministicTransform> Scenario<T> {
             )
             .clock(Arc::new(FixedClock(self.at)))
             .options(
-                RunnerOptions::worker(format!("testkit-{n}"))
+                RunnerOptions::worker("testkit")
                     .with_lease(Duration::from_secs(30))
                     .with_retry(RetryPolicy::new(3, Duration::from_millis(1))),
             )
             .build()
         };
         let run_id = self.approved.run_id();
-        runner(0)
+        runner()
             .submit(&self.approved)
             .await
             .map_err(|e| PartialFailure::Baseline {
@@ -278,7 +278,7 @@ impl<T: DeterministicTransform> Scenario<T> {
             })?;
         let mut last_error = None;
         for n in 1..=self.max_invocations {
-            match runner(n).run(run_id).await {
+            match runner().run(run_id).await {
                 Ok(report) => {
                     let visible = self.visible(publisher.as_ref(), &report).await;
                     return Ok(Outcome {
