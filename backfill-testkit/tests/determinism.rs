@@ -71,7 +71,12 @@ macro_rules! transform {
     };
 }
 
-transform!(Correct, |s, r, ctx| [out(ctx, r, r.value * 100, String::new())]);
+transform!(Correct, |s, r, ctx| [out(
+    ctx,
+    r,
+    r.value * 100,
+    String::new()
+)]);
 
 transform!(ReadsContextClock, |s, r, ctx| [out(
     ctx,
@@ -84,8 +89,7 @@ transform!(CallsUtcNow, |s, r, ctx| [out(
     ctx,
     r,
     r.value,
-    chrono::Utc::now()
-        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 )]);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -272,15 +276,25 @@ fn a_transform_error_is_reported_with_the_minimal_input() {
         fn version(&self) -> &str {
             "1.0.0"
         }
-        fn apply(&self, i: &i64, _: &TransformContext, _: &mut Vec<Out>) -> Result<(), TransformError> {
+        fn apply(
+            &self,
+            i: &i64,
+            _: &TransformContext,
+            _: &mut Vec<Out>,
+        ) -> Result<(), TransformError> {
             if *i >= 100 {
                 return Err(TransformError::new("too large").for_input(i.to_string()));
             }
             Ok(())
         }
     }
-    let f = check_transform(&Refuses, proptest::collection::vec(0i64..1_000, 0..20), &ctx(), cfg())
-        .unwrap_err();
+    let f = check_transform(
+        &Refuses,
+        proptest::collection::vec(0i64..1_000, 0..20),
+        &ctx(),
+        cfg(),
+    )
+    .unwrap_err();
     assert_eq!(f.property, Property::Error, "{f}");
     assert_eq!(f.input, "[100]", "{f}");
     // Dropping rows by value is deterministic.
