@@ -60,6 +60,7 @@
 //! type.
 //!
 //! ```no_run
+//! # #![allow(dead_code)] // the macro's tests are not compiled in a doctest
 //! use std::sync::Arc;
 //! use backfill_core::memory::MemoryStore;
 //! use backfill_core::store::RunStore;
