@@ -163,6 +163,22 @@ fn run<T: DeterministicTransform>(
     Ok((per, all))
 }
 
+/// Re-runs the minimal input up to [`RERUNS`] times; the first differing record and the re-run number.
+fn rerun_differs<'a, T: DeterministicTransform>(
+    instance: &impl Fn() -> Instance<'a, T>,
+    list: &[T::Input],
+    ctx: &TransformContext,
+) -> Option<(usize, usize)> {
+    let (first, _) = run(&*instance(), list, ctx).ok()?;
+    (1..=RERUNS).find_map(|n| {
+        let (again, _) = run(&*instance(), list, ctx).ok()?;
+        first_difference(&first, &again).map(|i| (i, n))
+    })
+}
+
+/// Re-runs of a minimal failing input when classifying the failure.
+const RERUNS: usize = 16;
+
 fn first_difference(a: &PerRecord, b: &PerRecord) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -327,6 +343,20 @@ where
                 .and_then(|i| list.get(i))
                 .map(|x| format!("{x:?}"));
             let details = d.unwrap_or(reason.as_str()).to_owned();
+            // A transform that differs between identical runs (hash-map order, randomness) may have
+            // shown it first on another comparison; say so when re-runs of the minimal input differ.
+            if matches!(property, Property::ReChunk | Property::WallClock) {
+                if let Some((i, n)) = rerun_differs(&instance, &list, ctx) {
+                    return Err(failure(
+                        Property::ReRun,
+                        format!("{list:?}"),
+                        list.get(i).map(|x| format!("{x:?}")),
+                        format!(
+                            "re-run {n} of the same inputs gave different rows (first seen as {property}: {details})"
+                        ),
+                    ));
+                }
+            }
             Err(failure(property, format!("{list:?}"), record, details))
         }
         Err(TestError::Abort(reason)) => Err(failure(
