@@ -34,8 +34,12 @@ cargo test --workspace --doc
 
 step "examples: the main job on a fresh data directory, then the in-memory quickstart"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
-cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > /dev/null
-cargo run -q -p backfill-examples -- --data-dir "$sla_dir" | grep -q "nothing republished"
+for pass in first second; do
+  cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > "$sla_dir/$pass.out" 2>&1 || {
+    cat "$sla_dir/$pass.out" >&2; exit 1; }
+done
+grep -q "nothing republished" "$sla_dir/second.out" || { cat "$sla_dir/second.out" >&2; exit 1; }
+tail -n 12 "$sla_dir/first.out"
 rm -rf "$sla_dir"
 cargo run -q -p backfill-examples --example quickstart > /dev/null
 
