@@ -17,6 +17,21 @@ pub trait SinkPolicy: fmt::Debug + Send + Sync + 'static {
     fn check(&self, sink: &SinkDescriptor, manifest: &RunManifest) -> Result<()>;
 }
 
+/// `Arc<P>` and `Box<P>` are policies too (also for `P = dyn SinkPolicy`).
+macro_rules! as_ref_impl {
+    ($($ptr:ident)::+) => {
+        #[deny(clippy::missing_trait_methods)]
+        impl<P: SinkPolicy + ?Sized> SinkPolicy for $($ptr)::+<P> {
+            fn check(&self, sink: &SinkDescriptor, manifest: &RunManifest) -> Result<()> {
+                (**self).check(sink, manifest)
+            }
+        }
+    };
+}
+
+as_ref_impl!(std::sync::Arc);
+as_ref_impl!(Box);
+
 /// The default: in Backfill, Replay and DryRun, a sink with external side effects is refused unless
 /// the manifest allows side effects and (when it names sinks) names this one. Live and
 /// Reconciliation are not restricted here.

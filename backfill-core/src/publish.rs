@@ -94,3 +94,42 @@ pub trait Publisher<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     /// The rows readers currently see in a partition.
     fn read_current<'a>(&'a self, partition: &'a PartitionKey) -> BoxStream<'a, Result<Vec<R>>>;
 }
+
+/// `Arc<P>` and `Box<P>` are publishers too (also for `P = dyn Publisher<R>`).
+macro_rules! as_ref_impl {
+    ($($ptr:ident)::+) => {
+        #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl<R: OutputRow, P: Publisher<R> + ?Sized> Publisher<R> for $($ptr)::+<P> {
+            fn descriptor(&self) -> SinkDescriptor {
+                (**self).descriptor()
+            }
+
+            async fn publish(
+                &self,
+                req: PublishRequest<'_>,
+                staged: &dyn StagingSink<R>,
+            ) -> Result<PublishReceipt> {
+                (**self).publish(req, staged).await
+            }
+
+            async fn inspect(&self, run_id: &RunId) -> Result<Option<PublishReceipt>> {
+                (**self).inspect(run_id).await
+            }
+
+            async fn rollback(&self, req: RollbackRequest<'_>) -> Result<PublishReceipt> {
+                (**self).rollback(req).await
+            }
+
+            fn read_current<'a>(
+                &'a self,
+                partition: &'a PartitionKey,
+            ) -> BoxStream<'a, Result<Vec<R>>> {
+                (**self).read_current(partition)
+            }
+        }
+    };
+}
+
+as_ref_impl!(std::sync::Arc);
+as_ref_impl!(Box);

@@ -93,3 +93,36 @@ pub trait StagingSink<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     /// Drops a run's staged rows.
     async fn discard(&self, run_id: &RunId) -> Result<()>;
 }
+
+/// `Arc<S>` and `Box<S>` are sinks too (also for `S = dyn StagingSink<R>`), so wrappers and
+/// registries can hold shared sinks without a newtype.
+macro_rules! as_ref_impl {
+    ($($ptr:ident)::+) => {
+        #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
+        impl<R: OutputRow, S: StagingSink<R> + ?Sized> StagingSink<R> for $($ptr)::+<S> {
+            fn descriptor(&self) -> SinkDescriptor {
+                (**self).descriptor()
+            }
+
+            async fn stage(
+                &self,
+                req: StageRequest<'_>,
+                rows: BoxStream<'_, Result<Vec<R>>>,
+            ) -> Result<StageReceipt> {
+                (**self).stage(req, rows).await
+            }
+
+            fn read_staged<'a>(&'a self, run_id: &'a RunId) -> BoxStream<'a, Result<Vec<R>>> {
+                (**self).read_staged(run_id)
+            }
+
+            async fn discard(&self, run_id: &RunId) -> Result<()> {
+                (**self).discard(run_id).await
+            }
+        }
+    };
+}
+
+as_ref_impl!(std::sync::Arc);
+as_ref_impl!(Box);

@@ -75,8 +75,12 @@ impl TransformFingerprint {
 /// 5. Every output row's partition is inside the manifest's target partitions; warm-up input may feed
 ///    state but must not produce rows outside the publish range.
 /// 6. `fingerprint` is stable for the same code and configuration.
+/// 7. No state is carried from one `apply` call to the next: after a crash a chunk is re-read by a new
+///    instance, possibly in another process, and chunks run in any order. State a record needs (a
+///    case's earlier events, a running balance) travels in the input record, assembled by the source.
 ///
-/// The testkit's determinism harness checks 1, 2, 3, 4 and 6 on your inputs.
+/// The testkit's determinism harness checks 1, 2, 3, 4 and 6 on your inputs, and 7 with fresh instances
+/// (`backfill_testkit::determinism::check_transform_fresh`).
 ///
 /// ```
 /// use std::borrow::Cow;
