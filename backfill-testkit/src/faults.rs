@@ -28,6 +28,35 @@ use futures::stream::{BoxStream, StreamExt};
 /// The adapter name injected errors carry.
 pub const ADAPTER: &str = "testkit-faults";
 
+/// How many times a fault may still fire.
+#[derive(Debug)]
+struct Budget {
+    times: u32,
+    fired: AtomicU32,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self {
+            times: 1,
+            fired: AtomicU32::new(0),
+        }
+    }
+
+    fn fired(&self) -> u32 {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Takes one firing if any is left.
+    fn take(&self) -> bool {
+        self.fired
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
+                (f < self.times).then_some(f + 1)
+            })
+            .is_ok()
+    }
+}
+
 /// Whether an injected error is retryable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -80,10 +109,9 @@ pub struct FaultySink<S: ?Sized> {
     inner: Arc<S>,
     fault: SinkFault,
     kind: FaultKind,
-    times: u32,
+    budget: Budget,
     calls: AtomicU32,
     batches: AtomicU64,
-    fired: AtomicU32,
 }
 
 impl<S: ?Sized> FaultySink<S> {
@@ -93,16 +121,15 @@ impl<S: ?Sized> FaultySink<S> {
             inner,
             fault,
             kind,
-            times: 1,
+            budget: Budget::new(),
             calls: AtomicU32::new(0),
             batches: AtomicU64::new(0),
-            fired: AtomicU32::new(0),
         }
     }
 
     /// Fires the fault `times` times in all (consecutive stage calls or batches).
     pub fn times(mut self, times: u32) -> Self {
-        self.times = times;
+        self.budget.times = times;
         self
     }
 
@@ -118,16 +145,11 @@ impl<S: ?Sized> FaultySink<S> {
 
     /// How many times the fault fired.
     pub fn fired(&self) -> u32 {
-        self.fired.load(Ordering::SeqCst)
+        self.budget.fired()
     }
 
-    /// Takes one firing if any is left.
     fn fire(&self) -> bool {
-        self.fired
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
-                (f < self.times).then_some(f + 1)
-            })
-            .is_ok()
+        self.budget.take()
     }
 }
 
@@ -232,8 +254,7 @@ pub struct FaultyPublisher<P: ?Sized> {
     inner: Arc<P>,
     fault: PublishFault,
     kind: FaultKind,
-    times: u32,
-    fired: AtomicU32,
+    budget: Budget,
     calls: Mutex<Vec<PublisherCall>>,
 }
 
@@ -245,15 +266,14 @@ impl<P: ?Sized> FaultyPublisher<P> {
             inner,
             fault,
             kind,
-            times: 1,
-            fired: AtomicU32::new(0),
+            budget: Budget::new(),
             calls: Mutex::new(Vec::new()),
         }
     }
 
     /// Fires the fault on the first `times` publish calls.
     pub fn times(mut self, times: u32) -> Self {
-        self.times = times;
+        self.budget.times = times;
         self
     }
 
@@ -285,7 +305,7 @@ impl<P: ?Sized> FaultyPublisher<P> {
 
     /// How many times the fault fired.
     pub fn fired(&self) -> u32 {
-        self.fired.load(Ordering::SeqCst)
+        self.budget.fired()
     }
 
     fn log(&self, call: PublisherCall) {
@@ -295,11 +315,7 @@ impl<P: ?Sized> FaultyPublisher<P> {
     }
 
     fn fire(&self) -> bool {
-        self.fired
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
-                (f < self.times).then_some(f + 1)
-            })
-            .is_ok()
+        self.budget.take()
     }
 }
 
