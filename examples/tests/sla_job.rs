@@ -308,3 +308,60 @@ async fn nothing_is_visible_until_the_owner_accepts_in_a_later_invocation() {
     assert_eq!(review.by, "regulatory-reporting-owner");
     assert_eq!(review.detail["accept"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let waiting = job(dir.path(), &["--owner-decision", "wait"]);
+    assert!(waiting.status.success(), "{}", text(&waiting));
+    let db = warehouse(dir.path()).await;
+    let snapshot = |db: SqlitePool| async move {
+        sqlx::query_as::<_, (String, String, Option<String>, bool, String)>(&format!(
+            "SELECT id, month, due_on, breached, produced_by_run_id FROM {TARGET_TABLE} ORDER BY id"
+        ))
+        .fetch_all(&db)
+        .await
+        .unwrap()
+    };
+    let history_rows = snapshot(db.clone()).await;
+    assert!(history_rows.iter().all(|r| r.4 == HISTORY_RUN));
+
+    let published = job(dir.path(), &[]);
+    assert!(published.status.success(), "{}", text(&published));
+    assert_ne!(snapshot(db.clone()).await, history_rows);
+
+    let rolled = job(dir.path(), &["--rollback", "dashboard owners not ready"]);
+    assert!(rolled.status.success(), "{}", text(&rolled));
+    assert!(text(&rolled).contains("rolled back by regulatory-reporting-owner"));
+    // Exactly the accepted history again, row for row.
+    assert_eq!(snapshot(db.clone()).await, history_rows);
+    let s = store(dir.path()).await;
+    let state = |id: &str| {
+        let s = &s;
+        let id = RunId::from(id);
+        async move { s.run(&id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(RESTATEMENT_RUN).await, RunState::RolledBack);
+    assert_eq!(state(HISTORY_RUN).await, RunState::Published);
+    assert_eq!(
+        s.accepted(TARGET).await.unwrap().unwrap().run_id.as_str(),
+        HISTORY_RUN
+    );
+    let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
+    let rb = trail
+        .iter()
+        .find(|e| e.kind == backfill_core::store::EvidenceKind::RolledBack)
+        .unwrap();
+    assert_eq!(rb.detail["reason"], "dashboard owners not ready");
+
+    // Running the job again neither republishes the restatement nor rolls back twice.
+    let again = job(dir.path(), &["--rollback", "dashboard owners not ready"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        text(&again).contains("already rolled back"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(snapshot(db).await, history_rows);
+    assert_eq!(state(RESTATEMENT_RUN).await, RunState::RolledBack);
+}

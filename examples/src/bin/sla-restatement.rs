@@ -29,6 +29,9 @@ struct Args {
     /// What the data owner decides when the run waits for review.
     #[arg(long, value_enum, default_value = "accept")]
     owner_decision: OwnerDecision,
+    /// After publishing, roll the restatement back to v2.4.1's history, recording this reason.
+    #[arg(long, value_name = "REASON")]
+    rollback: Option<String>,
     /// Exit after this many restatement chunks (to show that the next invocation resumes).
     #[arg(long, env = "BACKFILL_SLA_CRASH_AFTER_CHUNKS", hide = true)]
     crash_after_chunks: Option<usize>,
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
         database_url: args.database_url,
         owner_decision: args.owner_decision,
         crash_after_chunks: args.crash_after_chunks,
+        rollback: args.rollback,
         generator: GeneratorConfig {
             seed: args.seed,
             ..GeneratorConfig::default()
@@ -52,6 +56,8 @@ async fn main() -> ExitCode {
     };
     match job::run(&cfg).await {
         Ok(out) if out.restatement.state == RunState::Published => ExitCode::SUCCESS,
+        // Rolled back by its owner: a resting state, not a failure of the job.
+        Ok(out) if out.restatement.state == RunState::RolledBack => ExitCode::SUCCESS,
         Ok(out)
             if out.restatement.state == RunState::AwaitingReview
                 && cfg.owner_decision == OwnerDecision::Wait =>

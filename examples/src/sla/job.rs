@@ -77,6 +77,8 @@ pub struct JobConfig {
     pub owner_decision: OwnerDecision,
     /// Exit the process after this many chunks of the restatement (to show resume).
     pub crash_after_chunks: Option<usize>,
+    /// Roll the published restatement back to the history run, for this reason.
+    pub rollback: Option<String>,
     /// The case generator.
     pub generator: GeneratorConfig,
 }
@@ -383,6 +385,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
             state,
             RunState::Published | RunState::Superseded | RunState::RolledBack
         ) {
+            // Published earlier: nothing is run or published again.
             let r = runner.status(&rid).await?;
             let at = r
                 .receipt
@@ -392,11 +395,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                 "\n2. restatement {rid} is already {state} (published {}): nothing to run, nothing republished",
                 at.unwrap_or_else(|| "-".into())
             );
-            report::evidence(runner.store().as_ref(), &rid).await?;
-            return Ok(JobOutcome {
-                history: history.status(&hid).await?,
-                restatement: r,
-            });
+            return conclude(cfg, &runner, &history, r).await;
         }
         println!("\n2. restatement {rid} exists ({state}): continuing it");
     }
@@ -466,9 +465,42 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
             receipt.published_at.format(report::TIME)
         );
     }
-    report::evidence(runner.store().as_ref(), &rid).await?;
+    conclude(cfg, &runner, &history, r).await
+}
+
+/// Rolls back when asked, prints the evidence and reports both runs.
+async fn conclude(
+    cfg: &JobConfig,
+    runner: &Runner<CaseSlaTransform>,
+    history: &Runner<CaseSlaTransform>,
+    mut r: RunReport,
+) -> backfill_core::Result<JobOutcome> {
+    let hid = RunId::from(HISTORY_RUN);
+    if let Some(reason) = &cfg.rollback {
+        match r.state {
+            RunState::Published => {
+                let receipt = runner.rollback(TARGET, &hid, OWNER, reason).await?;
+                r = runner.status(&r.run_id).await?;
+                println!(
+                    "\n6. rolled back by {OWNER} ({reason}): {} rows of {hid} restored in {} partitions; {} -> {}",
+                    receipt.rows,
+                    receipt.partitions.len(),
+                    r.run_id,
+                    r.state
+                );
+            }
+            RunState::RolledBack => {
+                println!("\n6. {} is already rolled back: nothing to do", r.run_id)
+            }
+            other => println!(
+                "\n6. {} is {other}: there is nothing to roll back",
+                r.run_id
+            ),
+        }
+    }
+    report::evidence(runner.store().as_ref(), &r.run_id).await?;
     Ok(JobOutcome {
-        history: h,
+        history: history.status(&hid).await?,
         restatement: r,
     })
 }
