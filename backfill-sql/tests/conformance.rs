@@ -9,22 +9,10 @@ use async_trait::async_trait;
 use backfill_core::publish::Publisher;
 use backfill_core::sink::StagingSink;
 use backfill_core::store::RunStore;
-use backfill_sql::{
-    Column, ConnectOptions, Ident, RowSchema, SqlPool, SqlPublisher, SqlSink, SqlStore, SqlType,
-};
+use backfill_sql::{ConnectOptions, Ident, SqlPool, SqlPublisher, SqlSink, SqlStore};
 use backfill_testkit::{PublisherHarness, SinkHarness, StoreHarness, TestRow};
 
-static TEST_ROW: &[Column] = &[
-    Column::new("id", SqlType::Text),
-    Column::new("partition", SqlType::Text),
-    Column::new("key", SqlType::Text),
-    Column::new("value", SqlType::BigInt),
-    Column::nullable("note", SqlType::Text),
-];
-
-fn schema() -> RowSchema {
-    RowSchema::new(TEST_ROW, "partition")
-}
+use common::test_row_schema as schema;
 
 /// Builds everything on one engine, in a schema, database or file per check.
 struct Harness(&'static str);

@@ -30,6 +30,7 @@ use backfill_core::source::BackfillSource;
 use backfill_core::state::RunState;
 use backfill_core::transform::DeterministicTransform;
 use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::TryStreamExt;
 
 use crate::faults::{
@@ -38,6 +39,9 @@ use crate::faults::{
 
 type SinkFactory<R> = Arc<dyn Fn() -> Arc<dyn StagingSink<R>> + Send + Sync>;
 type PublisherFactory<R> = Arc<dyn Fn() -> Arc<dyn Publisher<R>> + Send + Sync>;
+/// A staging sink and the publisher that reads from it, fresh and empty.
+pub type Adapters<R> = (Arc<dyn StagingSink<R>>, Arc<dyn Publisher<R>>);
+type AdapterFactory<R> = Arc<dyn Fn() -> BoxFuture<'static, Adapters<R>> + Send + Sync>;
 
 /// How a faulty run failed to converge to the uninterrupted one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +176,7 @@ pub struct Scenario<T: DeterministicTransform> {
     at: DateTime<Utc>,
     sink: SinkFactory<T::Output>,
     publisher: PublisherFactory<T::Output>,
+    adapters: Option<AdapterFactory<T::Output>>,
     max_invocations: u32,
 }
 
@@ -202,6 +207,7 @@ impl<T: DeterministicTransform> Scenario<T> {
             at,
             sink: Arc::new(|| Arc::new(MemorySink::new("testkit_staging"))),
             publisher: Arc::new(move || Arc::new(MemoryPublisher::new(target.clone()))),
+            adapters: None,
             max_invocations: 5,
         }
     }
@@ -224,6 +230,44 @@ impl<T: DeterministicTransform> Scenario<T> {
         self
     }
 
+    /// Builds each run's staging sink and publisher together with `make`, for adapters whose setup is
+    /// async or shared (a fresh database schema per run, with a sink and a publisher on it). Takes
+    /// precedence over [`with_sink`](Self::with_sink) and [`with_publisher`](Self::with_publisher).
+    ///
+    /// ```no_run
+    /// # #![allow(dead_code)]
+    /// # use std::sync::Arc;
+    /// # use backfill_core::memory::{MemoryPublisher, MemorySink};
+    /// # use backfill_testkit::partial_failure::{Adapters, Scenario};
+    /// # use backfill_testkit::TestRow;
+    /// # fn demo<T: backfill_core::prelude::DeterministicTransform<Output = TestRow>>(s: Scenario<T>) -> Scenario<T> {
+    /// s.with_adapters(|| async {
+    ///     // Here: create a schema, connect, build your sink and publisher on it.
+    ///     let pair: Adapters<TestRow> = (
+    ///         Arc::new(MemorySink::new("staging")),
+    ///         Arc::new(MemoryPublisher::new("target")),
+    ///     );
+    ///     pair
+    /// })
+    /// # }
+    /// ```
+    pub fn with_adapters<F, Fut>(mut self, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Adapters<T::Output>> + Send + 'static,
+    {
+        self.adapters = Some(Arc::new(move || make().boxed()));
+        self
+    }
+
+    /// A fresh sink and publisher for one run.
+    async fn fresh(&self) -> Adapters<T::Output> {
+        match &self.adapters {
+            Some(make) => make().await,
+            None => ((self.sink)(), (self.publisher)()),
+        }
+    }
+
     /// Allows `n` invocations of `Runner::run` per run.
     pub fn max_invocations(mut self, n: u32) -> Self {
         self.max_invocations = n.max(1);
@@ -232,7 +276,8 @@ impl<T: DeterministicTransform> Scenario<T> {
 
     /// Runs the scenario once, without faults.
     pub async fn uninterrupted(&self) -> Result<Outcome, PartialFailure> {
-        let out = self.run_with((self.sink)(), (self.publisher)()).await;
+        let (sink, publisher) = self.fresh().await;
+        let out = self.run_with(sink, publisher).await;
         match out {
             Ok(o) if o.last_error.is_none() => Ok(o),
             Ok(o) => Err(PartialFailure::Baseline {
@@ -329,10 +374,9 @@ impl<T: DeterministicTransform> Scenario<T> {
         kind: FaultKind,
     ) -> Result<Outcome, PartialFailure> {
         let clean = self.uninterrupted().await?;
-        let faulty = Arc::new(FaultySink::new((self.sink)(), fault, kind));
-        let out = self
-            .run_with(Arc::clone(&faulty) as _, (self.publisher)())
-            .await?;
+        let (sink, publisher) = self.fresh().await;
+        let faulty = Arc::new(FaultySink::new(sink, fault, kind));
+        let out = self.run_with(Arc::clone(&faulty) as _, publisher).await?;
         if faulty.fired() == 0 {
             return Err(PartialFailure::FaultNeverFired {
                 fault: format!("{fault:?}"),
@@ -347,14 +391,13 @@ impl<T: DeterministicTransform> Scenario<T> {
     /// and that the run converges to the uninterrupted run.
     pub async fn check_unknown_publish_outcome(&self) -> Result<Outcome, PartialFailure> {
         let clean = self.uninterrupted().await?;
+        let (sink, publisher) = self.fresh().await;
         let faulty = Arc::new(FaultyPublisher::new(
-            (self.publisher)(),
+            publisher,
             PublishFault::CommitThenFail,
             FaultKind::Transient,
         ));
-        let out = self
-            .run_with((self.sink)(), Arc::clone(&faulty) as _)
-            .await?;
+        let out = self.run_with(sink, Arc::clone(&faulty) as _).await?;
         let calls = faulty.calls();
         if faulty.fired() == 0 {
             return Err(PartialFailure::FaultNeverFired {

@@ -3,7 +3,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use backfill_sql::{ConnectOptions, Ident, SqlPool};
+use backfill_sql::{Column, ConnectOptions, Ident, RowSchema, SqlPool, SqlType};
+
+/// Columns of the testkit's `TestRow`.
+static TEST_ROW: &[Column] = &[
+    Column::new("id", SqlType::Text),
+    Column::new("partition", SqlType::Text),
+    Column::new("key", SqlType::Text),
+    Column::new("value", SqlType::BigInt),
+    Column::nullable("note", SqlType::Text),
+];
+
+/// The schema of the testkit's `TestRow`, partitioned by `partition`.
+pub fn test_row_schema() -> RowSchema {
+    RowSchema::new(TEST_ROW, "partition")
+}
 
 /// One database engine to run a test against.
 #[derive(Debug, Clone)]
