@@ -23,7 +23,7 @@ struct Args {
         default_value = "sla-restatement-data"
     )]
     data_dir: PathBuf,
-    /// PostgreSQL URL to use instead of SQLite files (store and warehouse).
+    /// A PostgreSQL or MariaDB/MySQL URL to use instead of SQLite files (store and warehouse).
     #[arg(long, env = "BACKFILL_DATABASE_URL")]
     database_url: Option<String>,
     /// What the data owner decides when the run waits for review.

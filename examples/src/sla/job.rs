@@ -71,7 +71,7 @@ pub enum OwnerDecision {
 pub struct JobConfig {
     /// Where the SQLite files live (created when missing).
     pub data_dir: PathBuf,
-    /// A PostgreSQL URL for store and warehouse instead of SQLite files.
+    /// A PostgreSQL or MariaDB/MySQL URL for store and warehouse instead of SQLite files.
     pub database_url: Option<String>,
     /// The owner's review decision.
     pub owner_decision: OwnerDecision,
@@ -303,7 +303,15 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
     let parts = connect(cfg).await?;
     let where_ = cfg.database_url.as_ref().map_or_else(
         || cfg.data_dir.display().to_string(),
-        |_| "PostgreSQL".to_owned(),
+        |url| {
+            // Never print credentials: scheme and host part only.
+            let scheme = url.split("://").next().unwrap_or("database");
+            let host = url.rsplit('@').next().unwrap_or("");
+            format!(
+                "{scheme}://{}",
+                host.trim_start_matches(&format!("{scheme}://"))
+            )
+        },
     );
     println!("== SLA restatement (seed §29) on {where_}");
 

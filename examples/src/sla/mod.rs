@@ -2,7 +2,8 @@
 //! transforms, source, validators and the job that runs it end to end.
 //!
 //! Run it with `cargo run -p backfill-examples` (SQLite files in `./sla-restatement-data`), or
-//! `cargo run -p backfill-examples -- --database-url postgres://…` to use PostgreSQL.
+//! `cargo run -p backfill-examples -- --database-url postgres://…` (or `mysql://…`) to use PostgreSQL
+//! (or MariaDB).
 
 pub mod calendar;
 pub mod checks;

@@ -1,0 +1,122 @@
+//! The main job with `--database-url`, on PostgreSQL and on MariaDB: the same result as on SQLite.
+
+use std::process::Command;
+
+use backfill_core::prelude::*;
+use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET_TABLE};
+use backfill_sql::SqlStore;
+use sqlx::mysql::MySqlPool;
+use sqlx::postgres::PgPool;
+
+/// A test server's URL; missing is a failure where services are required (scripts/test.sh, CI).
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = ["CI", "BACKFILL_REQUIRE_SERVICES"]
+                .iter()
+                .any(|k| std::env::var(k).is_ok_and(|v| v == "true" || v == "1"));
+            assert!(
+                !required,
+                "{var} is not set: the server is required here (scripts/test.sh starts it)"
+            );
+            eprintln!("SKIPPED: {var} is not set; run scripts/test.sh");
+            None
+        }
+    }
+}
+
+/// Runs `sql` (one BIGINT) on the server behind `url`.
+async fn scalar(url: &str, sql: &str) -> i64 {
+    if url.starts_with("postgres") {
+        let db = PgPool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&db).await.unwrap();
+        db.close().await;
+        n
+    } else {
+        let db = MySqlPool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&db).await.unwrap();
+        db.close().await;
+        n
+    }
+}
+
+/// Creates (or recreates) a database next to the server's default one and returns its URL.
+async fn fresh_database(url: &str, name: &str) -> String {
+    let statements = [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ];
+    for sql in statements {
+        if url.starts_with("postgres") {
+            let admin = PgPool::connect(url).await.unwrap();
+            sqlx::query(&sql).execute(&admin).await.unwrap();
+            admin.close().await;
+        } else {
+            let admin = MySqlPool::connect(url).await.unwrap();
+            sqlx::query(&sql).execute(&admin).await.unwrap();
+            admin.close().await;
+        }
+    }
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+async fn the_job_runs_on(var: &str, tag: &str) {
+    let Some(url) = server(var) else { return };
+    let db_url = fresh_database(&url, &format!("bf_sla_{tag}_{}", std::process::id())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let unused = dir.path().join("unused");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_sla-restatement"))
+            .arg("--database-url")
+            .arg(&db_url)
+            .arg("--data-dir")
+            .arg(&unused)
+            .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let log = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        first.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    // Nothing was written to the data directory: the server holds store and warehouse.
+    assert!(!unused.exists());
+
+    let all = format!("SELECT COUNT(*) FROM {TARGET_TABLE}");
+    let restated = format!(
+        "SELECT COUNT(*) FROM {TARGET_TABLE} WHERE produced_by_run_id = '{RESTATEMENT_RUN}'"
+    );
+    let warm_up = format!("SELECT COUNT(*) FROM {TARGET_TABLE} WHERE month < '2025-01'");
+    let rows = scalar(&db_url, &all).await;
+    assert!(rows > 10_000, "{rows}");
+    assert_eq!(scalar(&db_url, &restated).await, rows);
+    assert_eq!(scalar(&db_url, &warm_up).await, 0);
+    let store = SqlStore::connect(&db_url).await.unwrap();
+    let state = |id: &str| {
+        let store = &store;
+        let id = RunId::from(id);
+        async move { store.run(&id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(RESTATEMENT_RUN).await, RunState::Published);
+    assert_eq!(state(HISTORY_RUN).await, RunState::Superseded);
+
+    let second = run();
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stdout).contains("nothing republished"));
+    assert_eq!(scalar(&db_url, &all).await, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_runs_on_postgresql() {
+    the_job_runs_on("BACKFILL_TEST_PG_URL", "pg").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_job_runs_on_mariadb() {
+    the_job_runs_on("BACKFILL_TEST_MYSQL_URL", "maria").await;
+}
