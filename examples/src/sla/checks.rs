@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::calendar::jurisdiction;
+use super::calendar::{jurisdiction, BusinessCalendar};
 use super::events::{CaseHistory, EventKind};
 use super::transform::CaseSlaMonth;
 
@@ -126,6 +126,59 @@ impl Validator<CaseSlaMonth> for NoMissingActiveCases {
                 "missing_sample": missing.iter().take(10).collect::<Vec<_>>(),
                 "unexpected_sample": unexpected.iter().take(10).collect::<Vec<_>>(),
             }),
+        ))
+    }
+}
+
+/// Fails when a due date is not a business day of the case's jurisdiction in the pinned calendar: a
+/// due date lands where the SLA's last business day is counted, so anything else means dates were
+/// taken in the wrong time zone or from another calendar version.
+#[derive(Debug)]
+pub struct DueOnBusinessDays {
+    calendar: BusinessCalendar,
+}
+
+impl DueOnBusinessDays {
+    /// A check against `calendar` (the version the manifest pins).
+    pub fn new(calendar: BusinessCalendar) -> Self {
+        Self { calendar }
+    }
+}
+
+#[async_trait]
+impl Validator<CaseSlaMonth> for DueOnBusinessDays {
+    fn name(&self) -> &str {
+        "due_on_business_days"
+    }
+
+    async fn validate(
+        &self,
+        cx: &ValidationContext<'_, CaseSlaMonth>,
+    ) -> backfill_core::Result<ValidationOutcome> {
+        let (mut checked, mut bad) = (0u64, Vec::new());
+        cx.for_each_staged(|r| {
+            if let Some(due) = r.due_on {
+                checked += 1;
+                if !self.calendar.is_business_day(&r.jurisdiction, due) {
+                    bad.push(format!("{}/{}: {due}", r.month, r.case_id));
+                }
+            }
+        })
+        .await?;
+        let verdict = if bad.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        Ok(ValidationOutcome::new(
+            self.name(),
+            verdict,
+            format!(
+                "{} of {checked} due dates off the {} business calendar",
+                bad.len(),
+                self.calendar.version_name()
+            ),
+            json!({"checked": checked, "failing": bad.len(), "sample": bad.iter().take(10).collect::<Vec<_>>()}),
         ))
     }
 }

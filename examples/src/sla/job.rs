@@ -14,7 +14,9 @@ use backfill_sql::{SqlCheck, SqlPool, SqlPublisher, SqlSink, SqlStore};
 use chrono::{NaiveDate, Utc};
 
 use super::calendar::{BusinessCalendar, CALENDAR_AS_RECORDED, CALENDAR_NAME, CALENDAR_RESTATED};
-use super::checks::{ActivePopulation, DiffAgainstAccepted, NoMissingActiveCases};
+use super::checks::{
+    ActivePopulation, DiffAgainstAccepted, DueOnBusinessDays, NoMissingActiveCases,
+};
 use super::events::{generate, GeneratorConfig};
 use super::report;
 use super::source::{load, CaseEventSource};
@@ -257,6 +259,7 @@ pub fn restatement_manifest(t: &CaseSlaTransform, snapshot: &str) -> RunManifest
             "business delta of breaches per month".into(),
             "no negative SLA durations".into(),
             "no missing active cases".into(),
+            "due dates on business days of the restated calendar".into(),
             "diff of old against new for every changed row".into(),
         ],
         ..ValidationPlan::default()
@@ -370,6 +373,9 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         )?))
         .validator(Arc::new(SqlCheck::not_null(&sink, "opened_on")?))
         .validator(Arc::new(NoMissingActiveCases::new(population)))
+        .validator(Arc::new(DueOnBusinessDays::new(calendar(
+            CALENDAR_RESTATED,
+        )?)))
         .validator(Arc::new(DiffAgainstAccepted))
         .build();
     let existing = runner.store().run(&rid).await?;
