@@ -166,6 +166,34 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
     let pointer = s.accepted(TARGET).await.unwrap().unwrap();
     assert_eq!(pointer.run_id.as_str(), RESTATEMENT_RUN);
 
+    // Every changed case-month is in the owner's CSV, whose hash the evidence keeps.
+    let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
+    let diff = trail
+        .iter()
+        .rev()
+        .find(|e| e.detail["validator"] == "diff_against_accepted")
+        .map(|e| e.detail["details"].clone())
+        .expect("the diff is in evidence");
+    let changed: u64 = diff["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["changed_rows"].as_u64().unwrap())
+        .sum();
+    let csv_path = dir.path().join(format!("{RESTATEMENT_RUN}-diff.csv"));
+    let csv = std::fs::read_to_string(&csv_path).unwrap();
+    assert_eq!(csv.lines().count() as u64, changed + 1);
+    assert!(changed > 100);
+    let sha = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(csv.as_bytes()))
+    );
+    assert!(
+        diff["csv"].as_str().unwrap().ends_with(&sha),
+        "{}",
+        diff["csv"]
+    );
+
     // Running again finds the published run: no new rows, evidence or publication.
     let total = |db: SqlitePool| async move {
         sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {TARGET_TABLE}"))

@@ -66,13 +66,13 @@ async fn the_job_runs_on(var: &str, tag: &str) {
     let Some(url) = server(var) else { return };
     let db_url = fresh_database(&url, &format!("bf_sla_{tag}_{}", std::process::id())).await;
     let dir = tempfile::tempdir().unwrap();
-    let unused = dir.path().join("unused");
+    let reviews = dir.path().join("reviews");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_sla-restatement"))
             .arg("--database-url")
             .arg(&db_url)
             .arg("--data-dir")
-            .arg(&unused)
+            .arg(&reviews)
             .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
             .output()
             .unwrap()
@@ -84,8 +84,9 @@ async fn the_job_runs_on(var: &str, tag: &str) {
         "{log}{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    // Nothing was written to the data directory: the server holds store and warehouse.
-    assert!(!unused.exists());
+    // The server holds store and warehouse; the data directory only the owner's diff file.
+    assert!(!reviews.join("runs.db").exists() && !reviews.join("warehouse.db").exists());
+    assert!(reviews.join(format!("{RESTATEMENT_RUN}-diff.csv")).exists());
 
     let all = format!("SELECT COUNT(*) FROM {TARGET_TABLE}");
     let restated = format!(

@@ -16,7 +16,7 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Directory for the SQLite run store and warehouse (created when missing).
+    /// Directory for the SQLite run store and warehouse and the review files (created when missing).
     #[arg(
         long,
         env = "BACKFILL_DATA_DIR",

@@ -14,9 +14,8 @@ use backfill_sql::{SqlCheck, SqlPool, SqlPublisher, SqlSink, SqlStore};
 use chrono::{NaiveDate, Utc};
 
 use super::calendar::{BusinessCalendar, CALENDAR_AS_RECORDED, CALENDAR_NAME, CALENDAR_RESTATED};
-use super::checks::{
-    ActivePopulation, DiffAgainstAccepted, DueOnBusinessDays, NoMissingActiveCases,
-};
+use super::checks::{ActivePopulation, DueOnBusinessDays, NoMissingActiveCases};
+use super::diff::DiffAgainstAccepted;
 use super::events::{generate, GeneratorConfig};
 use super::report;
 use super::source::{load, CaseEventSource};
@@ -71,7 +70,7 @@ pub enum OwnerDecision {
 /// Job settings.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
-    /// Where the SQLite files live (created when missing).
+    /// Where the SQLite files and the review files (the diff CSV) live (created when missing).
     pub data_dir: PathBuf,
     /// A PostgreSQL or MariaDB/MySQL URL for store and warehouse instead of SQLite files.
     pub database_url: Option<String>,
@@ -278,13 +277,14 @@ fn calendar(version: &str) -> backfill_core::Result<BusinessCalendar> {
 }
 
 async fn connect(cfg: &JobConfig) -> backfill_core::Result<Parts> {
+    // The data directory holds the review files, and the SQLite databases unless a URL is given.
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Adapter {
+        adapter: "sla-restatement",
+        source: format!("creating {}: {e}", cfg.data_dir.display()).into(),
+    })?;
     let (store_url, warehouse_url) = match &cfg.database_url {
         Some(url) => (url.clone(), url.clone()),
         None => {
-            std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Adapter {
-                adapter: "sla-restatement",
-                source: format!("creating {}: {e}", cfg.data_dir.display()).into(),
-            })?;
             let f = |name: &str| format!("sqlite://{}", cfg.data_dir.join(name).display());
             (f("runs.db"), f("warehouse.db"))
         }
@@ -376,7 +376,9 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         .validator(Arc::new(DueOnBusinessDays::new(calendar(
             CALENDAR_RESTATED,
         )?)))
-        .validator(Arc::new(DiffAgainstAccepted))
+        .validator(Arc::new(DiffAgainstAccepted::writing_csv(
+            cfg.data_dir.join(format!("{RESTATEMENT_RUN}-diff.csv")),
+        )))
         .build();
     let existing = runner.store().run(&rid).await?;
     if existing.is_none() {

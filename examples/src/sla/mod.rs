@@ -7,6 +7,7 @@
 
 pub mod calendar;
 pub mod checks;
+pub mod diff;
 pub mod events;
 pub mod job;
 pub mod report;

@@ -4,7 +4,7 @@ use backfill_core::prelude::*;
 use backfill_core::store::EvidenceKind;
 use backfill_core::validate::Verdict;
 
-use super::checks::{DiffAgainstAccepted, SlaDiff};
+use super::diff::{DiffAgainstAccepted, SlaDiff};
 
 /// How instants are shown.
 pub const TIME: &str = "%Y-%m-%d %H:%M:%S UTC";
@@ -128,6 +128,9 @@ pub fn diff_table(d: &SlaDiff) {
     println!("\n   breaches in 2025 by jurisdiction:");
     for (j, (old, new)) in per_j {
         println!("   {j:<8} {old:>6} -> {new:<6} ({})", signed(old, new));
+    }
+    if let Some(csv) = &d.csv {
+        println!("\n   every changed case-month: {csv}");
     }
     if !d.samples.is_empty() {
         println!("\n   sample of changed case-months:");
