@@ -316,13 +316,13 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
             )
         },
     );
-    println!("== SLA restatement (seed §29) on {where_}");
+    say!("== SLA restatement (seed §29) on {where_}");
 
     // 0. The bronze events, generated deterministically and loaded once.
     let cases = generate(&cfg.generator);
     let snapshot = load(&parts.pool, &cases).await?;
     let events: usize = cases.iter().map(|c| c.events.len()).sum();
-    println!(
+    say!(
         "bronze.case_events: {} cases, {events} events, snapshot {snapshot}",
         cases.len()
     );
@@ -336,15 +336,15 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
     let hid = hm.run_id.clone();
     let h = match history.store().run(&hid).await? {
         Some(r) if matches!(r.state, RunState::Published | RunState::Superseded) => {
-            println!("\n1. history {hid} is already accepted ({})", r.state);
+            say!("\n1. history {hid} is already accepted ({})", r.state);
             history.status(&hid).await?
         }
         _ => {
-            println!("\n1. publishing v2.4.1's 2025 output as accepted history ({hid})");
+            say!("\n1. publishing v2.4.1's 2025 output as accepted history ({hid})");
             let approved = hm.approve(OWNER, Utc::now())?;
             history.submit(&approved).await?;
             let r = history.run(&hid).await?;
-            println!(
+            say!(
                 "   {hid}: {} rows in {} partitions -> {}",
                 r.output_rows,
                 r.digests.0.len(),
@@ -382,14 +382,14 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         .build();
     let existing = runner.store().run(&rid).await?;
     if existing.is_none() {
-        println!("\n2. restatement manifest {rid} (digest {})", rm.digest());
+        say!("\n2. restatement manifest {rid} (digest {})", rm.digest());
         report::manifest(&rm);
         let findings = rm.check();
         for f in &findings.0 {
-            println!("   check: {f}");
+            say!("   check: {f}");
         }
         let approved = rm.clone().approve(OWNER, Utc::now())?;
-        println!("   approved by {OWNER}, bound to {}", approved.digest());
+        say!("   approved by {OWNER}, bound to {}", approved.digest());
         runner.submit(&approved).await?;
     } else {
         let state = existing.map_or(RunState::Draft, |r| r.state);
@@ -407,17 +407,17 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                 .receipt
                 .as_ref()
                 .map(|x| x.published_at.format(report::TIME).to_string());
-            println!(
+            say!(
                 "\n2. restatement {rid} is already {state} (published {}): nothing to run, nothing republished",
                 at.unwrap_or_else(|| "-".into())
             );
             return conclude(cfg, &runner, &history, r).await;
         }
-        println!("\n2. restatement {rid} exists ({state}): continuing it");
+        say!("\n2. restatement {rid} exists ({state}): continuing it");
     }
 
     // 3. Run: chunks staged (resuming if interrupted), validated, then owner review if needed.
-    println!(
+    say!(
         "\n3. running {rid}: input {} (December 2024 is warm-up), publish {}",
         input_range(),
         publish_range()
@@ -439,15 +439,13 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
             .validation
             .as_ref()
             .and_then(|v| v.business_delta_max_pct);
-        println!(
+        say!(
             "\n4. owner review: the breach delta is over the manifest's {}% threshold",
             pct.unwrap_or(0)
         );
         match cfg.owner_decision {
             OwnerDecision::Wait => {
-                println!(
-                    "   waiting for {OWNER}; run again with --owner-decision accept (or reject)"
-                );
+                say!("   waiting for {OWNER}; run again with --owner-decision accept (or reject)");
                 return Ok(JobOutcome {
                     history: history.status(&hid).await?,
                     restatement: r,
@@ -461,7 +459,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                     "rejected on review"
                 };
                 runner.review(&rid, accept, OWNER, why).await?;
-                println!(
+                say!(
                     "   {OWNER}: {} ({why})",
                     if accept { "accepted" } else { "rejected" }
                 );
@@ -472,9 +470,9 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
 
     // 5. Published: the pointer moved and v2.4.1's run is superseded.
     let h = history.status(&h.run_id).await?;
-    println!("\n5. {rid} -> {}; {hid} -> {}", r.state, h.state);
+    say!("\n5. {rid} -> {}; {hid} -> {}", r.state, h.state);
     if let Some(receipt) = &r.receipt {
-        println!(
+        say!(
             "   published {} rows into {} partitions of {TARGET_TABLE} at {}",
             receipt.rows,
             receipt.partitions.len(),
@@ -497,7 +495,7 @@ async fn conclude(
             RunState::Published => {
                 let receipt = runner.rollback(TARGET, &hid, OWNER, reason).await?;
                 r = runner.status(&r.run_id).await?;
-                println!(
+                say!(
                     "\n6. rolled back by {OWNER} ({reason}): {} rows of {hid} restored in {} partitions; {} -> {}",
                     receipt.rows,
                     receipt.partitions.len(),
@@ -506,9 +504,9 @@ async fn conclude(
                 );
             }
             RunState::RolledBack => {
-                println!("\n6. {} is already rolled back: nothing to do", r.run_id)
+                say!("\n6. {} is already rolled back: nothing to do", r.run_id)
             }
-            other => println!(
+            other => say!(
                 "\n6. {} is {other}: there is nothing to roll back",
                 r.run_id
             ),

@@ -5,6 +5,14 @@
 //! `cargo run -p backfill-examples -- --database-url postgres://…` (or `mysql://…`) to use PostgreSQL
 //! (or MariaDB).
 
+/// Prints a line to stdout, ignoring a closed pipe (`sla-restatement | head` must not panic).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 pub mod calendar;
 pub mod checks;
 pub mod diff;

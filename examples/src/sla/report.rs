@@ -12,28 +12,30 @@ pub const TIME: &str = "%Y-%m-%d %H:%M:%S UTC";
 /// Prints the parts of a manifest an approver reads.
 pub fn manifest(m: &RunManifest) {
     let show = |r: &Option<InputRange>| r.as_ref().map_or("-".to_owned(), ToString::to_string);
-    println!("   reason      {}", m.reason);
-    println!("   requested   {}", m.requested_by);
-    println!(
+    say!("   reason      {}", m.reason);
+    say!("   requested   {}", m.requested_by);
+    say!(
         "   input       {} snapshot {} range {}",
         m.source.name,
         m.source.snapshot.as_deref().unwrap_or("-"),
         show(&m.source.range)
     );
-    println!("   publish     {}", show(&m.publish_range));
-    println!(
+    say!("   publish     {}", show(&m.publish_range));
+    say!(
         "   transform   {}/{} @ {}",
         m.transform.name,
         m.transform.version,
         m.transform.git_commit.as_deref().unwrap_or("-")
     );
     for r in &m.transform.reference_data {
-        println!(
+        say!(
             "   reference   {}/{} ({:?})",
-            r.name, r.version, r.semantics
+            r.name,
+            r.version,
+            r.semantics
         );
     }
-    println!(
+    say!(
         "   target      {} ({}, {} partitions {}..{})",
         m.target.name,
         m.target.mutation.as_ref().map_or("-", Mutation::name),
@@ -48,7 +50,7 @@ pub fn manifest(m: &RunManifest) {
             "forbidden"
         }
     });
-    println!("   side effects {side}");
+    say!("   side effects {side}");
 }
 
 /// Prints every validator's latest outcome.
@@ -56,14 +58,14 @@ pub fn validations(r: &RunReport) {
     if r.validations.is_empty() {
         return;
     }
-    println!("   validation:");
+    say!("   validation:");
     for v in &r.validations {
         let mark = match v.verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
             Verdict::NeedsReview => "REVIEW",
         };
-        println!("     {mark:<6} {:<42} {}", v.validator, v.summary);
+        say!("     {mark:<6} {:<42} {}", v.validator, v.summary);
     }
 }
 
@@ -86,14 +88,20 @@ fn signed(old: u64, new: u64) -> String {
 
 /// Prints old against new per month, then breaches per jurisdiction for the year.
 pub fn diff_table(d: &SlaDiff) {
-    println!("\n   old (accepted) against new (staged), per partition:");
-    println!(
+    say!("\n   old (accepted) against new (staged), per partition:");
+    say!(
         "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
-        "month", "old rows", "new rows", "old breaches", "new breaches", "delta", "changed"
+        "month",
+        "old rows",
+        "new rows",
+        "old breaches",
+        "new breaches",
+        "delta",
+        "changed"
     );
     let (mut o, mut n, mut ob, mut nb, mut ch) = (0, 0, 0, 0, 0);
     for m in &d.months {
-        println!(
+        say!(
             "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
             m.month,
             m.old_rows,
@@ -109,7 +117,7 @@ pub fn diff_table(d: &SlaDiff) {
         nb += m.new_breaches;
         ch += m.changed_rows;
     }
-    println!(
+    say!(
         "   {:<8} {:>9} {:>9} {:>12} {:>12} {:>7} {:>8}",
         "2025",
         o,
@@ -125,17 +133,17 @@ pub fn diff_table(d: &SlaDiff) {
         e.0 += j.old_breaches;
         e.1 += j.new_breaches;
     }
-    println!("\n   breaches in 2025 by jurisdiction:");
+    say!("\n   breaches in 2025 by jurisdiction:");
     for (j, (old, new)) in per_j {
-        println!("   {j:<8} {old:>6} -> {new:<6} ({})", signed(old, new));
+        say!("   {j:<8} {old:>6} -> {new:<6} ({})", signed(old, new));
     }
     if let Some(csv) = &d.csv {
-        println!("\n   every changed case-month: {csv}");
+        say!("\n   every changed case-month: {csv}");
     }
     if !d.samples.is_empty() {
-        println!("\n   sample of changed case-months:");
+        say!("\n   sample of changed case-months:");
         for s in &d.samples {
-            println!("   {s}");
+            say!("   {s}");
         }
     }
 }
@@ -148,17 +156,17 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
     let m = stored.manifest()?;
     let trail = store.evidence(run_id).await?;
     let by = |k: EvidenceKind| trail.iter().rev().find(|e| e.kind == k);
-    println!(
+    say!(
         "\nevidence of {run_id} ({} entries in the trail):",
         trail.len()
     );
-    println!("   why        {}", m.reason);
+    say!("   why        {}", m.reason);
     if let Some(t) = m.labels.get("ticket") {
-        println!("   ticket     {t}");
+        say!("   ticket     {t}");
     }
-    println!("   requested  {}", m.requested_by);
+    say!("   requested  {}", m.requested_by);
     if let Some(a) = &stored.approval {
-        println!(
+        say!(
             "   approved   {} at {} (digest {})",
             a.approved_by,
             a.approved_at.format(TIME),
@@ -166,14 +174,14 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
         );
     }
     if let Some(e) = by(EvidenceKind::Review) {
-        println!(
+        say!(
             "   reviewed   {} at {}: {}",
             e.by,
             e.at.format(TIME),
             e.detail["reason"].as_str().unwrap_or("")
         );
     }
-    println!(
+    say!(
         "   input      {} snapshot {} range {}",
         m.source.name,
         m.source.snapshot.as_deref().unwrap_or("-"),
@@ -182,7 +190,7 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
             .as_ref()
             .map_or("-".into(), ToString::to_string)
     );
-    println!(
+    say!(
         "   code       {}/{} @ {}; reference {}",
         m.transform.name,
         m.transform.version,
@@ -198,10 +206,10 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
         .iter()
         .filter(|e| e.kind == EvidenceKind::Validation)
         .count();
-    println!("   validated  {validations} validator outcomes recorded");
+    say!("   validated  {validations} validator outcomes recorded");
     if let Some(e) = by(EvidenceKind::Published) {
         let r = &e.detail["receipt"];
-        println!(
+        say!(
             "   published  {} rows, {} partitions of {} ({}) by {} at {}",
             r["rows"],
             r["partitions"].as_array().map_or(0, Vec::len),
@@ -212,7 +220,7 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
         );
     }
     if let Some(e) = by(EvidenceKind::PointerMoved) {
-        println!(
+        say!(
             "   supersedes {} (accepted pointer of {} moved to {})",
             e.detail["from"].as_str().unwrap_or("nothing"),
             e.detail["target"].as_str().unwrap_or("-"),
