@@ -2,6 +2,8 @@
 //! before publishing again; staging is idempotent. Broken sinks and publishers are caught.
 #![allow(clippy::clone_on_ref_ptr)]
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,13 +11,14 @@ use backfill_core::ids::{ChunkId, PartitionKey, RunId};
 use backfill_core::memory::{ChunkBy, MemoryPublisher, MemorySink, MemorySource};
 use backfill_core::prelude::*;
 use backfill_core::publish::{PublishRequest, RollbackRequest};
-use backfill_core::sink::{StageReceipt, StageRequest};
+use backfill_core::sink::StageRequest;
 use backfill_testkit::faults::{FaultKind, FaultySink, PublisherCall, SinkFault};
 use backfill_testkit::idempotency::check_idempotent_staging;
 use backfill_testkit::partial_failure::{PartialFailure, Scenario};
 use backfill_testkit::strategy::{valid_manifest, Keyed};
 use chrono::{NaiveDate, TimeZone, Utc};
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use common::AppendingSink;
+use futures::stream::{BoxStream, StreamExt};
 
 type Rec = Keyed<i64>;
 
@@ -118,49 +121,6 @@ async fn a_fault_that_never_fires_is_reported() {
         .await
         .unwrap_err();
     assert!(matches!(f, PartialFailure::FaultNeverFired { .. }), "{f}");
-}
-
-/// A sink that appends on re-stage instead of replacing.
-#[derive(Debug, Default)]
-struct AppendingSink(std::sync::Mutex<Vec<(RunId, Rec)>>);
-
-#[async_trait]
-impl StagingSink<Rec> for AppendingSink {
-    fn descriptor(&self) -> SinkDescriptor {
-        SinkDescriptor::internal("appending", "broken")
-    }
-    async fn stage(
-        &self,
-        req: StageRequest<'_>,
-        rows: BoxStream<'_, backfill_core::Result<Vec<Rec>>>,
-    ) -> backfill_core::Result<StageReceipt> {
-        let rows: Vec<Rec> = rows.try_concat().await?;
-        let n = rows.len() as u64;
-        let mut all = self.0.lock().unwrap();
-        all.extend(rows.into_iter().map(|r| (req.run_id.clone(), r)));
-        Ok(StageReceipt {
-            rows: n,
-            batches: 1,
-        })
-    }
-    fn read_staged<'a>(
-        &'a self,
-        run_id: &'a RunId,
-    ) -> BoxStream<'a, backfill_core::Result<Vec<Rec>>> {
-        let rows: Vec<Rec> = self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(r, _)| r == run_id)
-            .map(|(_, x)| x.clone())
-            .collect();
-        futures::stream::iter([Ok(rows)]).boxed()
-    }
-    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
-        self.0.lock().unwrap().retain(|(r, _)| r != run_id);
-        Ok(())
-    }
 }
 
 #[tokio::test]

@@ -1,17 +1,20 @@
 //! backfill-core's memory implementations pass every suite; deliberately broken ones fail.
 #![allow(clippy::clone_on_ref_ptr)]
 
+mod common;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use backfill_core::ids::RunId;
 use backfill_core::memory::{MemoryPublisher, MemorySink, MemoryStore};
 use backfill_core::publish::{PublishReceipt, PublishRequest, Publisher, RollbackRequest};
-use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
+use backfill_core::sink::{SinkDescriptor, StagingSink};
 use backfill_core::state::Transition;
 use backfill_core::store::RunStore;
 use backfill_testkit::{PublisherHarness, SinkHarness, StoreHarness, TestRow};
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use common::AppendingSink;
+use futures::stream::BoxStream;
 
 struct Memory;
 
@@ -54,51 +57,6 @@ impl PublisherHarness for Memory {
 backfill_testkit::store_conformance!(memory_store, || Memory);
 backfill_testkit::sink_conformance!(memory_sink, || Memory);
 backfill_testkit::publisher_conformance!(memory_publisher, || Memory);
-
-/// A sink that appends on re-stage instead of replacing.
-#[derive(Debug, Default)]
-struct AppendingSink(std::sync::Mutex<Vec<(RunId, TestRow)>>);
-
-#[async_trait]
-impl StagingSink<TestRow> for AppendingSink {
-    fn descriptor(&self) -> SinkDescriptor {
-        SinkDescriptor::internal("appending", "broken")
-    }
-    async fn stage(
-        &self,
-        req: StageRequest<'_>,
-        rows: BoxStream<'_, backfill_core::Result<Vec<TestRow>>>,
-    ) -> backfill_core::Result<StageReceipt> {
-        let rows: Vec<TestRow> = rows.try_concat().await?;
-        let n = rows.len() as u64;
-        self.0
-            .lock()
-            .unwrap()
-            .extend(rows.into_iter().map(|r| (req.run_id.clone(), r)));
-        Ok(StageReceipt {
-            rows: n,
-            batches: 1,
-        })
-    }
-    fn read_staged<'a>(
-        &'a self,
-        run_id: &'a RunId,
-    ) -> BoxStream<'a, backfill_core::Result<Vec<TestRow>>> {
-        let rows: Vec<TestRow> = self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(r, _)| r == run_id)
-            .map(|(_, x)| x.clone())
-            .collect();
-        futures::stream::iter([Ok(rows)]).boxed()
-    }
-    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
-        self.0.lock().unwrap().retain(|(r, _)| r != run_id);
-        Ok(())
-    }
-}
 
 struct Appending;
 #[async_trait]

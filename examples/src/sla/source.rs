@@ -47,28 +47,26 @@ fn epoch(d: NaiveDate) -> i64 {
         .map_or(0, |t| t.and_utc().timestamp())
 }
 
-/// Case histories from `bronze_case_events` on SQLite or PostgreSQL.
+/// Case histories from `bronze_case_events` on SQLite, PostgreSQL or MariaDB/MySQL.
 #[derive(Debug, Clone)]
 pub struct CaseEventSource {
     pool: SqlPool,
     events_before: NaiveDate,
 }
 
-/// Placeholder `n` (1-based) in the pool's dialect.
-fn p(pool: &SqlPool, n: usize) -> String {
-    match pool {
-        SqlPool::Postgres(_) => format!("${n}"),
-        _ => "?".to_owned(),
-    }
+/// Runs `$body` with `$p` bound to the pool of whichever engine `$pool` is.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            SqlPool::Postgres($p) => $body,
+            SqlPool::Sqlite($p) => $body,
+            SqlPool::MySql($p) => $body,
+        }
+    };
 }
 
 async fn exec(pool: &SqlPool, sql: &str) -> Result<(), Error> {
-    match pool {
-        SqlPool::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
-        SqlPool::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
-        SqlPool::MySql(p) => sqlx::query(sql).execute(p).await.map(drop),
-    }
-    .map_err(|e| failed(sql, e))
+    on_pool!(pool, p => sqlx::query(sql).execute(p).await.map(drop)).map_err(|e| failed(sql, e))
 }
 
 /// Reads the loaded snapshot id, if the table was loaded.
@@ -78,17 +76,12 @@ pub async fn loaded_snapshot(pool: &SqlPool) -> Result<Option<String>, Error> {
         "CREATE TABLE IF NOT EXISTS bronze_snapshots (table_name VARCHAR(64) PRIMARY KEY, snapshot TEXT NOT NULL, event_rows BIGINT NOT NULL)",
     )
     .await?;
-    let sql = format!(
-        "SELECT snapshot FROM bronze_snapshots WHERE table_name = {}",
-        p(pool, 1)
-    );
-    let row: Option<String> = match pool {
-        SqlPool::Postgres(p) => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await,
-        SqlPool::Sqlite(p) => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await,
-        SqlPool::MySql(p) => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await,
-    }
-    .map_err(|e| failed("reading the bronze snapshot", e))?;
-    Ok(row)
+    let sql = pool
+        .dialect()
+        .sql("SELECT snapshot FROM bronze_snapshots WHERE table_name = ?")
+        .into_owned();
+    on_pool!(pool, p => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await)
+        .map_err(|e| failed("reading the bronze snapshot", e))
 }
 
 /// Loads generated cases into `bronze_case_events` once, in one transaction, and returns the snapshot
@@ -118,65 +111,43 @@ pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error
             c.events.iter().map(move |e| (c, e, opened))
         })
         .collect();
-    let mut statements = Vec::new();
-    for part in rows.chunks(INSERT_ROWS) {
-        let mut n = 0;
-        let values: Vec<String> = part
-            .iter()
-            .map(|_| {
-                let v: Vec<String> = (0..6)
-                    .map(|_| {
-                        n += 1;
-                        p(pool, n)
-                    })
-                    .collect();
-                format!("({})", v.join(", "))
-            })
-            .collect();
-        statements.push((
-            format!("INSERT INTO {TABLE} (case_id, jurisdiction, seq, at_epoch, kind, opened_epoch) VALUES {}", values.join(", ")),
-            part,
-        ));
-    }
-    let record = format!(
-        "INSERT INTO bronze_snapshots (table_name, snapshot, event_rows) VALUES ({}, {}, {})",
-        p(pool, 1),
-        p(pool, 2),
-        p(pool, 3)
-    );
-    macro_rules! load_with {
-        ($pool:expr) => {{
-            let mut tx = $pool.begin().await.map_err(|e| failed("begin", e))?;
-            for (sql, part) in &statements {
-                let mut q = sqlx::query(sql);
-                for (c, e, opened) in part.iter() {
-                    q = q
-                        .bind(c.case_id.as_str())
-                        .bind(c.jurisdiction.as_str())
-                        .bind(i64::from(e.seq))
-                        .bind(e.at.timestamp())
-                        .bind(e.kind.as_str())
-                        .bind(*opened);
-                }
-                q.execute(&mut *tx)
-                    .await
-                    .map_err(|e| failed("loading events", e))?;
+    let d = pool.dialect();
+    let insert = |n: usize| {
+        let values = vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ");
+        d.sql(&format!("INSERT INTO {TABLE} (case_id, jurisdiction, seq, at_epoch, kind, opened_epoch) VALUES {values}")).into_owned()
+    };
+    // One statement text for full batches, one for the shorter last batch.
+    let (full, last) = (insert(INSERT_ROWS), insert(rows.len() % INSERT_ROWS));
+    let record = d
+        .sql("INSERT INTO bronze_snapshots (table_name, snapshot, event_rows) VALUES (?, ?, ?)")
+        .into_owned();
+    on_pool!(pool, p => {
+        let mut tx = p.begin().await.map_err(|e| failed("begin", e))?;
+        for part in rows.chunks(INSERT_ROWS) {
+            let sql = if part.len() == INSERT_ROWS { &full } else { &last };
+            let mut q = sqlx::query(sql);
+            for (c, e, opened) in part {
+                q = q
+                    .bind(c.case_id.as_str())
+                    .bind(c.jurisdiction.as_str())
+                    .bind(i64::from(e.seq))
+                    .bind(e.at.timestamp())
+                    .bind(e.kind.as_str())
+                    .bind(*opened);
             }
-            sqlx::query(&record)
-                .bind(TABLE)
-                .bind(snapshot.as_str())
-                .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
+            q.execute(&mut *tx)
                 .await
-                .map_err(|e| failed("recording the snapshot", e))?;
-            tx.commit().await.map_err(|e| failed("commit", e))?;
-        }};
-    }
-    match pool {
-        SqlPool::Postgres(x) => load_with!(x),
-        SqlPool::Sqlite(x) => load_with!(x),
-        SqlPool::MySql(x) => load_with!(x),
-    }
+                .map_err(|e| failed("loading events", e))?;
+        }
+        sqlx::query(&record)
+            .bind(TABLE)
+            .bind(snapshot.as_str())
+            .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| failed("recording the snapshot", e))?;
+        tx.commit().await.map_err(|e| failed("commit", e))?;
+    });
     Ok(snapshot)
 }
 
@@ -195,51 +166,41 @@ impl CaseEventSource {
         to: i64,
         before: i64,
     ) -> Result<Vec<CaseHistory>, Error> {
-        let sql = format!(
-            "SELECT case_id, jurisdiction, seq, at_epoch, kind FROM {TABLE} WHERE opened_epoch >= {} AND opened_epoch < {} AND at_epoch < {} ORDER BY case_id, seq",
-            p(&pool, 1),
-            p(&pool, 2),
-            p(&pool, 3)
-        );
+        let sql = pool.dialect().sql(&format!(
+            "SELECT case_id, jurisdiction, seq, at_epoch, kind FROM {TABLE} WHERE opened_epoch >= ? AND opened_epoch < ? AND at_epoch < ? ORDER BY case_id, seq"
+        )).into_owned();
         let mut out: Vec<CaseHistory> = Vec::new();
-        macro_rules! rows {
-            ($p:expr) => {{
-                let rows = sqlx::query(&sql)
-                    .bind(from)
-                    .bind(to)
-                    .bind(before)
-                    .fetch_all($p)
-                    .await
-                    .map_err(|e| failed("reading case events", e))?;
-                for r in rows {
-                    let case_id: String = r.try_get(0).map_err(|e| failed("case_id", e))?;
-                    let jurisdiction: String =
-                        r.try_get(1).map_err(|e| failed("jurisdiction", e))?;
-                    let seq: i64 = r.try_get(2).map_err(|e| failed("seq", e))?;
-                    let at: i64 = r.try_get(3).map_err(|e| failed("at_epoch", e))?;
-                    let kind: String = r.try_get(4).map_err(|e| failed("kind", e))?;
-                    let event = CaseEvent {
-                        seq: u32::try_from(seq).map_err(|e| failed("seq", e))?,
-                        at: DateTime::<Utc>::from_timestamp(at, 0)
-                            .ok_or_else(|| failed("at_epoch", at))?,
-                        kind: kind.parse().map_err(|e: String| failed(&case_id, e))?,
-                    };
-                    match out.last_mut() {
-                        Some(c) if c.case_id == case_id => c.events.push(event),
-                        _ => out.push(CaseHistory {
-                            case_id,
-                            jurisdiction,
-                            events: vec![event],
-                        }),
-                    }
+        on_pool!(&pool, p => {
+            let rows = sqlx::query(&sql)
+                .bind(from)
+                .bind(to)
+                .bind(before)
+                .fetch_all(p)
+                .await
+                .map_err(|e| failed("reading case events", e))?;
+            for r in rows {
+                let case_id: String = r.try_get(0).map_err(|e| failed("case_id", e))?;
+                let jurisdiction: String =
+                    r.try_get(1).map_err(|e| failed("jurisdiction", e))?;
+                let seq: i64 = r.try_get(2).map_err(|e| failed("seq", e))?;
+                let at: i64 = r.try_get(3).map_err(|e| failed("at_epoch", e))?;
+                let kind: String = r.try_get(4).map_err(|e| failed("kind", e))?;
+                let event = CaseEvent {
+                    seq: u32::try_from(seq).map_err(|e| failed("seq", e))?,
+                    at: DateTime::<Utc>::from_timestamp(at, 0)
+                        .ok_or_else(|| failed("at_epoch", at))?,
+                    kind: kind.parse().map_err(|e: String| failed(&case_id, e))?,
+                };
+                match out.last_mut() {
+                    Some(c) if c.case_id == case_id => c.events.push(event),
+                    _ => out.push(CaseHistory {
+                        case_id,
+                        jurisdiction,
+                        events: vec![event],
+                    }),
                 }
-            }};
-        }
-        match &pool {
-            SqlPool::Postgres(x) => rows!(x),
-            SqlPool::Sqlite(x) => rows!(x),
-            SqlPool::MySql(x) => rows!(x),
-        }
+            }
+        });
         Ok(out)
     }
 }

@@ -207,14 +207,25 @@ impl CaseSlaTransform {
         None
     }
 
-    fn used_until(&self, code: &str, f: &Facts, until: NaiveDate) -> i64 {
-        f.opened_on
-            .iter_days()
-            .skip(1)
-            .take_while(|d| *d <= until)
-            .filter(|d| self.counts(code, f, *d))
-            .count() as i64
+    /// Advances `used` to count the SLA days in `(opened_on, until]`. Cut-offs only grow from one
+    /// month to the next, so each day of a case is looked at once.
+    fn used_until(&self, code: &str, f: &Facts, used: &mut UsedDays, until: NaiveDate) -> i64 {
+        while used.through < until {
+            let Some(day) = used.through.succ_opt() else {
+                break;
+            };
+            used.through = day;
+            used.days += i64::from(self.counts(code, f, day));
+        }
+        used.days
     }
+}
+
+/// SLA days counted so far for a case, through a day.
+#[derive(Debug)]
+struct UsedDays {
+    through: NaiveDate,
+    days: i64,
 }
 
 impl DeterministicTransform for CaseSlaTransform {
@@ -274,6 +285,10 @@ impl DeterministicTransform for CaseSlaTransform {
         let breach_on = due_on
             .filter(|due| f.decided_on.is_none_or(|d| d > *due))
             .and_then(|due| due.succ_opt());
+        let mut used = UsedDays {
+            through: f.opened_on,
+            days: 0,
+        };
         let mut month = f.opened_on.with_day(1).unwrap_or(f.opened_on);
         while month < *publish_end && f.closed_on.is_none_or(|c| c >= month) {
             let end = month_end(month);
@@ -298,7 +313,7 @@ impl DeterministicTransform for CaseSlaTransform {
                     due_on,
                     decided_on: f.decided_on.filter(|d| *d <= end),
                     status: status.to_owned(),
-                    business_days_used: self.used_until(j.code, &f, cutoff),
+                    business_days_used: self.used_until(j.code, &f, &mut used, cutoff),
                     breached: breach_on.is_some_and(|b| b <= end),
                     breached_in_month: breach_on.is_some_and(|b| b >= month && b <= end),
                     restatement_reason: self.reason.clone(),
@@ -450,6 +465,10 @@ mod tests {
         let ctx = TransformContext::for_manifest(&m, Utc.timestamp_opt(1_780_000_000, 0).unwrap());
         let err = wrong.apply(&c, &ctx, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("v2026-06-restated"), "{err}");
+    }
+
+    #[test]
+    fn a_case_without_an_opened_event_is_refused() {
         assert!(case("x", &[]).opened_at().is_none());
         let no_open = CaseHistory {
             jurisdiction: "US-NY".into(),
