@@ -1,35 +1,17 @@
-//! Metrics under the seed's names, tracing spans with run context, and throttling.
+//! Metrics under the seed's names, and throttling. (Spans are in `spans.rs`, a process of their own.)
 
 #![allow(clippy::clone_on_ref_ptr)]
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backfill_core::prelude::*;
 use backfill_core::telemetry;
 use common::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn run_one(id: &str) -> RunReport {
-    let parts = Parts::new();
-    let runner = parts.runner(Arc::new(source()), Scale::default()).build();
-    let approved = approve(manifest(id));
-    runner.submit(&approved).await.unwrap();
-    runner.run(approved.run_id()).await.unwrap()
-}
 
 #[test]
 fn metrics_use_the_documented_names_and_labels() {
@@ -73,54 +55,6 @@ fn metrics_use_the_documented_names_and_labels() {
     assert_eq!(histograms[telemetry::CHUNK_DURATION_SECONDS], 3);
     assert_eq!(histograms[telemetry::SINK_WRITE_LATENCY_MS], 3);
     assert_eq!(histograms[telemetry::PUBLISH_DURATION_SECONDS], 1);
-}
-
-/// Records the fields of every `backfill.chunk` span.
-#[derive(Clone, Default)]
-struct Spans(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Spans {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _id: &tracing::span::Id,
-        _cx: Context<'_, S>,
-    ) {
-        if attrs.metadata().name() == "backfill.chunk" {
-            let mut fields = BTreeMap::new();
-            attrs.record(&mut Fields(&mut fields));
-            self.0.lock().unwrap().push(fields);
-        }
-    }
-}
-
-#[test]
-fn chunk_spans_carry_run_context() {
-    let spans = Spans::default();
-    let subscriber = tracing_subscriber::registry().with(spans.clone());
-    tracing::subscriber::with_default(subscriber, || rt().block_on(run_one("bf-trace")));
-    let spans = spans.0.lock().unwrap();
-    assert_eq!(spans.len(), 3);
-    for s in spans.iter() {
-        assert_eq!(s["run_id"], "bf-trace");
-        assert_eq!(s["transform_version"], "1.0.0");
-        assert_eq!(s["target"], "amounts_daily");
-        assert_eq!(s["mode"], "BACKFILL");
-        assert!(s["chunk_id"].starts_with("0000"), "{}", s["chunk_id"]);
-        assert!(
-            s["source_range"].starts_with("dates[2025-"),
-            "{}",
-            s["source_range"]
-        );
-    }
 }
 
 #[tokio::test]

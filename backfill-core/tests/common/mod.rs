@@ -258,3 +258,20 @@ impl StagingSink<Row> for FailingSink {
         self.inner.discard(run_id).await
     }
 }
+
+/// A current-thread runtime for tests that install thread-local recorders or subscribers.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Submits and runs one approved run over the fixtures.
+pub async fn run_one(id: &str) -> RunReport {
+    let parts = Parts::new();
+    let runner = parts.runner(Arc::new(source()), Scale::default()).build();
+    let approved = approve(manifest(id));
+    runner.submit(&approved).await.unwrap();
+    runner.run(approved.run_id()).await.unwrap()
+}
