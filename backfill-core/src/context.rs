@@ -111,6 +111,14 @@ pub struct TransformContext {
 }
 
 impl TransformContext {
+    /// Records the snapshot planning resolved (not the manifest's text) in the lineage.
+    pub fn with_input_snapshot(mut self, snapshot: Option<String>) -> Self {
+        if snapshot.is_some() {
+            self.lineage.input_snapshot = snapshot;
+        }
+        self
+    }
+
     /// The context for a manifest, started at `run_started_at`. The clock is fixed at that instant.
     pub fn for_manifest(manifest: &RunManifest, run_started_at: DateTime<Utc>) -> Self {
         let lineage = OutputLineage {

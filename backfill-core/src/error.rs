@@ -4,7 +4,7 @@ use std::fmt;
 
 use crate::ids::{ChunkId, RunId};
 use crate::manifest::Finding;
-use crate::state::RunState;
+use crate::state::{Event, RunState};
 
 /// A boxed error from an adapter or a user's code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -107,6 +107,66 @@ pub enum Error {
         from: RunState,
         /// Requested state.
         to: RunState,
+    },
+    /// An event the lifecycle does not allow in the run's current state.
+    #[error("run {run_id}: {event:?} is not allowed in state {state}")]
+    IllegalEvent {
+        /// The run.
+        run_id: RunId,
+        /// Current state.
+        state: RunState,
+        /// The refused event.
+        event: Event,
+    },
+    /// Planning resolved a different input snapshot than the manifest pins.
+    #[error(
+        "run {run_id}: the manifest pins snapshot {pinned} but the source resolved {resolved}"
+    )]
+    SnapshotMismatch {
+        /// The run.
+        run_id: RunId,
+        /// The manifest's `source.snapshot`.
+        pinned: String,
+        /// What the source resolved (`none` when it resolved no snapshot).
+        resolved: String,
+    },
+    /// The plan's chunks do not cover the manifest's input range exactly once.
+    #[error("run {run_id}: plan does not cover the input range exactly once: {detail}")]
+    PlanCoverage {
+        /// The run.
+        run_id: RunId,
+        /// The gap, overlap or stray chunk.
+        detail: String,
+    },
+    /// A staging write by an attempt that no longer holds the chunk's lease.
+    #[error("run {run_id} chunk {chunk_id}: attempt {attempt} is fenced off (current attempt {current})")]
+    Fenced {
+        /// The run.
+        run_id: RunId,
+        /// The chunk.
+        chunk_id: ChunkId,
+        /// The stale attempt.
+        attempt: u32,
+        /// The attempt that owns the chunk now.
+        current: u32,
+    },
+    /// The target (or another part) cannot honour what the manifest asks for.
+    #[error("run {run_id}: {part} cannot {what}")]
+    Unsupported {
+        /// The run.
+        run_id: RunId,
+        /// The publisher, target or sink concerned.
+        part: String,
+        /// What it cannot do.
+        what: String,
+    },
+    /// Stored data (evidence, receipts, artifacts) that does not parse.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What was read.
+        what: String,
+        /// The parse error.
+        detail: String,
     },
     /// A compare-and-set lost: the stored value was not the expected one.
     #[error("run {run_id}: conflict on {what}: expected {expected}, found {found}")]
@@ -262,10 +322,15 @@ impl Error {
             | Self::SelfApproval { .. }
             | Self::Immutable { .. }
             | Self::IllegalTransition { .. }
+            | Self::IllegalEvent { .. }
+            | Self::SnapshotMismatch { .. }
+            | Self::PlanCoverage { .. }
             | Self::ForbiddenSink { .. }
             | Self::PublishRefused { .. }
             | Self::OutOfScope { .. } => ErrorKind::Refused,
-            Self::Conflict { .. } => ErrorKind::Conflict,
+            Self::Conflict { .. } | Self::Fenced { .. } => ErrorKind::Conflict,
+            Self::Unsupported { .. } => ErrorKind::NotSupported,
+            Self::Corrupt { .. } => ErrorKind::Permanent,
             Self::NotFound { .. } => ErrorKind::NotFound,
             Self::LimitExceeded { .. } => ErrorKind::Limit,
             Self::ValidationFailed { .. } => ErrorKind::Validation,
@@ -303,6 +368,14 @@ impl Error {
         Self::Adapter {
             adapter,
             source: source.into(),
+        }
+    }
+
+    /// Stored data that does not parse.
+    pub fn corrupt(what: impl Into<String>, detail: impl fmt::Display) -> Self {
+        Self::Corrupt {
+            what: what.into(),
+            detail: detail.to_string(),
         }
     }
 

@@ -4,8 +4,10 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod context;
+pub mod control;
 pub mod digest;
 pub mod error;
+pub mod evidence;
 pub mod ids;
 pub mod manifest;
 pub mod memory;
@@ -28,6 +30,7 @@ pub mod prelude {
     pub use crate::context::{
         Clock, ExecutionMode, FixedClock, OutputLineage, SystemClock, TransformContext,
     };
+    pub use crate::control::{Control, RunReport};
     pub use crate::digest::{OutputRow, PartitionDigest, PartitionDigests};
     pub use crate::error::{Error, ErrorKind};
     pub use crate::ids::{ChunkId, PartitionKey, RunId};
@@ -37,12 +40,12 @@ pub mod prelude {
         TargetSpec, TransformSpec, ValidationPlan,
     };
     pub use crate::policy::{DefaultSinkPolicy, SinkPolicy};
-    pub use crate::publish::{PublishReceipt, Publisher};
-    pub use crate::runner::{RunReport, Runner, RunnerOptions};
+    pub use crate::publish::{PublishReceipt, Publisher, PublisherCapabilities, TargetReader};
+    pub use crate::runner::{Executor, RunnerOptions};
     pub use crate::sink::{SinkDescriptor, StagingSink};
     pub use crate::source::BackfillSource;
-    pub use crate::state::RunState;
-    pub use crate::store::RunStore;
+    pub use crate::state::{Event, RunState};
+    pub use crate::store::{RunFilter, RunStore};
     pub use crate::transform::{DeterministicTransform, TransformError, TransformFingerprint};
     pub use crate::validate::{Validator, Verdict};
 }

@@ -3,8 +3,43 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::ids::{derive_id, ChunkId, RunId};
-use crate::manifest::{InputRange, ManifestDigest};
+use crate::manifest::{InputRange, ManifestDigest, OffsetRange};
+
+/// What a source resolved for one chunk at planning time (a snapshot id, offsets, a file list with
+/// hashes), persisted with the plan and handed back to [`read`](crate::source::BackfillSource::read).
+///
+/// Opaque to the core: only the source that made it interprets it. It is JSON so evidence and
+/// operators can read it. A resumed worker on another machine reads the chunk from this state, never
+/// by resolving "current" again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct SourceState(pub serde_json::Value);
+
+impl SourceState {
+    /// No state (a source that needs none).
+    pub fn none() -> Self {
+        Self(serde_json::Value::Null)
+    }
+
+    /// State from any serializable value.
+    pub fn of<T: Serialize>(value: &T) -> Result<Self> {
+        serde_json::to_value(value)
+            .map(Self)
+            .map_err(|e| Error::corrupt("source state", e))
+    }
+
+    /// Reads the state back as `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.0.clone()).map_err(|e| Error::corrupt("source state", e))
+    }
+
+    /// Whether there is no state.
+    pub fn is_none(&self) -> bool {
+        self.0.is_null()
+    }
+}
 
 /// One chunk as a source proposes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +48,26 @@ pub struct ChunkSpec {
     pub range: InputRange,
     /// Human label for progress output, such as `2025-03`.
     pub label: String,
+    /// What the source resolved for this chunk.
+    #[serde(default, skip_serializing_if = "SourceState::is_none")]
+    pub state: SourceState,
+}
+
+impl ChunkSpec {
+    /// A chunk without source state.
+    pub fn new(range: InputRange, label: impl Into<String>) -> Self {
+        Self {
+            range,
+            label: label.into(),
+            state: SourceState::none(),
+        }
+    }
+
+    /// Attaches source state.
+    pub fn with_state(mut self, state: SourceState) -> Self {
+        self.state = state;
+        self
+    }
 }
 
 /// What a source resolves a manifest's input into.
@@ -20,6 +75,10 @@ pub struct ChunkSpec {
 pub struct SourcePlan {
     /// The snapshot actually read ("current" resolved to an id), if the source has snapshots.
     pub snapshot: Option<String>,
+    /// The name the manifest pinned when it named a ref or tag (`main`, `audit-2025`) rather than an
+    /// id; the manifest's pin must equal `snapshot` or this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
     /// Chunks in processing order. Together they must cover the manifest's input range exactly once.
     pub chunks: Vec<ChunkSpec>,
 }
@@ -35,6 +94,9 @@ pub struct PlannedChunk {
     pub range: InputRange,
     /// Human label.
     pub label: String,
+    /// What the source resolved for this chunk at planning time.
+    #[serde(default, skip_serializing_if = "SourceState::is_none")]
+    pub state: SourceState,
 }
 
 /// The plan a run executes; stored before the first chunk is read, so what ran is what was planned.
@@ -46,6 +108,9 @@ pub struct ResolvedPlan {
     pub manifest_digest: ManifestDigest,
     /// Resolved snapshot.
     pub snapshot: Option<String>,
+    /// The ref the snapshot was resolved from, if the manifest named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_from: Option<String>,
     /// Chunks.
     pub chunks: Vec<PlannedChunk>,
     /// When the plan was made (injected clock).
@@ -72,6 +137,7 @@ impl ResolvedPlan {
                     index,
                     range: c.range,
                     label: c.label,
+                    state: c.state,
                 }
             })
             .collect();
@@ -79,6 +145,7 @@ impl ResolvedPlan {
             run_id: run_id.clone(),
             manifest_digest,
             snapshot: source.snapshot,
+            resolved_from: source.resolved_from,
             chunks,
             planned_at,
         }
@@ -91,4 +158,140 @@ impl ResolvedPlan {
             && self.snapshot == other.snapshot
             && self.chunks == other.chunks
     }
+
+    /// Refuses a resolved snapshot that is not the manifest's pin (the pin must equal the resolved
+    /// id or the ref it was resolved from). Without a pin, anything resolved is accepted and recorded.
+    pub fn check_pin(&self, pinned: Option<&str>) -> Result<()> {
+        let Some(pin) = pinned else { return Ok(()) };
+        let matches =
+            self.snapshot.as_deref() == Some(pin) || self.resolved_from.as_deref() == Some(pin);
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::SnapshotMismatch {
+                run_id: self.run_id.clone(),
+                pinned: pin.to_owned(),
+                resolved: self.snapshot.clone().unwrap_or_else(|| "none".into()),
+            })
+        }
+    }
+
+    /// Refuses chunks that leave a gap in the input range, overlap each other or reach outside it.
+    /// Ranges of kinds that cannot be compared (a source that chunks by file) are accepted as they are.
+    pub fn check_coverage(&self, input: &InputRange) -> Result<()> {
+        let ranges: Vec<&InputRange> = self.chunks.iter().map(|c| &c.range).collect();
+        coverage(input, &ranges).map_err(|detail| Error::PlanCoverage {
+            run_id: self.run_id.clone(),
+            detail,
+        })
+    }
+}
+
+/// Checks that `chunks` tile `input` exactly once; the error describes the first gap or overlap.
+pub fn coverage(input: &InputRange, chunks: &[&InputRange]) -> std::result::Result<(), String> {
+    if chunks.is_empty() {
+        return if input.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("no chunks for {input}"))
+        };
+    }
+    match input {
+        InputRange::Dates { from, to_exclusive } => {
+            let mut spans = Vec::new();
+            for c in chunks {
+                match c {
+                    InputRange::Dates { from, to_exclusive } => spans.push((*from, *to_exclusive)),
+                    other => return Err(format!("chunk {other} is not a date range")),
+                }
+            }
+            tile(spans, *from, *to_exclusive)
+        }
+        InputRange::Timestamps { from, to_exclusive } => {
+            let mut spans = Vec::new();
+            for c in chunks {
+                match c {
+                    InputRange::Timestamps { from, to_exclusive } => {
+                        spans.push((*from, *to_exclusive))
+                    }
+                    other => return Err(format!("chunk {other} is not a timestamp range")),
+                }
+            }
+            tile(spans, *from, *to_exclusive)
+        }
+        InputRange::Keys { from, to_exclusive } => {
+            let mut spans = Vec::new();
+            for c in chunks {
+                match c {
+                    InputRange::Keys { from, to_exclusive } => {
+                        spans.push((from.clone(), to_exclusive.clone()))
+                    }
+                    other => return Err(format!("chunk {other} is not a key range")),
+                }
+            }
+            tile(spans, from.clone(), to_exclusive.clone())
+        }
+        InputRange::Offsets { partitions } => {
+            let mut by_partition: std::collections::BTreeMap<i32, Vec<(i64, i64)>> =
+                std::collections::BTreeMap::new();
+            for c in chunks {
+                match c {
+                    InputRange::Offsets { partitions } => {
+                        for OffsetRange {
+                            partition,
+                            from,
+                            to_exclusive,
+                        } in partitions
+                        {
+                            by_partition
+                                .entry(*partition)
+                                .or_default()
+                                .push((*from, *to_exclusive));
+                        }
+                    }
+                    other => return Err(format!("chunk {other} is not an offset range")),
+                }
+            }
+            for p in partitions {
+                let spans = by_partition.remove(&p.partition).unwrap_or_default();
+                tile(spans, p.from, p.to_exclusive)
+                    .map_err(|e| format!("partition {}: {e}", p.partition))?;
+            }
+            match by_partition.keys().next() {
+                Some(stray) => Err(format!(
+                    "chunks read partition {stray}, which the input range does not name"
+                )),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Sorted half-open spans must start at `from`, meet end to start, and end at `to`.
+fn tile<T: PartialOrd + Clone + std::fmt::Display>(
+    mut spans: Vec<(T, T)>,
+    from: T,
+    to: T,
+) -> std::result::Result<(), String> {
+    spans.retain(|(a, b)| a < b);
+    spans.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    let mut at = from;
+    for (a, b) in spans {
+        if a > at {
+            return Err(format!("gap [{at}, {a})"));
+        }
+        if a < at {
+            return Err(format!("overlap at {a} (covered up to {at})"));
+        }
+        at = b;
+    }
+    if at < to {
+        return Err(format!("gap [{at}, {to})"));
+    }
+    if at > to {
+        return Err(format!(
+            "chunks reach {at}, past the input range's end {to}"
+        ));
+    }
+    Ok(())
 }

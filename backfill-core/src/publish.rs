@@ -1,5 +1,11 @@
 //! Publication: making validated staged output visible, atomically and once.
+//!
+//! Publishing is split in two so that an operations tool needs no row type:
+//! [`Publisher`] (publish, inspect, rollback, inspect rollback, capabilities) is untyped and is what
+//! the [`Control`](crate::control::Control) plane holds as `Arc<dyn Publisher>`; [`TargetReader`] reads
+//! the rows readers see, typed, for validators and verification.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -9,9 +15,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::{OutputRow, PartitionDigests};
 use crate::error::Result;
-use crate::ids::{PartitionKey, RunId};
+use crate::ids::{ChunkId, PartitionKey, RunId};
 use crate::manifest::RunManifest;
-use crate::sink::{SinkDescriptor, StagingSink};
+use crate::sink::{SinkDescriptor, StagedArtifact};
+
+/// One done chunk's staged artifact, as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkArtifact {
+    /// The chunk.
+    pub chunk_id: ChunkId,
+    /// The attempt whose staging the ledger accepted.
+    pub attempt: u32,
+    /// Rows the chunk staged.
+    pub rows: u64,
+    /// Where they are.
+    pub artifact: StagedArtifact,
+}
 
 /// What to publish.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +41,8 @@ pub struct PublishRequest<'a> {
     pub manifest: &'a RunManifest,
     /// The partitions the run produced, with their ledger digests.
     pub digests: &'a PartitionDigests,
+    /// What every chunk staged, in plan order.
+    pub artifacts: &'a [ChunkArtifact],
     /// The run currently accepted for the target, if any.
     pub previous: Option<&'a RunId>,
     /// When (injected clock).
@@ -45,6 +66,9 @@ pub struct PublishReceipt {
     pub published_at: DateTime<Utc>,
     /// Adapter-specific reference (snapshot id, table name, transaction id).
     pub reference: String,
+    /// The ledger digests the publication was made from (what `verify` compares the ledger with).
+    #[serde(default)]
+    pub digests: PartitionDigests,
 }
 
 /// Moving the target back to an earlier accepted run.
@@ -60,7 +84,55 @@ pub struct RollbackRequest<'a> {
     pub at: DateTime<Utc>,
 }
 
-/// Makes staged output visible to readers.
+/// What a publisher can do, checked before any chunk of a run executes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PublisherCapabilities {
+    /// Mutation modes supported, by [`Mutation::name`](crate::manifest::Mutation::name).
+    pub mutations: BTreeSet<&'static str>,
+    /// `rollback` restores the previous run's output.
+    pub rollback: bool,
+    /// The target can be read back (a [`TargetReader`] exists for it).
+    pub read_back: bool,
+    /// A publication of several partitions is one atomic change.
+    pub atomic_multi_partition: bool,
+}
+
+impl PublisherCapabilities {
+    /// Capabilities with the given mutation names.
+    pub fn with_mutations(mutations: impl IntoIterator<Item = &'static str>) -> Self {
+        Self {
+            mutations: mutations.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets `rollback`.
+    pub fn rollback(mut self, yes: bool) -> Self {
+        self.rollback = yes;
+        self
+    }
+
+    /// Sets `read_back`.
+    pub fn read_back(mut self, yes: bool) -> Self {
+        self.read_back = yes;
+        self
+    }
+
+    /// Sets `atomic_multi_partition`.
+    pub fn atomic_multi_partition(mut self, yes: bool) -> Self {
+        self.atomic_multi_partition = yes;
+        self
+    }
+
+    /// Whether a mutation mode is supported.
+    pub fn supports(&self, mutation: &str) -> bool {
+        self.mutations.contains(mutation)
+    }
+}
+
+/// Makes staged output visible to readers. Untyped: the staged rows are found through the
+/// [`ChunkArtifact`]s of the request, never through the sink.
 ///
 /// # Contract
 /// 1. `publish` is atomic: readers see all of the run's staged output or none of it.
@@ -69,21 +141,25 @@ pub struct RollbackRequest<'a> {
 /// 3. `publish` changes only what the manifest's mutation allows (for replace-partitions: exactly the
 ///    run's partitions; rows in other partitions are untouched).
 /// 4. `inspect` answers "did run X publish?" from the target itself, so that after an unknown outcome
-///    (a timeout after commit) the runner never publishes twice.
-/// 5. `rollback` makes the `to` run's output visible again for the partitions `from` changed, and
-///    `inspect(to)` still answers with `to`'s receipt afterwards.
-/// 6. `read_current` returns the rows readers currently see in a partition.
+///    (a timeout after commit) the control plane never publishes twice. The receipt and the target's
+///    pointer (view, ref, pointer row) move in the same atomic change, or the pointer move is
+///    completed by the next `publish` call: `inspect` never answers `Some` while readers still see
+///    the old output.
+/// 5. `rollback` makes the `to` run's output visible again for the partitions `from` changed; it is
+///    idempotent, and `inspect_rollback(from, to)` answers from the target whether it happened.
+///    Rollback never reads the staging of either run (staging may have been discarded).
+/// 6. `capabilities` is constant for the publisher's lifetime, and every mutation it lists works.
+/// 7. `descriptor().name` is the target name manifests use for this target.
 #[async_trait]
-pub trait Publisher<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
-    /// What this publisher writes.
+pub trait Publisher: fmt::Debug + Send + Sync + 'static {
+    /// What this publisher writes; `name` is the target name.
     fn descriptor(&self) -> SinkDescriptor;
 
-    /// Publishes the run's staged rows.
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<R>,
-    ) -> Result<PublishReceipt>;
+    /// What it can do.
+    fn capabilities(&self) -> PublisherCapabilities;
+
+    /// Publishes the run's staged output.
+    async fn publish(&self, req: PublishRequest<'_>) -> Result<PublishReceipt>;
 
     /// Whether (and how) a run was published.
     async fn inspect(&self, run_id: &RunId) -> Result<Option<PublishReceipt>>;
@@ -91,26 +167,37 @@ pub trait Publisher<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     /// Restores an earlier run's output.
     async fn rollback(&self, req: RollbackRequest<'_>) -> Result<PublishReceipt>;
 
+    /// Whether the target was rolled back from `from` to `to`, with that rollback's receipt.
+    async fn inspect_rollback(&self, from: &RunId, to: &RunId) -> Result<Option<PublishReceipt>>;
+}
+
+/// Reads what readers of a target see, typed.
+///
+/// # Contract
+/// 1. `read_current` returns exactly the rows readers currently see in a partition (empty when the
+///    partition or the target does not exist yet).
+/// 2. It has no side effects.
+pub trait TargetReader<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     /// The rows readers currently see in a partition.
     fn read_current<'a>(&'a self, partition: &'a PartitionKey) -> BoxStream<'a, Result<Vec<R>>>;
 }
 
-/// `Arc<P>` and `Box<P>` are publishers too (also for `P = dyn Publisher<R>`).
+/// `Arc<P>` and `Box<P>` are publishers and readers too (also for `P = dyn Publisher`).
 macro_rules! as_ref_impl {
     ($($ptr:ident)::+) => {
         #[async_trait]
         #[deny(clippy::missing_trait_methods)]
-        impl<R: OutputRow, P: Publisher<R> + ?Sized> Publisher<R> for $($ptr)::+<P> {
+        impl<P: Publisher + ?Sized> Publisher for $($ptr)::+<P> {
             fn descriptor(&self) -> SinkDescriptor {
                 (**self).descriptor()
             }
 
-            async fn publish(
-                &self,
-                req: PublishRequest<'_>,
-                staged: &dyn StagingSink<R>,
-            ) -> Result<PublishReceipt> {
-                (**self).publish(req, staged).await
+            fn capabilities(&self) -> PublisherCapabilities {
+                (**self).capabilities()
+            }
+
+            async fn publish(&self, req: PublishRequest<'_>) -> Result<PublishReceipt> {
+                (**self).publish(req).await
             }
 
             async fn inspect(&self, run_id: &RunId) -> Result<Option<PublishReceipt>> {
@@ -121,6 +208,17 @@ macro_rules! as_ref_impl {
                 (**self).rollback(req).await
             }
 
+            async fn inspect_rollback(
+                &self,
+                from: &RunId,
+                to: &RunId,
+            ) -> Result<Option<PublishReceipt>> {
+                (**self).inspect_rollback(from, to).await
+            }
+        }
+
+        #[deny(clippy::missing_trait_methods)]
+        impl<R: OutputRow, P: TargetReader<R> + ?Sized> TargetReader<R> for $($ptr)::+<P> {
             fn read_current<'a>(
                 &'a self,
                 partition: &'a PartitionKey,

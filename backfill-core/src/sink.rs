@@ -49,19 +49,48 @@ pub struct StageRequest<'a> {
     pub run_id: &'a RunId,
     /// The chunk.
     pub chunk_id: &'a ChunkId,
-    /// The ledger's attempt number (1-based).
+    /// The ledger's attempt number (1-based): the fencing token of this claim. A sink refuses a
+    /// write by an attempt older than one it has seen for the chunk (contract clause 6).
     pub attempt: u32,
     /// Lineage to store with every row.
     pub lineage: &'a OutputLineage,
 }
 
+/// What a chunk's staging produced, as the publisher needs to find it: a staging table and the
+/// chunk's key in it, a list of data files, produced offsets.
+///
+/// Opaque to the core and JSON so evidence can show it. The runner records it in the chunk ledger
+/// and hands every done chunk's artifact to the publisher in the
+/// [`PublishRequest`](crate::publish::PublishRequest); a publisher never needs the sink itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct StagedArtifact(pub serde_json::Value);
+
+impl StagedArtifact {
+    /// An artifact from any serializable value.
+    pub fn of<T: Serialize>(value: &T) -> Result<Self> {
+        serde_json::to_value(value)
+            .map(Self)
+            .map_err(|e| crate::Error::corrupt("staged artifact", e))
+    }
+
+    /// Reads the artifact back as `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.0.clone())
+            .map_err(|e| crate::Error::corrupt("staged artifact", e))
+    }
+}
+
 /// What a sink reports after staging a chunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StageReceipt {
     /// Rows now staged for the chunk.
     pub rows: u64,
     /// Batches received.
     pub batches: u64,
+    /// Where the rows are, for the publisher.
+    #[serde(default)]
+    pub artifact: StagedArtifact,
 }
 
 /// Run-scoped, invisible storage for output rows.
@@ -74,7 +103,14 @@ pub struct StageReceipt {
 /// 3. `read_staged` returns exactly the rows of each chunk's latest complete attempt, as written.
 /// 4. Staged rows are never visible to the target's readers; only a [`Publisher`](crate::publish::Publisher)
 ///    makes them visible.
-/// 5. `discard` removes a run's staged rows and is idempotent.
+/// 5. `discard` removes a run's staged rows and is idempotent. Publications and rollbacks of a run
+///    never depend on its staging after `publish` returned: discarding is always safe then.
+/// 6. **Fencing**: `stage` with an `attempt` lower than the highest attempt the sink has seen for the
+///    chunk (or, where the sink can see the ledger, lower than the ledger's current attempt) fails
+///    with [`Error::Fenced`](crate::Error::Fenced) and changes nothing, so a worker whose lease
+///    expired can never overwrite its successor's rows.
+/// 7. The receipt's [`artifact`](StageReceipt::artifact) names what was staged well enough for the
+///    paired publisher to publish it from the artifact alone.
 #[async_trait]
 pub trait StagingSink<R: OutputRow>: fmt::Debug + Send + Sync + 'static {
     /// What this sink is.

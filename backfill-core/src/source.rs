@@ -13,10 +13,16 @@ use crate::plan::{PlannedChunk, SourcePlan};
 ///
 /// # Contract
 /// 1. `plan` is deterministic: the same manifest against the same pinned source gives the same chunks,
-///    and it resolves everything mutable (timestamps to offsets, "current" to a snapshot id).
-/// 2. The chunks' ranges cover the manifest's input range, each input record in exactly one chunk.
+///    and it resolves everything mutable (timestamps to offsets, "current" to a snapshot id) into the
+///    plan: [`SourcePlan::snapshot`] and each chunk's [`SourceState`](crate::plan::SourceState).
+///    When the manifest pins `source.snapshot`, the plan's snapshot is that pin (or `resolved_from`
+///    names it); the runner refuses any other before a chunk runs.
+/// 2. The chunks' ranges cover the manifest's input range, each input record in exactly one chunk
+///    (the runner checks ranges it can compare for gaps and overlaps).
 /// 3. `read` of a chunk yields exactly the records in its range, in the same order every time, as a
-///    stream of non-empty batches; reading a chunk twice gives the same records.
+///    stream of non-empty batches; reading a chunk twice gives the same records. `read` uses the
+///    chunk's persisted `state` and never re-resolves it, so a worker on another machine, days later,
+///    reads the same records.
 /// 4. `read` has no side effects on the source (no consumer-group commits, no deletes).
 /// 5. Errors that may pass (timeouts, lost connections) are [`ErrorKind::Transient`](crate::ErrorKind).
 #[async_trait]

@@ -4,15 +4,17 @@
 //! Draft → Approved → Running → Staged → Validated ─────────→ Published → Superseded
 //!                      ↑  │        │  ↘ AwaitingReview ↗  │      ↑   ↘ RolledBack
 //!                      └─ Failed   └→ Rejected     ↘ Rejected    └── (reinstated by rollback)
-//! any state before Published → Cancelled
+//! any state before Published → Cancelled → (reopened) Approved
 //! ```
+//!
+//! [`next`] is the whole machine: every edge is one `(state, event)` pair, and every caller in the
+//! crate moves a run through it.
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
 use crate::ids::RunId;
 
 /// Where a run is in its lifecycle.
@@ -62,47 +64,15 @@ impl RunState {
         Self::Cancelled,
     ];
 
-    /// Whether the machine allows `self → to`.
+    /// Whether the machine allows `self → to` by some event.
     pub fn can_transition_to(self, to: Self) -> bool {
-        use RunState::*;
-        matches!(
-            (self, to),
-            (Draft, Approved)
-                | (Approved, Running)
-                | (Running, Staged)
-                | (Running, Failed)
-                | (Failed, Running)
-                | (Staged, Validated)
-                | (Staged, AwaitingReview)
-                | (Staged, Rejected)
-                | (Staged, Failed)
-                | (AwaitingReview, Validated)
-                | (AwaitingReview, Rejected)
-                | (Validated, Published)
-                | (Published, Superseded)
-                | (Published, RolledBack)
-                | (Superseded, Published)
-                | (
-                    Draft | Approved | Running | Staged | Validated | AwaitingReview | Failed,
-                    Cancelled
-                )
-        )
+        Event::ALL
+            .iter()
+            .any(|e| next(self, *e).is_some_and(|s| s == to))
     }
 
-    /// Checks a transition, returning the typed error for an illegal one.
-    pub fn check_transition(self, to: Self, run_id: &RunId) -> Result<()> {
-        if self.can_transition_to(to) {
-            Ok(())
-        } else {
-            Err(Error::IllegalTransition {
-                run_id: run_id.clone(),
-                from: self,
-                to,
-            })
-        }
-    }
-
-    /// Whether no further work happens in this state without an operator.
+    /// Whether no further work happens in this state without an operator (a cancelled run can be
+    /// resumed by one).
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Rejected | Self::Cancelled | Self::RolledBack)
     }
@@ -135,6 +105,100 @@ impl fmt::Display for RunState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// What moves a run from one state to the next. Every edge of the lifecycle is one `(state, event)`
+/// pair of [`next`]; nothing else in the crate decides a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// An owner approved the draft's digest.
+    Approve,
+    /// A worker starts executing an approved run.
+    Start,
+    /// A worker resumes a failed run.
+    Resume,
+    /// Every chunk of the plan is staged.
+    AllStaged,
+    /// A chunk failed for good (or validation could not run).
+    Fail,
+    /// Every validator passed.
+    ValidationPassed,
+    /// A business delta needs an owner's decision.
+    NeedsReview,
+    /// A validator failed.
+    ValidationFailed,
+    /// The owner accepted the reviewed output.
+    ReviewAccepted,
+    /// The owner rejected the reviewed output.
+    ReviewRejected,
+    /// The target committed the run's output.
+    Publish,
+    /// A later run was published over this one.
+    Supersede,
+    /// The target was rolled back off this run.
+    RollBack,
+    /// A rollback of a later run made this one visible again.
+    Reinstate,
+    /// An operator cancelled the run.
+    Cancel,
+    /// An operator resumed a cancelled run (it starts again from `Approved`; finished chunks stay).
+    Reopen,
+}
+
+impl Event {
+    /// Every event.
+    pub const ALL: [Self; 16] = [
+        Self::Approve,
+        Self::Start,
+        Self::Resume,
+        Self::AllStaged,
+        Self::Fail,
+        Self::ValidationPassed,
+        Self::NeedsReview,
+        Self::ValidationFailed,
+        Self::ReviewAccepted,
+        Self::ReviewRejected,
+        Self::Publish,
+        Self::Supersede,
+        Self::RollBack,
+        Self::Reinstate,
+        Self::Cancel,
+        Self::Reopen,
+    ];
+}
+
+/// The lifecycle: the state an event leads to, or `None` when the event is not allowed in `state`.
+///
+/// ```
+/// use backfill_core::state::{next, Event, RunState};
+/// assert_eq!(next(RunState::Staged, Event::NeedsReview), Some(RunState::AwaitingReview));
+/// assert_eq!(next(RunState::Published, Event::Start), None);
+/// ```
+pub fn next(state: RunState, event: Event) -> Option<RunState> {
+    use Event as E;
+    use RunState::*;
+    Some(match (state, event) {
+        (Draft, E::Approve) => Approved,
+        (Approved, E::Start) => Running,
+        (Failed, E::Resume) => Running,
+        (Running, E::AllStaged) => Staged,
+        (Running | Staged, E::Fail) => Failed,
+        (Staged, E::ValidationPassed) => Validated,
+        (Staged, E::NeedsReview) => AwaitingReview,
+        (Staged, E::ValidationFailed) => Rejected,
+        (AwaitingReview, E::ReviewAccepted) => Validated,
+        (AwaitingReview, E::ReviewRejected) => Rejected,
+        (Validated, E::Publish) => Published,
+        (Published, E::Supersede) => Superseded,
+        (Published, E::RollBack) => RolledBack,
+        (Superseded, E::Reinstate) => Published,
+        (Draft | Approved | Running | Staged | Validated | AwaitingReview | Failed, E::Cancel) => {
+            Cancelled
+        }
+        (Cancelled, E::Reopen) => Approved,
+        _ => return None,
+    })
 }
 
 /// One recorded transition: who moved the run, when and why.

@@ -14,7 +14,10 @@ use crate::error::Result;
 use crate::ids::{ChunkId, RunId};
 use crate::manifest::{InputRange, ManifestDigest, StoredManifest};
 use crate::plan::ResolvedPlan;
+use crate::sink::StagedArtifact;
 use crate::state::{RunState, Transition};
+
+pub use crate::evidence::{Evidence, EvidenceKind, EvidenceRecord};
 
 /// One run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +32,9 @@ pub struct RunRecord {
     pub target: String,
     /// Execution mode.
     pub mode: ExecutionMode,
+    /// Who asked for the run (the manifest's `requested_by`).
+    #[serde(default)]
+    pub requested_by: String,
     /// Current state.
     pub state: RunState,
     /// Created at.
@@ -95,6 +101,9 @@ pub struct ChunkRecord {
     pub output_count: u64,
     /// Per-partition digests of the staged rows.
     pub digests: PartitionDigests,
+    /// What the successful attempt staged, for the publisher.
+    #[serde(default)]
+    pub artifact: StagedArtifact,
     /// Last error message.
     pub last_error: Option<String>,
     /// First claim.
@@ -131,53 +140,9 @@ pub struct ChunkOutcome {
     pub output_count: u64,
     /// Per-partition digests.
     pub digests: PartitionDigests,
-}
-
-/// Kinds of evidence events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EvidenceKind {
-    /// A manifest version was stored.
-    ManifestStored,
-    /// A manifest was approved.
-    Approved,
-    /// The plan was resolved and persisted.
-    PlanResolved,
-    /// A lifecycle transition.
-    Transition,
-    /// A chunk was staged.
-    ChunkStaged,
-    /// A chunk attempt failed.
-    ChunkFailed,
-    /// A validator's outcome.
-    Validation,
-    /// Old-versus-new summary.
-    Diff,
-    /// An owner's review decision.
-    Review,
-    /// A publish receipt.
-    Published,
-    /// The accepted pointer moved.
-    PointerMoved,
-    /// A rollback.
-    RolledBack,
-}
-
-/// One evidence event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    /// The run.
-    pub run_id: RunId,
-    /// Sequence number within the run (assigned by the store, from 1).
-    pub seq: u64,
-    /// When (injected clock).
-    pub at: DateTime<Utc>,
-    /// Who.
-    pub by: String,
-    /// What kind.
-    pub kind: EvidenceKind,
-    /// Details as JSON.
-    pub detail: serde_json::Value,
+    /// What the sink staged.
+    #[serde(default)]
+    pub artifact: StagedArtifact,
 }
 
 /// The accepted run of a target (data product).
@@ -210,6 +175,8 @@ pub struct AcceptedPointer {
 ///    attempt, status `Claimed`); a stale lease gets `Conflict`. `Done` chunks are never claimed again.
 /// 7. `append_evidence` assigns increasing sequence numbers per run; evidence is never changed.
 /// 8. `swap_accepted` sets the pointer only if the current accepted run equals `expected`, atomically.
+/// 9. `runs` lists runs matching the filter, newest first (by `created_at`, then run id).
+/// 10. `complete_chunk` stores the outcome's artifact with the ledger row; `chunks` returns it.
 #[async_trait]
 pub trait RunStore: fmt::Debug + Send + Sync + 'static {
     /// Stores a manifest version.
@@ -254,14 +221,13 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
     async fn fail_chunk(&self, lease: &ChunkLease, error: &str, now: DateTime<Utc>) -> Result<()>;
     /// Ledger rows of a run, by index.
     async fn chunks(&self, run_id: &RunId) -> Result<Vec<ChunkRecord>>;
-    /// Appends evidence; returns its sequence number.
+    /// Appends an evidence record; returns its sequence number.
     async fn append_evidence(
         &self,
         run_id: &RunId,
         at: DateTime<Utc>,
         by: &str,
-        kind: EvidenceKind,
-        detail: serde_json::Value,
+        record: &EvidenceRecord,
     ) -> Result<u64>;
     /// Evidence of a run, in order.
     async fn evidence(&self, run_id: &RunId) -> Result<Vec<Evidence>>;
@@ -269,4 +235,70 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
     async fn accepted(&self, target: &str) -> Result<Option<AcceptedPointer>>;
     /// Compare-and-set of the accepted pointer.
     async fn swap_accepted(&self, expected: Option<&RunId>, new: &AcceptedPointer) -> Result<()>;
+    /// Runs matching a filter, newest first.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+}
+
+/// Which runs [`RunStore::runs`] lists. Empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFilter {
+    /// Only runs in one of these states.
+    pub states: Vec<RunState>,
+    /// Only runs of this target.
+    pub target: Option<String>,
+    /// Only runs requested by this principal.
+    pub requested_by: Option<String>,
+    /// Only runs created at or after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// At most this many runs.
+    pub limit: Option<usize>,
+}
+
+impl RunFilter {
+    /// Every run.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only runs in `state`.
+    pub fn state(mut self, state: RunState) -> Self {
+        self.states.push(state);
+        self
+    }
+
+    /// Only runs of `target`.
+    pub fn target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Only runs requested by `who`.
+    pub fn requested_by(mut self, who: impl Into<String>) -> Self {
+        self.requested_by = Some(who.into());
+        self
+    }
+
+    /// Only runs created at or after `at`.
+    pub fn created_after(mut self, at: DateTime<Utc>) -> Self {
+        self.created_after = Some(at);
+        self
+    }
+
+    /// At most `n` runs.
+    pub fn limit(mut self, n: usize) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Whether a run matches (stores may filter in their query and use this for the rest).
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        (self.states.is_empty() || self.states.contains(&run.state))
+            && self.target.as_ref().is_none_or(|t| *t == run.target)
+            && self
+                .requested_by
+                .as_ref()
+                .is_none_or(|r| *r == run.requested_by)
+            && self.created_after.is_none_or(|a| run.created_at >= a)
+    }
 }

@@ -165,6 +165,11 @@ pub struct TargetSpec {
     pub partitions: Vec<PartitionKey>,
     /// Downstream consumers that will see the change.
     pub consumers: Vec<String>,
+    /// Whether replace-partitions may empty a declared partition for which the run staged no rows
+    /// (by default that is refused at validation: an empty partition is more often a lost input than
+    /// a true "none").
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_partitions: bool,
 }
 
 /// Which sinks with external side effects the run may write.

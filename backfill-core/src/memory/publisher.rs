@@ -5,15 +5,18 @@ use std::fmt;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 
+use super::sink::{MemoryArtifact, MemorySink, SharedArea};
 use super::{poisoned, ADAPTER};
 use crate::digest::OutputRow;
 use crate::error::{Error, Result};
 use crate::ids::{PartitionKey, RunId};
 use crate::manifest::Mutation;
-use crate::publish::{PublishReceipt, PublishRequest, Publisher, RollbackRequest};
-use crate::sink::{SinkDescriptor, StagingSink};
+use crate::publish::{
+    PublishReceipt, PublishRequest, Publisher, PublisherCapabilities, RollbackRequest, TargetReader,
+};
+use crate::sink::SinkDescriptor;
 
 type Partitions<R> = BTreeMap<PartitionKey, Vec<R>>;
 
@@ -28,15 +31,18 @@ struct Published<R> {
 struct State<R> {
     current: Partitions<R>,
     runs: BTreeMap<RunId, Published<R>>,
+    rollbacks: BTreeMap<(RunId, RunId), PublishReceipt>,
 }
 
-/// A target table in memory, partitioned by [`OutputRow::partition`].
+/// A target table in memory, partitioned by [`OutputRow::partition`], publishing what a
+/// [`MemorySink`] staged (found through the artifacts of the publish request).
 ///
 /// Supports replace-partitions, append-with-run-id, shadow swap and versioned output (the latter two
 /// replace the whole visible table). Merge-by-key and correction events need row semantics that only
-/// a real target has; they are refused with [`Error::NotSupported`].
+/// a real target has; they are not in its capabilities and are refused with [`Error::NotSupported`].
 pub struct MemoryPublisher<R> {
     descriptor: SinkDescriptor,
+    staging: SharedArea<R>,
     state: Mutex<State<R>>,
 }
 
@@ -49,20 +55,51 @@ impl<R> fmt::Debug for MemoryPublisher<R> {
 }
 
 impl<R: OutputRow> MemoryPublisher<R> {
-    /// A target without external side effects.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self::with_descriptor(SinkDescriptor::internal(name, "memory"))
+    /// A target named `name` (the manifests' `target.name`), without external side effects, that
+    /// publishes what `staging` staged.
+    pub fn new(name: impl Into<String>, staging: &MemorySink<R>) -> Self {
+        Self::with_descriptor(SinkDescriptor::internal(name, "memory"), staging)
     }
 
     /// A target described as `descriptor`.
-    pub fn with_descriptor(descriptor: SinkDescriptor) -> Self {
+    pub fn with_descriptor(descriptor: SinkDescriptor, staging: &MemorySink<R>) -> Self {
         Self {
             descriptor,
+            staging: std::sync::Arc::clone(&staging.area),
             state: Mutex::new(State {
                 current: BTreeMap::new(),
                 runs: BTreeMap::new(),
+                rollbacks: BTreeMap::new(),
             }),
         }
+    }
+
+    /// The staged rows named by the request's artifacts, refusing an artifact whose attempt is no
+    /// longer the one staged.
+    fn staged_rows(&self, req: &PublishRequest<'_>) -> Result<Vec<std::sync::Arc<Vec<R>>>> {
+        let area = self.staging.lock().map_err(|_| poisoned())?;
+        let mut out = Vec::with_capacity(req.artifacts.len());
+        for a in req.artifacts {
+            let art: MemoryArtifact = a.artifact.parse()?;
+            let slot = area
+                .staged
+                .get(req.run_id)
+                .and_then(|c| c.get(&art.chunk_id))
+                .ok_or_else(|| Error::NotFound {
+                    run_id: req.run_id.clone(),
+                    what: format!("staged rows of chunk {} in {}", art.chunk_id, art.sink),
+                })?;
+            if slot.attempt != art.attempt {
+                return Err(Error::Fenced {
+                    run_id: req.run_id.clone(),
+                    chunk_id: art.chunk_id,
+                    attempt: art.attempt,
+                    current: slot.attempt,
+                });
+            }
+            out.push(std::sync::Arc::clone(&slot.rows));
+        }
+        Ok(out)
     }
 
     /// Everything readers see now, by partition (for tests and examples).
@@ -75,16 +112,24 @@ impl<R: OutputRow> MemoryPublisher<R> {
 }
 
 #[async_trait]
-impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
+impl<R: OutputRow> Publisher for MemoryPublisher<R> {
     fn descriptor(&self) -> SinkDescriptor {
         self.descriptor.clone()
     }
 
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<R>,
-    ) -> Result<PublishReceipt> {
+    fn capabilities(&self) -> PublisherCapabilities {
+        PublisherCapabilities::with_mutations([
+            Mutation::ReplacePartitions.name(),
+            Mutation::AppendWithRunId.name(),
+            Mutation::ShadowSwap.name(),
+            Mutation::VersionedOutput.name(),
+        ])
+        .rollback(true)
+        .read_back(true)
+        .atomic_multi_partition(true)
+    }
+
+    async fn publish(&self, req: PublishRequest<'_>) -> Result<PublishReceipt> {
         let mutation = req.manifest.mutation()?.clone();
         if matches!(
             mutation,
@@ -104,21 +149,19 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
         {
             return Ok(done.receipt.clone());
         }
-        // Read everything first, then switch under one lock: readers see all or nothing.
+        // Gather everything first, then switch under one lock: readers see all or nothing.
         let mut rows: Partitions<R> = BTreeMap::new();
-        let mut stream = staged.read_staged(req.run_id);
-        while let Some(batch) = stream.try_next().await? {
-            for r in batch {
+        for chunk in self.staged_rows(&req)? {
+            for r in chunk.iter() {
                 let p = r.partition();
                 match rows.get_mut(p.as_ref()) {
-                    Some(v) => v.push(r),
+                    Some(v) => v.push(r.clone()),
                     None => {
-                        rows.insert(PartitionKey::new(p.into_owned()), vec![r]);
+                        rows.insert(PartitionKey::new(p.into_owned()), vec![r.clone()]);
                     }
                 }
             }
         }
-        drop(stream);
         let mut partitions: Vec<PartitionKey> = rows.keys().cloned().collect();
         if mutation == Mutation::ReplacePartitions {
             // Declared partitions with no rows are replaced by empty ones: the restatement says "none".
@@ -163,6 +206,7 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
             rows: total,
             published_at: req.at,
             reference: format!("memory:{}", state.runs.len() + 1),
+            digests: req.digests.clone(),
         };
         state.runs.insert(
             req.run_id.clone(),
@@ -187,6 +231,9 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
 
     async fn rollback(&self, req: RollbackRequest<'_>) -> Result<PublishReceipt> {
         let mut state = self.state.lock().map_err(|_| poisoned())?;
+        if let Some(done) = state.rollbacks.get(&(req.from.clone(), req.to.clone())) {
+            return Ok(done.clone());
+        }
         let not_found = |run: &RunId| Error::NotFound {
             run_id: run.clone(),
             what: "publication in memory target".into(),
@@ -214,13 +261,29 @@ impl<R: OutputRow> Publisher<R> for MemoryPublisher<R> {
             rows: restore.values().map(|v| v.len() as u64).sum(),
             published_at: req.at,
             reference: format!("memory:rollback:{}", req.from),
+            digests: to.receipt.digests.clone(),
         };
         for (p, rows) in restore {
             state.current.insert(p, rows);
         }
+        state
+            .rollbacks
+            .insert((req.from.clone(), req.to.clone()), receipt.clone());
         Ok(receipt)
     }
 
+    async fn inspect_rollback(&self, from: &RunId, to: &RunId) -> Result<Option<PublishReceipt>> {
+        Ok(self
+            .state
+            .lock()
+            .map_err(|_| poisoned())?
+            .rollbacks
+            .get(&(from.clone(), to.clone()))
+            .cloned())
+    }
+}
+
+impl<R: OutputRow> TargetReader<R> for MemoryPublisher<R> {
     fn read_current<'a>(&'a self, partition: &'a PartitionKey) -> BoxStream<'a, Result<Vec<R>>> {
         let rows = self
             .state

@@ -2,23 +2,45 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use super::poisoned;
 use crate::digest::OutputRow;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ids::{ChunkId, RunId};
-use crate::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
+use crate::sink::{SinkDescriptor, StageReceipt, StageRequest, StagedArtifact, StagingSink};
 
-type Staged<R> = BTreeMap<RunId, BTreeMap<ChunkId, Vec<R>>>;
+/// One chunk's staged rows and the attempt that wrote them.
+pub(super) struct Slot<R> {
+    pub(super) attempt: u32,
+    pub(super) rows: Arc<Vec<R>>,
+}
 
-/// Staging in memory: one slot per `(run, chunk)`, replaced whole by each successful attempt.
+pub(super) struct Area<R> {
+    pub(super) staged: BTreeMap<RunId, BTreeMap<ChunkId, Slot<R>>>,
+    /// Highest attempt seen per chunk (the fence); kept after `discard`.
+    fences: BTreeMap<(RunId, ChunkId), u32>,
+}
+
+pub(super) type SharedArea<R> = Arc<Mutex<Area<R>>>;
+
+/// The artifact a [`MemorySink`] returns: which sink, chunk and attempt hold the rows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct MemoryArtifact {
+    pub(super) sink: String,
+    pub(super) chunk_id: ChunkId,
+    pub(super) attempt: u32,
+}
+
+/// Staging in memory: one slot per `(run, chunk)`, replaced whole by each successful attempt, fenced
+/// by attempt. A [`MemoryPublisher`](super::MemoryPublisher) made with
+/// [`MemoryPublisher::new`](super::MemoryPublisher::new) over this sink publishes from its artifacts.
 pub struct MemorySink<R> {
     descriptor: SinkDescriptor,
-    staged: Mutex<Staged<R>>,
+    pub(super) area: SharedArea<R>,
 }
 
 impl<R> fmt::Debug for MemorySink<R> {
@@ -39,17 +61,48 @@ impl<R: OutputRow> MemorySink<R> {
     pub fn with_descriptor(descriptor: SinkDescriptor) -> Self {
         Self {
             descriptor,
-            staged: Mutex::new(BTreeMap::new()),
+            area: Arc::new(Mutex::new(Area {
+                staged: BTreeMap::new(),
+                fences: BTreeMap::new(),
+            })),
         }
     }
 
     /// Rows staged for one chunk (for tests).
     pub fn chunk_rows(&self, run_id: &RunId, chunk_id: &ChunkId) -> Vec<R> {
-        self.staged
+        self.area
             .lock()
             .ok()
-            .and_then(|s| s.get(run_id).and_then(|c| c.get(chunk_id)).cloned())
+            .and_then(|s| {
+                s.staged
+                    .get(run_id)
+                    .and_then(|c| c.get(chunk_id))
+                    .map(|slot| slot.rows.as_ref().clone())
+            })
             .unwrap_or_default()
+    }
+
+    /// Replaces one staged row of a chunk, the way an out-of-band edit would (for tests that prove
+    /// verification notices). Returns whether a row was there to replace.
+    pub fn tamper(&self, run_id: &RunId, chunk_id: &ChunkId, index: usize, row: R) -> bool {
+        let Ok(mut area) = self.area.lock() else {
+            return false;
+        };
+        let Some(slot) = area
+            .staged
+            .get_mut(run_id)
+            .and_then(|c| c.get_mut(chunk_id))
+        else {
+            return false;
+        };
+        let rows = Arc::make_mut(&mut slot.rows);
+        match rows.get_mut(index) {
+            Some(r) => {
+                *r = row;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -78,23 +131,44 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
         let receipt = StageReceipt {
             rows: all.len() as u64,
             batches,
+            artifact: StagedArtifact::of(&MemoryArtifact {
+                sink: self.descriptor.name.clone(),
+                chunk_id: req.chunk_id.clone(),
+                attempt: req.attempt,
+            })?,
         };
-        self.staged
-            .lock()
-            .map_err(|_| poisoned())?
-            .entry(req.run_id.clone())
-            .or_default()
-            .insert(req.chunk_id.clone(), all);
+        let mut area = self.area.lock().map_err(|_| poisoned())?;
+        let fence = area
+            .fences
+            .entry((req.run_id.clone(), req.chunk_id.clone()))
+            .or_insert(0);
+        if req.attempt < *fence {
+            return Err(Error::Fenced {
+                run_id: req.run_id.clone(),
+                chunk_id: req.chunk_id.clone(),
+                attempt: req.attempt,
+                current: *fence,
+            });
+        }
+        *fence = req.attempt;
+        area.staged.entry(req.run_id.clone()).or_default().insert(
+            req.chunk_id.clone(),
+            Slot {
+                attempt: req.attempt,
+                rows: Arc::new(all),
+            },
+        );
         Ok(receipt)
     }
 
     fn read_staged<'a>(&'a self, run_id: &'a RunId) -> BoxStream<'a, Result<Vec<R>>> {
         let snapshot: Result<Vec<Vec<R>>> = self
-            .staged
+            .area
             .lock()
             .map(|s| {
-                s.get(run_id)
-                    .map(|c| c.values().cloned().collect())
+                s.staged
+                    .get(run_id)
+                    .map(|c| c.values().map(|slot| slot.rows.as_ref().clone()).collect())
                     .unwrap_or_default()
             })
             .map_err(|_| poisoned());
@@ -105,7 +179,11 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
     }
 
     async fn discard(&self, run_id: &RunId) -> Result<()> {
-        self.staged.lock().map_err(|_| poisoned())?.remove(run_id);
+        self.area
+            .lock()
+            .map_err(|_| poisoned())?
+            .staged
+            .remove(run_id);
         Ok(())
     }
 }

@@ -115,13 +115,13 @@ impl<I: Clone + Send + Sync + 'static> MemorySource<I> {
             } else {
                 format!("{start}..{end}")
             };
-            chunks.push(ChunkSpec {
-                range: InputRange::Dates {
+            chunks.push(ChunkSpec::new(
+                InputRange::Dates {
                     from: start,
                     to_exclusive: end,
                 },
                 label,
-            });
+            ));
             start = end;
         }
         chunks
@@ -154,16 +154,16 @@ impl<I: Clone + Send + Sync + 'static> BackfillSource<I> for MemorySource<I> {
                     let mut start = p.from;
                     while start < p.to_exclusive {
                         let end = (start + size).min(p.to_exclusive);
-                        chunks.push(ChunkSpec {
-                            range: InputRange::Offsets {
+                        chunks.push(ChunkSpec::new(
+                            InputRange::Offsets {
                                 partitions: vec![OffsetRange {
                                     partition: p.partition,
                                     from: start,
                                     to_exclusive: end,
                                 }],
                             },
-                            label: format!("{}:{start}..{end}", p.partition),
-                        });
+                            format!("{}:{start}..{end}", p.partition),
+                        ));
                         start = end;
                     }
                 }
@@ -174,6 +174,7 @@ impl<I: Clone + Send + Sync + 'static> BackfillSource<I> for MemorySource<I> {
         };
         Ok(SourcePlan {
             snapshot: Some(self.snapshot.clone()),
+            resolved_from: None,
             chunks,
         })
     }

@@ -14,8 +14,8 @@ use crate::manifest::StoredManifest;
 use crate::plan::ResolvedPlan;
 use crate::state::Transition;
 use crate::store::{
-    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus, Evidence, EvidenceKind,
-    RunRecord, RunStore,
+    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus, Evidence, EvidenceRecord,
+    RunFilter, RunRecord, RunStore,
 };
 
 #[derive(Debug, Default)]
@@ -209,6 +209,7 @@ impl RunStore for MemoryStore {
                 input_count: 0,
                 output_count: 0,
                 digests: Default::default(),
+                artifact: Default::default(),
                 last_error: None,
                 started_at: None,
                 finished_at: None,
@@ -289,6 +290,7 @@ impl RunStore for MemoryStore {
         chunk.input_count = outcome.input_count;
         chunk.output_count = outcome.output_count;
         chunk.digests = outcome.digests.clone();
+        chunk.artifact = outcome.artifact.clone();
         chunk.lease_expires_at = None;
         chunk.finished_at = Some(now);
         chunk.last_error = None;
@@ -313,8 +315,7 @@ impl RunStore for MemoryStore {
         run_id: &RunId,
         at: DateTime<Utc>,
         by: &str,
-        kind: EvidenceKind,
-        detail: serde_json::Value,
+        record: &EvidenceRecord,
     ) -> Result<u64> {
         let mut inner = self.lock()?;
         let list = inner.evidence.entry(run_id.clone()).or_default();
@@ -324,8 +325,7 @@ impl RunStore for MemoryStore {
             seq,
             at,
             by: by.into(),
-            kind,
-            detail,
+            record: record.clone(),
         });
         Ok(seq)
     }
@@ -356,5 +356,22 @@ impl RunStore for MemoryStore {
         }
         inner.accepted.insert(new.target.clone(), new.clone());
         Ok(())
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let inner = self.lock()?;
+        let mut runs: Vec<RunRecord> = inner
+            .runs
+            .values()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        runs.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.run_id.cmp(&a.run_id))
+        });
+        runs.truncate(filter.limit.unwrap_or(usize::MAX));
+        Ok(runs)
     }
 }

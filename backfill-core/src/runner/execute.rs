@@ -6,19 +6,20 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, BoxStream, StreamExt};
-use serde_json::json;
 use tracing::Instrument;
 
 use super::throttle::Throttle;
-use super::{RunEvent, Runner};
+use super::{Executor, RunEvent};
 use crate::context::TransformContext;
 use crate::digest::OutputRow;
 use crate::error::{Error, Result};
+use crate::evidence::{EvidenceRecord, PlannedChunkSummary};
 use crate::ids::PartitionKey;
 use crate::manifest::ApprovedManifest;
 use crate::plan::{PlannedChunk, ResolvedPlan};
 use crate::sink::StageRequest;
-use crate::store::{ChunkLease, ChunkOutcome, ChunkStatus, EvidenceKind};
+use crate::state::{Event, RunState};
+use crate::store::{ChunkLease, ChunkOutcome, ChunkStatus};
 use crate::telemetry::RunMetrics;
 use crate::transform::DeterministicTransform;
 
@@ -52,11 +53,13 @@ struct ChunkAcc {
     scratch: Vec<u8>,
 }
 
-impl<T: DeterministicTransform> Runner<T> {
-    /// Loads the persisted plan, or resolves and persists one before any work.
+impl<T: DeterministicTransform> Executor<T> {
+    /// Loads the persisted plan, or resolves and persists one before any work. A plan whose snapshot
+    /// is not the manifest's pin, or whose chunks leave gaps or overlap, is refused before any chunk.
     pub(super) async fn ensure_plan(&self, approved: &ApprovedManifest) -> Result<ResolvedPlan> {
         let run_id = approved.run_id();
-        if let Some(plan) = self.store.plan(run_id).await? {
+        let store = self.control.store();
+        if let Some(plan) = store.plan(run_id).await? {
             return self.check_plan(approved, plan);
         }
         let source_plan = self.source.plan(approved.manifest()).await?;
@@ -64,30 +67,34 @@ impl<T: DeterministicTransform> Runner<T> {
             run_id,
             approved.digest().clone(),
             source_plan,
-            self.clock.now(),
+            self.control.clock().now(),
         );
-        match self.store.put_plan(&plan).await {
+        let plan = self.check_plan(approved, plan)?;
+        match store.put_plan(&plan).await {
             Ok(()) => {}
             // Another worker planned first: use theirs.
             Err(e) if e.kind() == crate::ErrorKind::Conflict => {
-                let theirs = self.store.plan(run_id).await?.ok_or(e)?;
+                let theirs = store.plan(run_id).await?.ok_or(e)?;
                 return self.check_plan(approved, theirs);
             }
             Err(e) => return Err(e),
         }
-        let chunks: Vec<_> = plan
-            .chunks
-            .iter()
-            .map(|c| json!({"id": c.id, "label": c.label, "range": c.range}))
-            .collect();
-        self.store
-            .append_evidence(
-                run_id,
-                plan.planned_at,
-                &self.actor(),
-                EvidenceKind::PlanResolved,
-                json!({"snapshot": plan.snapshot, "source": self.source.name(), "chunks": chunks}),
-            )
+        let record = EvidenceRecord::PlanResolved {
+            source: self.source.name().to_owned(),
+            snapshot: plan.snapshot.clone(),
+            resolved_from: plan.resolved_from.clone(),
+            chunks: plan
+                .chunks
+                .iter()
+                .map(|c| PlannedChunkSummary {
+                    id: c.id.clone(),
+                    label: c.label.clone(),
+                    range: c.range.to_string(),
+                })
+                .collect(),
+        };
+        store
+            .append_evidence(run_id, plan.planned_at, &self.actor(), &record)
             .await?;
         Ok(plan)
     }
@@ -100,6 +107,11 @@ impl<T: DeterministicTransform> Runner<T> {
                 actual: format!("plan made for {}", plan.manifest_digest),
             });
         }
+        let m = approved.manifest();
+        plan.check_pin(m.source.snapshot.as_deref())?;
+        if let Some(range) = &m.source.range {
+            plan.check_coverage(range)?;
+        }
         Ok(plan)
     }
 
@@ -108,7 +120,7 @@ impl<T: DeterministicTransform> Runner<T> {
         let m = approved.manifest();
         let run_id = approved.run_id();
         let plan = self.ensure_plan(approved).await?;
-        let chunks = self.store.chunks(run_id).await?;
+        let chunks = self.control.store().chunks(run_id).await?;
         let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
@@ -131,7 +143,8 @@ impl<T: DeterministicTransform> Runner<T> {
         }
         let shared = Shared {
             approved,
-            ctx: TransformContext::for_manifest(m, plan.planned_at),
+            ctx: TransformContext::for_manifest(m, plan.planned_at)
+                .with_input_snapshot(plan.snapshot.clone()),
             plan,
             allowed: (!m.target.partitions.is_empty())
                 .then(|| m.target.partitions.iter().cloned().collect()),
@@ -146,19 +159,16 @@ impl<T: DeterministicTransform> Runner<T> {
         futures::future::join_all((0..workers).map(|i| self.worker(&shared, i))).await;
         let error = shared.error.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = error {
-            let to = if e.root().kind() == crate::ErrorKind::Cancelled {
-                crate::state::RunState::Cancelled
+            let event = if e.root().kind() == crate::ErrorKind::Cancelled {
+                Event::Cancel
             } else {
-                crate::state::RunState::Failed
+                Event::Fail
             };
-            self.transition(
-                run_id,
-                crate::state::RunState::Running,
-                to,
-                &self.actor(),
-                &e.to_string(),
-            )
-            .await?;
+            // An operator's cancel already moved the run; a local cancel or a failure moves it here.
+            let state = self.control.run(run_id).await?.state;
+            if state == RunState::Running {
+                self.step(run_id, state, event, &e.to_string()).await?;
+            }
             return Err(e);
         }
         Ok(())
@@ -173,19 +183,25 @@ impl<T: DeterministicTransform> Runner<T> {
         let poll = (self.options.lease_for / 10)
             .clamp(Duration::from_millis(10), Duration::from_millis(500));
         while !sh.stop.load(Ordering::SeqCst) {
-            if self.cancel.is_cancelled() {
+            if self.cancel.is_cancelled() || self.cancelled_elsewhere(run_id).await {
                 sh.fail(Error::Cancelled {
                     run_id: run_id.clone(),
                 });
                 return;
             }
             let lease = match self
-                .store
-                .claim_chunk(run_id, &worker, self.clock.now(), self.options.lease_for)
+                .control
+                .store()
+                .claim_chunk(
+                    run_id,
+                    &worker,
+                    self.control.clock().now(),
+                    self.options.lease_for,
+                )
                 .await
             {
                 Ok(Some(lease)) => lease,
-                Ok(None) => match self.store.chunks(run_id).await {
+                Ok(None) => match self.control.store().chunks(run_id).await {
                     Ok(chunks) if chunks.iter().all(|c| c.status == ChunkStatus::Done) => return,
                     // Another worker holds the rest; wait for it to finish or its lease to expire.
                     Ok(_) => {
@@ -223,8 +239,8 @@ impl<T: DeterministicTransform> Runner<T> {
                 attempt = lease.attempt,
             );
             let started = Instant::now();
-            let result = self.run_chunk(sh, &lease, &label).instrument(span).await;
-            let now = self.clock.now();
+            let result = self.run_chunk(sh, &lease).instrument(span).await;
+            let now = self.control.clock().now();
             match result {
                 Ok(outcome) => {
                     if let Err(e) = self
@@ -242,10 +258,17 @@ impl<T: DeterministicTransform> Runner<T> {
                 Err(e) => {
                     let msg = e.to_string();
                     tracing::warn!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %msg, "chunk failed");
-                    let _ = self.store.fail_chunk(&lease, &msg, now).await;
+                    let _ = self.control.store().fail_chunk(&lease, &msg, now).await;
+                    let failed = EvidenceRecord::ChunkFailed {
+                        chunk_id: lease.chunk_id.clone(),
+                        attempt: lease.attempt,
+                        error: msg.clone(),
+                        retryable: e.is_retryable(),
+                    };
                     let _ = self
-                        .store
-                        .append_evidence(run_id, now, &worker, EvidenceKind::ChunkFailed, json!({"chunk_id": lease.chunk_id, "attempt": lease.attempt, "error": msg, "retryable": e.is_retryable()}))
+                        .control
+                        .store()
+                        .append_evidence(run_id, now, &worker, &failed)
                         .await;
                     self.emit(run_id, RunEvent::ChunkFailed { label, error: msg });
                     let n = attempts.entry(lease.chunk_id.clone()).or_default();
@@ -276,15 +299,21 @@ impl<T: DeterministicTransform> Runner<T> {
         started: Instant,
     ) -> Result<()> {
         let run_id = &lease.run_id;
-        self.store.complete_chunk(lease, outcome, now).await?;
-        self.store
-            .append_evidence(
-                run_id,
-                now,
-                &lease.worker,
-                EvidenceKind::ChunkStaged,
-                json!({"chunk_id": lease.chunk_id, "attempt": lease.attempt, "input": outcome.input_count, "output": outcome.output_count, "digests": outcome.digests}),
-            )
+        self.control
+            .store()
+            .complete_chunk(lease, outcome, now)
+            .await?;
+        let staged = EvidenceRecord::ChunkStaged {
+            chunk_id: lease.chunk_id.clone(),
+            attempt: lease.attempt,
+            input: outcome.input_count,
+            output: outcome.output_count,
+            digests: outcome.digests.clone(),
+            artifact: outcome.artifact.clone(),
+        };
+        self.control
+            .store()
+            .append_evidence(run_id, now, &lease.worker, &staged)
             .await?;
         sh.metrics.chunks.increment(1);
         sh.metrics
@@ -304,17 +333,18 @@ impl<T: DeterministicTransform> Runner<T> {
     }
 
     /// Streams one chunk through the transform into the staging sink, renewing the lease meanwhile.
-    async fn run_chunk(
-        &self,
-        sh: &Shared<'_>,
-        lease: &ChunkLease,
-        label: &str,
-    ) -> Result<ChunkOutcome> {
-        let chunk = PlannedChunk {
-            id: lease.chunk_id.clone(),
-            index: lease.index,
-            range: lease.range.clone(),
-            label: label.to_owned(),
+    async fn run_chunk(&self, sh: &Shared<'_>, lease: &ChunkLease) -> Result<ChunkOutcome> {
+        let chunk = match sh.plan.chunks.get(lease.index as usize) {
+            Some(c) if c.id == lease.chunk_id => c.clone(),
+            _ => {
+                return Err(Error::corrupt(
+                    "chunk ledger",
+                    format!(
+                        "run {} chunk {} (index {}) is not in the persisted plan",
+                        lease.run_id, lease.chunk_id, lease.index
+                    ),
+                ))
+            }
         };
         let acc = Mutex::new(ChunkAcc::default());
         let rows = self.chunk_rows(sh, lease, &chunk, &acc);
@@ -325,17 +355,19 @@ impl<T: DeterministicTransform> Runner<T> {
             lineage: sh.ctx.lineage(),
         };
         let started = Instant::now();
-        tokio::select! {
-            staged = self.sink.stage(req, rows) => { staged?; }
+        let receipt = tokio::select! {
+            staged = self.sink.stage(req, rows) => staged?,
             lost = self.keep_lease(lease) => return Err(lost),
-        }
+        };
         sh.metrics
             .sink_ms
             .record(started.elapsed().as_secs_f64() * 1000.0);
         let acc = acc
             .into_inner()
             .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
-        Ok(acc.outcome)
+        let mut outcome = acc.outcome;
+        outcome.artifact = receipt.artifact;
+        Ok(outcome)
     }
 
     /// The chunk's output as a stream of batches; digests and counts accumulate in `acc`.
@@ -434,15 +466,29 @@ impl<T: DeterministicTransform> Runner<T> {
         Ok((out, bytes))
     }
 
-    /// Renews the lease until it is lost; returns the error that lost it.
+    /// Whether an operator cancelled the run through the control plane.
+    async fn cancelled_elsewhere(&self, run_id: &crate::ids::RunId) -> bool {
+        matches!(
+            self.control.store().run(run_id).await,
+            Ok(Some(r)) if r.state == RunState::Cancelled
+        )
+    }
+
+    /// Renews the lease until it is lost or the run is cancelled; returns the error that ended it.
     async fn keep_lease(&self, lease: &ChunkLease) -> Error {
         let every = (self.options.lease_for / 3).max(Duration::from_millis(1));
         let mut lease = lease.clone();
         loop {
             tokio::time::sleep(every).await;
+            if self.cancelled_elsewhere(&lease.run_id).await {
+                return Error::Cancelled {
+                    run_id: lease.run_id.clone(),
+                };
+            }
             match self
-                .store
-                .heartbeat(&lease, self.clock.now(), self.options.lease_for)
+                .control
+                .store()
+                .heartbeat(&lease, self.control.clock().now(), self.options.lease_for)
                 .await
             {
                 Ok(renewed) => lease = renewed,

@@ -53,30 +53,27 @@
 //! ```
 
 mod execute;
-mod finish;
 mod throttle;
+mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-
-use crate::context::{Clock, SystemClock};
-use crate::digest::PartitionDigests;
+use crate::control::Control;
+pub use crate::control::RunReport;
 use crate::error::{Error, Result};
 use crate::ids::RunId;
-use crate::manifest::{ApprovedManifest, RunManifest, StoredManifest};
+use crate::manifest::RunManifest;
 use crate::policy::{DefaultSinkPolicy, SinkPolicy};
-use crate::publish::{PublishReceipt, Publisher};
+use crate::publish::TargetReader;
 use crate::sink::StagingSink;
 use crate::source::BackfillSource;
-use crate::state::{RunState, Transition};
-use crate::store::{ChunkStatus, EvidenceKind, RunRecord, RunStore};
+use crate::state::{Event, RunState};
 use crate::transform::DeterministicTransform;
-use crate::validate::{ValidationOutcome, Validator};
+use crate::validate::Validator;
 
 /// Retry of transient chunk failures, with exponential backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,8 +119,8 @@ impl RetryPolicy {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RunnerOptions {
-    /// Worker identity in chunk leases. A restarted process with the same id takes its own leases back
-    /// at once; give every process that shares a store its own id.
+    /// Worker identity in chunk leases. The default ([`default_worker_id`]) is unique per process. A
+    /// restarted process given the same explicit id takes its own leases back at once.
     pub worker_id: String,
     /// Lease length; heartbeats renew it every third of it.
     pub lease_for: Duration,
@@ -131,10 +128,30 @@ pub struct RunnerOptions {
     pub retry: RetryPolicy,
 }
 
+/// A worker id unique to this process: host name, process id and start time, so two processes
+/// sharing a store never take each other's leases.
+pub fn default_worker_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{host}-{}-{:x}", std::process::id(), nanos & 0xff_ffff)
+    })
+    .clone()
+}
+
 impl Default for RunnerOptions {
     fn default() -> Self {
         Self {
-            worker_id: "local".into(),
+            worker_id: default_worker_id(),
             lease_for: Duration::from_secs(60),
             retry: RetryPolicy::default(),
         }
@@ -218,129 +235,112 @@ pub trait ProgressListener: fmt::Debug + Send + Sync + 'static {
     fn event(&self, run_id: &RunId, event: &RunEvent);
 }
 
-/// The state of a run and what it has produced, rebuilt from the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunReport {
-    /// The run.
-    pub run_id: RunId,
-    /// Current state.
-    pub state: RunState,
-    /// Target name.
-    pub target: String,
-    /// Chunks in the plan.
-    pub chunks_total: usize,
-    /// Chunks done.
-    pub chunks_done: usize,
-    /// Input records read by done chunks.
-    pub input_records: u64,
-    /// Output rows staged by done chunks.
-    pub output_rows: u64,
-    /// Per-partition digests from the ledger.
-    pub digests: PartitionDigests,
-    /// Latest outcome of every validator.
-    pub validations: Vec<ValidationOutcome>,
-    /// The publish receipt, once published.
-    pub receipt: Option<PublishReceipt>,
-}
-
-/// Runs backfills for one transform against one source, staging sink and publisher.
-pub struct Runner<T: DeterministicTransform> {
-    store: Arc<dyn RunStore>,
+/// Executes runs for one transform: plans, stages chunks, validates, and hands validated runs to the
+/// [`Control`] plane to publish. Every operator action lives on [`Control`]; this is what a worker
+/// links.
+pub struct Executor<T: DeterministicTransform> {
+    control: Control,
     source: Arc<dyn BackfillSource<T::Input>>,
     transform: Arc<T>,
     sink: Arc<dyn StagingSink<T::Output>>,
-    publisher: Arc<dyn Publisher<T::Output>>,
+    reader: Arc<dyn TargetReader<T::Output>>,
     validators: Vec<Arc<dyn Validator<T::Output>>>,
+    gates: BTreeMap<String, Vec<Arc<dyn Validator<T::Output>>>>,
     policy: Arc<dyn SinkPolicy>,
-    clock: Arc<dyn Clock>,
     options: RunnerOptions,
     cancel: CancelHandle,
     progress: Option<Arc<dyn ProgressListener>>,
 }
 
-impl<T: DeterministicTransform> fmt::Debug for Runner<T> {
+impl<T: DeterministicTransform> fmt::Debug for Executor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Runner")
-            .field("store", &self.store)
+        f.debug_struct("Executor")
+            .field("control", &self.control)
             .field("source", &self.source)
             .field("transform", &self.transform)
             .field("sink", &self.sink)
-            .field("publisher", &self.publisher)
             .field("validators", &self.validators)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`Runner`].
+/// Builds an [`Executor`].
 #[derive(Debug)]
-pub struct RunnerBuilder<T: DeterministicTransform> {
-    runner: Runner<T>,
+pub struct ExecutorBuilder<T: DeterministicTransform> {
+    executor: Executor<T>,
 }
 
-impl<T: DeterministicTransform> RunnerBuilder<T> {
-    /// Adds a validator (run in the order added, after the built-in digest check when the manifest
-    /// requires checksums).
+impl<T: DeterministicTransform> ExecutorBuilder<T> {
+    /// Adds a validator. Attached validators always run (in the order added, after the built-in
+    /// ones the manifest's validation plan asks for); a name in the plan's `checks` must be one of
+    /// them.
     pub fn validator(mut self, v: Arc<dyn Validator<T::Output>>) -> Self {
-        self.runner.validators.push(v);
+        self.executor.validators.push(v);
+        self
+    }
+
+    /// Registers a named quality gate (a set of validators) that a manifest's
+    /// `validation.quality_gate` can name.
+    pub fn quality_gate(
+        mut self,
+        name: impl Into<String>,
+        validators: Vec<Arc<dyn Validator<T::Output>>>,
+    ) -> Self {
+        self.executor.gates.insert(name.into(), validators);
         self
     }
 
     /// Replaces the [`DefaultSinkPolicy`].
     pub fn policy(mut self, policy: Arc<dyn SinkPolicy>) -> Self {
-        self.runner.policy = policy;
-        self
-    }
-
-    /// Replaces the system clock used for bookkeeping (transitions, leases, evidence).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.runner.clock = clock;
+        self.executor.policy = policy;
         self
     }
 
     /// Sets options.
     pub fn options(mut self, options: RunnerOptions) -> Self {
-        self.runner.options = options;
+        self.executor.options = options;
         self
     }
 
-    /// Uses an existing cancel handle (so a listener or signal handler made earlier can cancel this runner).
+    /// Uses an existing cancel handle (so a listener or signal handler made earlier can cancel).
     pub fn cancel_with(mut self, handle: CancelHandle) -> Self {
-        self.runner.cancel = handle;
+        self.executor.cancel = handle;
         self
     }
 
     /// Sets a progress listener.
     pub fn progress(mut self, listener: Arc<dyn ProgressListener>) -> Self {
-        self.runner.progress = Some(listener);
+        self.executor.progress = Some(listener);
         self
     }
 
-    /// Finishes the runner.
-    pub fn build(self) -> Runner<T> {
-        self.runner
+    /// Finishes the executor.
+    pub fn build(self) -> Executor<T> {
+        self.executor
     }
 }
 
-impl<T: DeterministicTransform> Runner<T> {
-    /// Starts a builder with the five parts every runner needs.
+impl<T: DeterministicTransform> Executor<T> {
+    /// Starts a builder: the control plane (store, targets, clock), the source, the transform, the
+    /// staging sink and a reader of the target's current output (for validators comparing old and new).
     pub fn builder(
-        store: Arc<dyn RunStore>,
+        control: Control,
         source: Arc<dyn BackfillSource<T::Input>>,
         transform: Arc<T>,
         sink: Arc<dyn StagingSink<T::Output>>,
-        publisher: Arc<dyn Publisher<T::Output>>,
-    ) -> RunnerBuilder<T> {
-        RunnerBuilder {
-            runner: Self {
-                store,
+        reader: Arc<dyn TargetReader<T::Output>>,
+    ) -> ExecutorBuilder<T> {
+        ExecutorBuilder {
+            executor: Self {
+                control,
                 source,
                 transform,
                 sink,
-                publisher,
+                reader,
                 validators: Vec::new(),
+                gates: BTreeMap::new(),
                 policy: Arc::new(DefaultSinkPolicy),
-                clock: Arc::new(SystemClock),
                 options: RunnerOptions::default(),
                 cancel: CancelHandle::default(),
                 progress: None,
@@ -348,14 +348,15 @@ impl<T: DeterministicTransform> Runner<T> {
         }
     }
 
-    /// A handle that cancels this runner's runs between batches.
-    pub fn cancel_handle(&self) -> CancelHandle {
-        self.cancel.clone()
+    /// The control plane this executor reports to.
+    pub fn control(&self) -> &Control {
+        &self.control
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn RunStore> {
-        &self.store
+    /// A handle that cancels this executor's runs between batches (in this process only; use
+    /// [`Control::cancel`] to cancel a run everywhere).
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
     }
 
     fn actor(&self) -> String {
@@ -368,197 +369,25 @@ impl<T: DeterministicTransform> Runner<T> {
         }
     }
 
-    /// Stores an approved manifest and creates its run in `Approved`. Submitting the same manifest again
-    /// returns the existing run; submitting another manifest under the same run id is a `Conflict`.
-    /// A manifest that `supersedes` an earlier version cancels that version's run if it has not
-    /// published.
-    pub async fn submit(&self, approved: &ApprovedManifest) -> Result<RunRecord> {
-        let stored = approved.to_stored();
-        stored.verify()?;
-        let run_id = approved.run_id();
-        if let Some(existing) = self.store.run(run_id).await? {
-            return self.same_manifest(existing, &stored);
-        }
-        let m = approved.manifest();
-        self.store_new_run(m, &stored).await?;
-        let approval = approved.approval();
-        self.transition_at(
-            run_id,
-            RunState::Draft,
-            RunState::Approved,
-            &approval.approved_by,
-            "approved",
-            approval.approved_at,
-        )
-        .await?;
-        self.store
-            .append_evidence(
-                run_id,
-                approval.approved_at,
-                &approval.approved_by,
-                EvidenceKind::Approved,
-                json!(approval),
-            )
+    /// Moves the run by one event through the control plane and tells the progress listener.
+    async fn step(
+        &self,
+        run_id: &RunId,
+        from: RunState,
+        event: Event,
+        why: &str,
+    ) -> Result<RunState> {
+        let to = self
+            .control
+            .apply_now(run_id, from, event, &self.actor(), why)
             .await?;
-        if let Some(prev) = &m.supersedes {
-            self.cancel_superseded_version(&prev.run_id, run_id).await?;
-        }
-        self.store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "run"))
+        self.emit(run_id, RunEvent::State(to));
+        Ok(to)
     }
 
-    /// Stores a draft (unapproved) manifest and creates its run in `Draft`, so the request is on record
-    /// before an owner looks at it. Running a draft is refused with [`Error::NotApproved`]; an owner
-    /// approves it with [`approve_draft`](Self::approve_draft).
-    pub async fn submit_draft(&self, manifest: &RunManifest) -> Result<RunRecord> {
-        let stored = StoredManifest::new(manifest, None);
-        if let Some(existing) = self.store.run(&manifest.run_id).await? {
-            return self.same_manifest(existing, &stored);
-        }
-        self.store_new_run(manifest, &stored).await?;
-        self.store
-            .run(&manifest.run_id)
-            .await?
-            .ok_or_else(|| not_found(&manifest.run_id, "run"))
-    }
-
-    /// Approves a stored draft: re-checks findings and self-approval, binds the approval to the stored
-    /// digest and moves the run from `Draft` to `Approved`.
-    pub async fn approve_draft(&self, run_id: &RunId, approver: &str) -> Result<RunRecord> {
-        let record = self
-            .store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "run"))?;
-        let stored = self
-            .store
-            .manifest(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "manifest"))?;
-        if stored.approval.is_some() || record.state != RunState::Draft {
-            return Err(Error::Immutable {
-                run_id: run_id.clone(),
-                version: stored.version,
-            });
-        }
-        let manifest = stored.manifest()?;
-        if manifest.digest() != record.manifest_digest {
-            return Err(Error::Tampered {
-                run_id: run_id.clone(),
-                expected: record.manifest_digest.to_string(),
-                actual: manifest.digest().to_string(),
-            });
-        }
-        let approved = manifest.approve(approver, self.clock.now())?;
-        self.store.put_manifest(&approved.to_stored()).await?;
-        let approval = approved.approval();
-        self.transition_at(
-            run_id,
-            RunState::Draft,
-            RunState::Approved,
-            approver,
-            "approved",
-            approval.approved_at,
-        )
-        .await?;
-        self.store
-            .append_evidence(
-                run_id,
-                approval.approved_at,
-                approver,
-                EvidenceKind::Approved,
-                json!(approval),
-            )
-            .await?;
-        self.store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "run"))
-    }
-
-    fn same_manifest(&self, existing: RunRecord, stored: &StoredManifest) -> Result<RunRecord> {
-        if existing.manifest_digest == stored.digest {
-            Ok(existing)
-        } else {
-            Err(Error::Conflict {
-                run_id: existing.run_id.clone(),
-                what: "manifest of existing run".into(),
-                expected: stored.digest.to_string(),
-                found: existing.manifest_digest.to_string(),
-            })
-        }
-    }
-
-    async fn store_new_run(&self, m: &RunManifest, stored: &StoredManifest) -> Result<()> {
-        let now = self.clock.now();
-        self.store.put_manifest(stored).await?;
-        self.store
-            .create_run(&RunRecord {
-                run_id: m.run_id.clone(),
-                manifest_version: m.version,
-                manifest_digest: stored.digest.clone(),
-                target: m.target.name.clone(),
-                mode: m.mode,
-                state: RunState::Draft,
-                created_at: now,
-                updated_at: now,
-            })
-            .await?;
-        self.store
-            .append_evidence(
-                &m.run_id,
-                now,
-                &m.requested_by,
-                EvidenceKind::ManifestStored,
-                json!({"digest": stored.digest, "version": m.version, "supersedes": m.supersedes, "manifest": serde_json::from_str::<serde_json::Value>(&stored.json).unwrap_or_default()}),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn cancel_superseded_version(&self, old: &RunId, new: &RunId) -> Result<()> {
-        let Some(rec) = self.store.run(old).await? else {
-            return Ok(());
-        };
-        if rec.state.can_transition_to(RunState::Cancelled) {
-            self.transition(
-                old,
-                rec.state,
-                RunState::Cancelled,
-                &self.actor(),
-                &format!("manifest amended by run {new}"),
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// Loads a run's manifest and verifies it: digest, approval, findings. Nothing runs before this.
-    pub async fn load(&self, run_id: &RunId) -> Result<(ApprovedManifest, RunRecord)> {
-        let record = self
-            .store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "run"))?;
-        let stored = self
-            .store
-            .manifest(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "manifest"))?;
-        let approved = stored.verify()?;
-        if *approved.digest() != record.manifest_digest {
-            return Err(Error::Tampered {
-                run_id: run_id.clone(),
-                expected: record.manifest_digest.to_string(),
-                actual: approved.digest().to_string(),
-            });
-        }
-        Ok((approved, record))
-    }
-
-    /// Refuses a transform that is not the manifest's, and sinks the policy forbids.
+    /// Refuses, before any chunk runs: a transform that is not the manifest's, sinks the policy
+    /// forbids, a target without a registered publisher or one that cannot apply the manifest's
+    /// mutation, and validation-plan names nothing implements.
     fn preflight(&self, m: &RunManifest) -> Result<()> {
         let fp = self.transform.fingerprint();
         let config_mismatch = m
@@ -582,54 +411,17 @@ impl<T: DeterministicTransform> Runner<T> {
             });
         }
         self.policy.check(&self.sink.descriptor(), m)?;
-        self.policy.check(&self.publisher.descriptor(), m)
+        let publisher = self.control.publisher_for(m)?;
+        self.policy.check(&publisher.descriptor(), m)?;
+        self.check_validation_plan(m)
     }
 
-    /// Records a transition (compare-and-set) and its evidence.
-    async fn transition(
-        &self,
-        run_id: &RunId,
-        from: RunState,
-        to: RunState,
-        by: &str,
-        reason: &str,
-    ) -> Result<()> {
-        self.transition_at(run_id, from, to, by, reason, self.clock.now())
-            .await
-    }
-
-    async fn transition_at(
-        &self,
-        run_id: &RunId,
-        from: RunState,
-        to: RunState,
-        by: &str,
-        reason: &str,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<()> {
-        from.check_transition(to, run_id)?;
-        let t = Transition {
-            run_id: run_id.clone(),
-            from,
-            to,
-            by: by.into(),
-            at,
-            reason: reason.into(),
-        };
-        self.store.transition(&t).await?;
-        self.store
-            .append_evidence(run_id, at, by, EvidenceKind::Transition, json!(t))
-            .await?;
-        tracing::info!(run_id = %run_id, from = %from, to = %to, by, reason, "transition");
-        self.emit(run_id, RunEvent::State(to));
-        Ok(())
-    }
-
-    /// Runs (or resumes) a run as far as it can go: plan, chunks, validation, and publication unless the
-    /// manifest requires a manual publish or is a dry run. Safe to call again at any point: finished
-    /// chunks are not re-read and a published run is not published again.
+    /// Executes (or resumes) a run as far as it can go: plan, chunks, validation, and publication
+    /// unless the manifest requires a manual publish or is a dry run. Safe to call again at any point,
+    /// from any number of processes: finished chunks are not re-read and a published run is not
+    /// published again. A run cancelled through [`Control::cancel`] stops here too.
     pub async fn run(&self, run_id: &RunId) -> Result<RunReport> {
-        let (approved, record) = self.load(run_id).await?;
+        let (approved, record) = self.control.load(run_id).await?;
         let m = approved.manifest();
         self.preflight(m)?;
         let span = tracing::info_span!(
@@ -649,30 +441,16 @@ impl<T: DeterministicTransform> Runner<T> {
                         version: record.manifest_version,
                     })
                 }
-                RunState::Approved | RunState::Failed => {
-                    let why = if state == RunState::Failed {
-                        "resume"
-                    } else {
-                        "start"
-                    };
-                    self.transition(run_id, state, RunState::Running, &actor, why)
-                        .await
-                        .map(|()| RunState::Running)
-                }
+                RunState::Approved => self.step(run_id, state, Event::Start, "start").await,
+                RunState::Failed => self.step(run_id, state, Event::Resume, "resume").await,
                 RunState::Running => {
                     match tracing::Instrument::instrument(self.execute(&approved), span.clone())
                         .await
                     {
-                        Ok(()) => self
-                            .transition(
-                                run_id,
-                                RunState::Running,
-                                RunState::Staged,
-                                &actor,
-                                "every chunk staged",
-                            )
-                            .await
-                            .map(|()| RunState::Staged),
+                        Ok(()) => {
+                            self.step(run_id, state, Event::AllStaged, "every chunk staged")
+                                .await
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -685,12 +463,20 @@ impl<T: DeterministicTransform> Runner<T> {
                 {
                     break
                 }
-                RunState::Validated => tracing::Instrument::instrument(
-                    self.publish_approved(&approved, &actor),
-                    span.clone(),
-                )
-                .await
-                .map(|_| RunState::Published),
+                RunState::Validated => {
+                    let published = tracing::Instrument::instrument(
+                        self.control.publish(run_id, &actor),
+                        span.clone(),
+                    )
+                    .await;
+                    match published {
+                        Ok(_) => {
+                            self.emit(run_id, RunEvent::State(RunState::Published));
+                            Ok(RunState::Published)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 RunState::AwaitingReview
                 | RunState::Published
                 | RunState::Superseded
@@ -700,78 +486,28 @@ impl<T: DeterministicTransform> Runner<T> {
             };
             state = match step {
                 Ok(next) => next,
-                // Another worker moved the run first: continue from where it is now.
-                Err(e) if e.kind() == crate::ErrorKind::Conflict => {
-                    let now = self
-                        .store
-                        .run(run_id)
-                        .await?
-                        .ok_or_else(|| not_found(run_id, "run"))?
-                        .state;
+                // Another worker (or an operator) moved the run first: continue from where it is now.
+                Err(e)
+                    if matches!(
+                        e.root().kind(),
+                        crate::ErrorKind::Conflict | crate::ErrorKind::Cancelled
+                    ) =>
+                {
+                    let now = self.control.run(run_id).await?.state;
                     if now == state {
                         return Err(e);
                     }
-                    tracing::info!(run_id = %run_id, from = %state, to = %now, "another worker advanced the run");
+                    tracing::info!(run_id = %run_id, from = %state, to = %now, "the run moved elsewhere");
                     now
                 }
                 Err(e) => return Err(e),
             };
         }
-        self.status(run_id).await
+        self.control.status(run_id).await
     }
 
-    /// The run's state and results, from the store.
+    /// The run's status (same as [`Control::status`]).
     pub async fn status(&self, run_id: &RunId) -> Result<RunReport> {
-        let record = self
-            .store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| not_found(run_id, "run"))?;
-        let chunks = self.store.chunks(run_id).await?;
-        let evidence = self.store.evidence(run_id).await?;
-        let mut digests = PartitionDigests::default();
-        let (mut input, mut output, mut done) = (0, 0, 0);
-        for c in chunks.iter().filter(|c| c.status == ChunkStatus::Done) {
-            digests.merge(&c.digests);
-            input += c.input_count;
-            output += c.output_count;
-            done += 1;
-        }
-        // Latest outcome per validator, from the last validation round.
-        let mut validations: Vec<ValidationOutcome> = Vec::new();
-        let mut receipt = None;
-        for e in &evidence {
-            match e.kind {
-                EvidenceKind::Validation => {
-                    if let Ok(o) = serde_json::from_value::<ValidationOutcome>(e.detail.clone()) {
-                        validations.retain(|v| v.validator != o.validator);
-                        validations.push(o);
-                    }
-                }
-                EvidenceKind::Published => {
-                    receipt = serde_json::from_value(e.detail["receipt"].clone()).ok();
-                }
-                _ => {}
-            }
-        }
-        Ok(RunReport {
-            run_id: run_id.clone(),
-            state: record.state,
-            target: record.target,
-            chunks_total: chunks.len(),
-            chunks_done: done,
-            input_records: input,
-            output_rows: output,
-            digests,
-            validations,
-            receipt,
-        })
-    }
-}
-
-fn not_found(run_id: &RunId, what: &str) -> Error {
-    Error::NotFound {
-        run_id: run_id.clone(),
-        what: what.into(),
+        self.control.status(run_id).await
     }
 }

@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 
 pub use delta::BusinessDelta;
 pub use rows::{AcceptedValues, InRange, NotNull, UniqueKey};
-pub use totals::{CountTolerance, DigestMatchesLedger, Expected};
+pub use totals::{CountTolerance, DeclaredPartitionsStaged, DigestMatchesLedger, Expected};
 
 use crate::digest::{OutputRow, PartitionDigests};
 use crate::error::Result;
 use crate::ids::RunId;
 use crate::manifest::RunManifest;
-use crate::publish::Publisher;
+use crate::publish::TargetReader;
 use crate::sink::StagingSink;
 use crate::store::ChunkRecord;
 
@@ -82,8 +82,8 @@ pub struct ValidationContext<'a, R: OutputRow> {
     pub ledger: &'a PartitionDigests,
     /// The staging sink, to read staged rows back.
     pub staged: &'a dyn StagingSink<R>,
-    /// The publisher, to read the currently accepted output.
-    pub current: &'a dyn Publisher<R>,
+    /// The target's reader, to read the currently accepted output.
+    pub current: &'a dyn TargetReader<R>,
 }
 
 impl<R: OutputRow> ValidationContext<'_, R> {

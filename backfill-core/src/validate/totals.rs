@@ -141,3 +141,62 @@ impl<R: OutputRow> Validator<R> for CountTolerance {
         ))
     }
 }
+
+/// Replace-partitions replaces every declared partition, so a declared partition that staged no
+/// rows would be emptied. That fails unless the manifest sets `target.allow_empty_partitions`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeclaredPartitionsStaged;
+
+#[async_trait]
+impl<R: OutputRow> Validator<R> for DeclaredPartitionsStaged {
+    fn name(&self) -> &str {
+        "declared_partitions_staged"
+    }
+
+    async fn validate(&self, cx: &ValidationContext<'_, R>) -> Result<ValidationOutcome> {
+        let empty: Vec<&crate::ids::PartitionKey> = cx
+            .manifest
+            .target
+            .partitions
+            .iter()
+            .filter(|p| cx.ledger.0.get(*p).is_none_or(|d| d.rows == 0))
+            .collect();
+        let allowed = cx.manifest.target.allow_empty_partitions;
+        let details = json!({"empty": empty, "allow_empty_partitions": allowed});
+        let name = Validator::<R>::name(self);
+        Ok(if empty.is_empty() {
+            ValidationOutcome::pass(
+                name,
+                format!(
+                    "all {} declared partitions staged rows",
+                    cx.manifest.target.partitions.len()
+                ),
+                details,
+            )
+        } else if allowed {
+            ValidationOutcome::pass(
+                name,
+                format!(
+                    "{} declared partition(s) staged no rows and will be emptied (allowed by the manifest)",
+                    empty.len()
+                ),
+                details,
+            )
+        } else {
+            ValidationOutcome::new(
+                name,
+                Verdict::Fail,
+                format!(
+                    "{} declared partition(s) staged no rows and would be emptied: {}",
+                    empty.len(),
+                    empty
+                        .iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                details,
+            )
+        })
+    }
+}
