@@ -23,6 +23,6 @@ pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
 pub use publish::SqlPublisher;
 pub use row::{Column, RowSchema, SqlRow, SqlType};
-pub use sink::SqlSink;
+pub use sink::{SqlArtifact, SqlSink};
 pub use store::SqlStore;
 pub use validate::SqlCheck;

@@ -5,7 +5,10 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use backfill_core::ids::RunId;
-use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
+use backfill_core::sink::{
+    SinkDescriptor, StageReceipt, StageRequest, StagedArtifact, StagingSink,
+};
+use serde::{Deserialize, Serialize};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
@@ -23,6 +26,38 @@ use crate::row::{all_columns, decode, encode, lineage_values, RowSchema, SqlRow,
 
 /// Column holding the chunk id in staging tables.
 pub(crate) const CHUNK_COLUMN: &str = "bf_chunk_id";
+
+/// What [`SqlSink::stage`](StagingSink::stage) staged for one chunk: the artifact in its
+/// [`StageReceipt`], recorded in the run store's chunk ledger and handed to the publisher.
+///
+/// Stored as JSON: `{"table": "silver.bfs_…", "target": "silver.case_sla_monthly",
+/// "chunk_id": "00003-…", "attempt": 2}`. A publisher reads it back with
+/// [`SqlArtifact::from_artifact`]; the chunk's rows are the rows of `table` whose `bf_chunk_id`
+/// column equals `chunk_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlArtifact {
+    /// The staging table, unquoted, schema-qualified (`schema.table`) when the target is.
+    pub table: String,
+    /// The target the rows are staged for, as the sink was given it (`schema.table` or `table`).
+    pub target: String,
+    /// The chunk; its rows are the staging table's rows with this `bf_chunk_id`.
+    pub chunk_id: String,
+    /// The ledger attempt whose rows these are (the fencing token the stage ran with).
+    pub attempt: u32,
+}
+
+impl SqlArtifact {
+    /// Reads a [`StagedArtifact`] made by [`SqlSink`]; any other shape is
+    /// [`Error::Corrupt`](backfill_core::Error::Corrupt).
+    pub fn from_artifact(artifact: &StagedArtifact) -> backfill_core::Result<Self> {
+        artifact.parse()
+    }
+
+    /// The opaque form the core records.
+    pub fn to_artifact(&self) -> backfill_core::Result<StagedArtifact> {
+        StagedArtifact::of(self)
+    }
+}
 
 /// Stages rows into one table per `(target, run)`, named `bfs_<hash>`, with the row's columns, the
 /// lineage columns and the chunk id. Re-staging a chunk deletes and reloads it in one transaction.
@@ -342,9 +377,17 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
                 });
             }
         }
+        let artifact = SqlArtifact {
+            table: table.to_string(),
+            target: self.target.to_string(),
+            chunk_id: req.chunk_id.to_string(),
+            attempt: req.attempt,
+        }
+        .to_artifact()?;
         Ok(StageReceipt {
             rows: n_rows,
             batches: n_batches,
+            artifact,
         })
     }
 
