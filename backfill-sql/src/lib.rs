@@ -18,7 +18,7 @@ mod validate;
 
 pub use dialect::Dialect;
 pub use files::{DuplicatePolicy, FileDecision, FileIdentity, FileLedger, FileRecord};
-pub use ident::Ident;
+pub use ident::{Ident, QualifiedName};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
 pub use publish::SqlPublisher;

@@ -32,10 +32,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "attached_partitions",
         sql: include_str!("../migrations/0003_attached_partitions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "core_v2",
+        sql: include_str!("../migrations/0004_core_v2.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

@@ -8,19 +8,21 @@ use backfill_core::ids::RunId;
 use backfill_core::sink::{
     SinkDescriptor, StageReceipt, StageRequest, StagedArtifact, StagingSink,
 };
-use serde::{Deserialize, Serialize};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::bind::{bind_value, read_value, types};
 use crate::copy::CopyWriter;
 use crate::dialect::Dialect;
 use crate::error::{db, Error};
-use crate::ident::Ident;
+use crate::ident::{Ident, QualifiedName};
 use crate::migrate::migrate;
 use crate::pool::{with_pool, SqlPool};
 use backfill_core::digest::OutputRow;
 use serde::de::DeserializeOwned;
+
+mod fence;
 
 use crate::row::{all_columns, decode, encode, lineage_values, RowSchema, SqlRow, Value, Values};
 
@@ -59,11 +61,17 @@ impl SqlArtifact {
     }
 }
 
-/// Stages rows into one table per `(target, run)`, named `bfs_<hash>`, with the row's columns, the
-/// lineage columns and the chunk id. Re-staging a chunk deletes and reloads it in one transaction.
+/// Stages rows into one table per `(target, run)`, named `bfs_<hash>` (in the target's schema when the
+/// target is schema-qualified, see [`QualifiedName`]), with the row's columns, the lineage columns
+/// and the chunk id. Re-staging a chunk deletes and reloads it in one transaction.
+///
+/// Stale attempts are fenced (contract clause 6): the staging transaction first locks the chunk's
+/// fence row and, when the run store shares the database, the chunk's ledger row, and refuses an
+/// attempt older than the fence or other than the ledger's current claim with
+/// [`Error::Fenced`](backfill_core::Error::Fenced). The receipt's artifact is a [`SqlArtifact`].
 pub struct SqlSink<R> {
     pool: SqlPool,
-    target: Ident,
+    target: QualifiedName,
     schema: RowSchema,
     _rows: PhantomData<fn() -> R>,
 }
@@ -141,7 +149,7 @@ pub(crate) fn column_ddl(schema: &RowSchema, d: Dialect) -> String {
 }
 
 impl<R: SqlRow> SqlSink<R> {
-    /// A sink staging rows for `target` (a table or data product name) on `pool`.
+    /// A sink staging rows for `target` (`table` or `schema.table`) on `pool`.
     pub async fn new(pool: SqlPool, target: &str) -> backfill_core::Result<Self> {
         Self::with_schema(pool, target, RowSchema::of::<R>()).await
     }
@@ -155,10 +163,11 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
         schema: RowSchema,
     ) -> backfill_core::Result<Self> {
         check_columns::<R>(&schema)?;
+        let target = QualifiedName::parse(target)?;
         migrate(&pool).await?;
         Ok(Self {
             pool,
-            target: Ident::new(target)?,
+            target,
             schema,
             _rows: PhantomData,
         })
@@ -175,18 +184,19 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
     }
 
     /// The target name.
-    pub fn target(&self) -> &Ident {
+    pub fn target(&self) -> &QualifiedName {
         &self.target
     }
 
-    /// The staging table of a run (it need not exist yet).
-    pub fn staging_table(&self, run_id: &RunId) -> Ident {
-        staging_table_name(&self.target, run_id)
+    /// The staging table of a run (it need not exist yet), in the target's schema.
+    pub fn staging_table(&self, run_id: &RunId) -> QualifiedName {
+        staging_table_for(&self.target, run_id)
     }
 
-    async fn ensure_table(&self, run_id: &RunId) -> backfill_core::Result<Ident> {
+    async fn ensure_table(&self, run_id: &RunId) -> backfill_core::Result<QualifiedName> {
         let d = self.pool.dialect();
         let table = self.staging_table(run_id);
+        self.target.ensure_schema(&self.pool).await?;
         let t = table.quoted(d);
         let chunk = d.quote(CHUNK_COLUMN);
         let cols = column_ddl(&self.schema, d);
@@ -203,7 +213,8 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
                         "CREATE TABLE IF NOT EXISTS {t} ({cols}, {chunk} {key} NOT NULL)"
                     ))
                     .await?;
-                let idx = d.quote(&format!("{}_chunk", table.as_str()));
+                // An index name is not schema-qualified: PostgreSQL puts it in the table's schema.
+                let idx = d.quote(&format!("{}_chunk", table.catalog_parts(d).1));
                 self.pool
                     .execute(&format!(
                         "CREATE INDEX IF NOT EXISTS {idx} ON {t} ({chunk})"
@@ -214,8 +225,8 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
         let r = with_pool!(&self.pool, p => {
             sqlx::query(&d.sql("INSERT INTO bf_staging_tables (run_id, target, table_name, created_at) VALUES (?, ?, ?, ?)"))
                 .bind(run_id.as_str())
-                .bind(self.target.as_str())
-                .bind(table.as_str())
+                .bind(self.target.to_string())
+                .bind(table.to_string())
                 .bind(chrono::Utc::now().timestamp_micros())
                 .execute(p)
                 .await
@@ -232,11 +243,41 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
 
 /// `bfs_` + 24 hex digits of sha256(target, run): a safe, bounded name whatever the run id is.
 pub(crate) fn staging_table_name(target: &Ident, run_id: &RunId) -> Ident {
+    staging_table_for(&QualifiedName::unqualified(target.clone()), run_id)
+        .name()
+        .clone()
+}
+
+/// The staging table of `(target, run)`: `bfs_` + 24 hex digits of sha256(target as written, run),
+/// in the target's schema. For an unqualified target it is [`staging_table_name`].
+pub(crate) fn staging_table_for(target: &QualifiedName, run_id: &RunId) -> QualifiedName {
     let mut h = Sha256::new();
-    h.update(target.as_str().as_bytes());
+    h.update(target.to_string().as_bytes());
     h.update([0]);
     h.update(run_id.as_str().as_bytes());
-    Ident::generated("bfs_", &hex::encode(h.finalize())[..24])
+    target.sibling(Ident::generated("bfs_", &hex::encode(h.finalize())[..24]))
+}
+
+/// Creates the chunk's fence row if missing, outside the staging transaction (PostgreSQL, MySQL).
+async fn ensure_fence<DB: sqlx::Database>(
+    p: &sqlx::Pool<DB>,
+    f: &fence::Fence<'_>,
+    d: Dialect,
+) -> backfill_core::Result<()>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(&fence::Fence::ensure_sql(d))
+        .bind(f.run_id.as_str().to_owned())
+        .bind(f.target.to_owned())
+        .bind(f.chunk_id.as_str().to_owned())
+        .execute(p)
+        .await
+        .map(drop)
+        .map_err(db)
 }
 
 fn row_err<R>(e: impl fmt::Display) -> backfill_core::Error {
@@ -269,9 +310,15 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
         let columns = self.schema.columns;
         let lineage = lineage_values(req.lineage);
         let chunk_value = Value::Text(req.chunk_id.to_string());
+        let target = self.target.to_string();
+        let f = fence::Fence {
+            run_id: req.run_id,
+            target: &target,
+            chunk_id: req.chunk_id,
+            attempt: req.attempt,
+        };
         // On MySQL an earlier attempt's rows are looked for with a plain read first: a DELETE that finds
-        // nothing still takes InnoDB gap locks, which make concurrent first attempts deadlock. (SQLite
-        // must not read before writing in one transaction: another writer would make it fail busy.)
+        // nothing still takes InnoDB gap locks, which make concurrent first attempts deadlock.
         let exists = d
             .sql(&format!("SELECT 1 FROM {t} WHERE {chunk} = ? LIMIT 1"))
             .into_owned();
@@ -279,9 +326,63 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
             .sql(&format!("DELETE FROM {t} WHERE {chunk} = ?"))
             .into_owned();
         let (mut n_rows, mut n_batches) = (0u64, 0u64);
+        let ty = types(columns);
+        let per_row = ty.len() + 1;
+        let max_rows = (d.max_params() / per_row).clamp(1, 500);
+        let one = format!("({})", vec!["?"; per_row].join(", "));
+        let mysql = d == Dialect::MySql;
+        // Deletes the chunk's earlier rows, then multi-row INSERTs the stream's batches, in the open
+        // transaction `$tx`.
+        macro_rules! replace_rows {
+            ($tx:expr) => {
+                let earlier = !mysql
+                    || sqlx::query_scalar::<_, i64>(&exists)
+                        .bind(req.chunk_id.as_str())
+                        .fetch_optional(&mut *$tx)
+                        .await
+                        .map_err(db)?
+                        .is_some();
+                if earlier {
+                    sqlx::query(&delete)
+                        .bind(req.chunk_id.as_str())
+                        .execute(&mut *$tx)
+                        .await
+                        .map_err(db)?;
+                }
+                while let Some(batch) = rows.try_next().await? {
+                    n_batches += 1;
+                    n_rows += batch.len() as u64;
+                    for group in batch.chunks(max_rows) {
+                        let mut values = Vec::with_capacity(group.len() * per_row);
+                        for r in group {
+                            let mut v = Values(Vec::with_capacity(per_row));
+                            encode(r, columns, &mut v).map_err(row_err::<R>)?;
+                            values.extend(v.0);
+                            values.extend(lineage.iter().cloned());
+                            values.push(chunk_value.clone());
+                        }
+                        let sql = format!(
+                            "INSERT INTO {t} ({cols}, {chunk}) VALUES {}",
+                            vec![one.as_str(); group.len()].join(", ")
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for (i, v) in values.iter().enumerate() {
+                            let col_ty = ty
+                                .get(i % per_row)
+                                .copied()
+                                .unwrap_or(crate::row::SqlType::Text);
+                            q = bind_value!(q, col_ty, v, mysql);
+                        }
+                        q.execute(&mut *$tx).await.map_err(db)?;
+                    }
+                }
+            };
+        }
         match &self.pool {
             SqlPool::Postgres(p) => {
+                ensure_fence(p, &f, d).await?;
                 let mut tx = p.begin().await.map_err(db)?;
+                fence::check_postgres(&mut tx, &f).await?;
                 sqlx::query(&delete)
                     .bind(req.chunk_id.as_str())
                     .execute(&mut *tx)
@@ -327,59 +428,24 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
                 copy.finish().await.map_err(db)?;
                 tx.commit().await.map_err(db)?;
             }
-            pool => {
-                let ty = types(columns);
-                let per_row = ty.len() + 1;
-                let max_rows = (d.max_params() / per_row).clamp(1, 500);
-                let one = format!("({})", vec!["?"; per_row].join(", "));
-                let mysql = d == Dialect::MySql;
-                with_pool!(pool, p => {
-                    let mut tx = p.begin().await.map_err(db)?;
-                    let earlier = if mysql {
-                        sqlx::query_scalar::<_, i64>(&exists)
-                            .bind(req.chunk_id.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(db)?
-                            .is_some()
-                    } else {
-                        true
-                    };
-                    if earlier {
-                        sqlx::query(&delete)
-                            .bind(req.chunk_id.as_str())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                    }
-                    while let Some(batch) = rows.try_next().await? {
-                        n_batches += 1;
-                        n_rows += batch.len() as u64;
-                        for group in batch.chunks(max_rows) {
-                            let mut values = Vec::with_capacity(group.len() * per_row);
-                            for r in group {
-                                let mut v = Values(Vec::with_capacity(per_row));
-                                encode(r, columns, &mut v).map_err(row_err::<R>)?;
-                                values.extend(v.0);
-                                values.extend(lineage.iter().cloned());
-                                values.push(chunk_value.clone());
-                            }
-                            let sql = format!("INSERT INTO {t} ({cols}, {chunk}) VALUES {}", vec![one.as_str(); group.len()].join(", "));
-                            let mut q = sqlx::query(&sql);
-                            for (i, v) in values.iter().enumerate() {
-                                let col_ty = ty.get(i % per_row).copied().unwrap_or(crate::row::SqlType::Text);
-                                q = bind_value!(q, col_ty, v, mysql);
-                            }
-                            q.execute(&mut *tx).await.map_err(db)?;
-                        }
-                    }
-                    tx.commit().await.map_err(db)?;
-                });
+            SqlPool::MySql(p) => {
+                ensure_fence(p, &f, d).await?;
+                let mut tx = p.begin().await.map_err(db)?;
+                fence::check_mysql(&mut tx, &f).await?;
+                replace_rows!(tx);
+                tx.commit().await.map_err(db)?;
+            }
+            SqlPool::Sqlite(p) => {
+                // IMMEDIATE: the write lock is taken by BEGIN, so the fence is read under it.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+                fence::check_sqlite(&mut tx, &f).await?;
+                replace_rows!(tx);
+                tx.commit().await.map_err(db)?;
             }
         }
         let artifact = SqlArtifact {
             table: table.to_string(),
-            target: self.target.to_string(),
+            target,
             chunk_id: req.chunk_id.to_string(),
             attempt: req.attempt,
         }
@@ -401,7 +467,7 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
             let exists: Option<String> = with_pool!(&self.pool, p => {
                 sqlx::query_scalar(&d.sql("SELECT table_name FROM bf_staging_tables WHERE run_id = ? AND target = ?"))
                     .bind(run_id.as_str())
-                    .bind(self.target.as_str())
+                    .bind(self.target.to_string())
                     .fetch_optional(p)
                     .await
                     .map_err(db)?
@@ -437,7 +503,7 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
         with_pool!(&self.pool, p => {
             sqlx::query(&d.sql("DELETE FROM bf_staging_tables WHERE run_id = ? AND target = ?"))
                 .bind(run_id.as_str())
-                .bind(self.target.as_str())
+                .bind(self.target.to_string())
                 .execute(p)
                 .await
                 .map(|_| ())
@@ -448,7 +514,11 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
 }
 
 impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
-    async fn read_chunk(&self, table: &Ident, chunk_id: &str) -> backfill_core::Result<Vec<R>> {
+    async fn read_chunk(
+        &self,
+        table: &QualifiedName,
+        chunk_id: &str,
+    ) -> backfill_core::Result<Vec<R>> {
         read_rows::<R>(
             &self.pool,
             &self.schema,

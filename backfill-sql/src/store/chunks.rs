@@ -296,11 +296,12 @@ pub(super) async fn complete(
     update_held(
         pool,
         lease,
-        "status = 'done', input_count = ?, output_count = ?, digests_json = ?, lease_expires_at = ?, finished_at = ?, last_error = NULL",
+        "status = 'done', input_count = ?, output_count = ?, digests_json = ?, artifact = ?, lease_expires_at = ?, finished_at = ?, last_error = NULL",
         vec![
             Bind::I(i64::try_from(outcome.input_count).unwrap_or(i64::MAX)),
             Bind::I(i64::try_from(outcome.output_count).unwrap_or(i64::MAX)),
             Bind::S(to_json(&outcome.digests)),
+            Bind::S(to_json(&outcome.artifact)),
             Bind::OptI(None),
             Bind::I(micros(now)),
         ],
@@ -345,9 +346,10 @@ pub(super) async fn list(
         Option<String>,
         Option<i64>,
         Option<i64>,
+        Option<String>,
     );
     let rows: Vec<Raw> = with_pool!(pool, p => {
-        sqlx::query(&d.sql("SELECT chunk_id, idx, range_json, status, attempts, worker, lease_expires_at, input_count, output_count, digests_json, last_error, started_at, finished_at FROM bf_chunks WHERE run_id = ? ORDER BY idx"))
+        sqlx::query(&d.sql("SELECT chunk_id, idx, range_json, status, attempts, worker, lease_expires_at, input_count, output_count, digests_json, last_error, started_at, finished_at, artifact FROM bf_chunks WHERE run_id = ? ORDER BY idx"))
             .bind(run_id.as_str())
             .fetch_all(p)
             .await
@@ -368,6 +370,7 @@ pub(super) async fn list(
                     r.try_get("last_error")?,
                     r.try_get("started_at")?,
                     r.try_get("finished_at")?,
+                    r.try_get("artifact")?,
                 ))
             })
             .collect::<Result<Vec<_>, _>>()
@@ -390,6 +393,7 @@ pub(super) async fn list(
                 last_error,
                 started,
                 finished,
+                artifact,
             )| {
                 Ok(ChunkRecord {
                     run_id: run_id.clone(),
@@ -404,6 +408,10 @@ pub(super) async fn list(
                     input_count: u64::try_from(input).map_err(|e| corrupt("input count", e))?,
                     output_count: u64::try_from(output).map_err(|e| corrupt("output count", e))?,
                     digests: json::<PartitionDigests>("digests", &digests)?,
+                    artifact: artifact
+                        .map(|a| json("chunk artifact", &a))
+                        .transpose()?
+                        .unwrap_or_default(),
                     last_error,
                     started_at: started.map(from_micros).transpose()?,
                     finished_at: finished.map(from_micros).transpose()?,

@@ -8,8 +8,8 @@ use backfill_core::manifest::{Approval, ManifestDigest, StoredManifest};
 use backfill_core::plan::ResolvedPlan;
 use backfill_core::state::{RunState, Transition};
 use backfill_core::store::{
-    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, Evidence, EvidenceKind, RunRecord,
-    RunStore,
+    AcceptedPointer, ChunkLease, ChunkOutcome, ChunkRecord, Evidence, EvidenceRecord, RunFilter,
+    RunRecord, RunStore,
 };
 use backfill_core::Error as CoreError;
 use chrono::{DateTime, Utc};
@@ -46,6 +46,57 @@ fn conflict(
         what: what.into(),
         expected: expected.to_string(),
         found: found.to_string(),
+    }
+}
+
+const RUN_COLUMNS: &str = "run_id, manifest_version, manifest_digest, target, mode, requested_by, state, created_at, updated_at";
+
+/// A `bf_runs` row as read, before its values are checked.
+struct RawRun {
+    run_id: String,
+    version: i64,
+    digest: String,
+    target: String,
+    mode: String,
+    requested_by: String,
+    state: String,
+    created: i64,
+    updated: i64,
+}
+
+fn raw_run<R: Row>(r: &R) -> Result<RawRun, sqlx::Error>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    String: for<'q> sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'q> sqlx::Decode<'q, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RawRun {
+        run_id: r.try_get("run_id")?,
+        version: r.try_get("manifest_version")?,
+        digest: r.try_get("manifest_digest")?,
+        target: r.try_get("target")?,
+        mode: r.try_get("mode")?,
+        requested_by: r.try_get("requested_by")?,
+        state: r.try_get("state")?,
+        created: r.try_get("created_at")?,
+        updated: r.try_get("updated_at")?,
+    })
+}
+
+impl RawRun {
+    fn into_record(self) -> backfill_core::Result<RunRecord> {
+        Ok(RunRecord {
+            run_id: self.run_id.into(),
+            manifest_version: u32::try_from(self.version)
+                .map_err(|e| corrupt("manifest version", e))?,
+            manifest_digest: json("digest", &to_json(&self.digest))?,
+            target: self.target,
+            mode: json("mode", &to_json(&self.mode))?,
+            requested_by: self.requested_by,
+            state: RunState::parse(&self.state).ok_or_else(|| corrupt("run state", &self.state))?,
+            created_at: from_micros(self.created)?,
+            updated_at: from_micros(self.updated)?,
+        })
     }
 }
 
@@ -154,12 +205,13 @@ impl RunStore for SqlStore {
     async fn create_run(&self, run: &RunRecord) -> backfill_core::Result<()> {
         let d = self.pool.dialect();
         let r = with_pool!(&self.pool, p => {
-            sqlx::query(&d.sql("INSERT INTO bf_runs (run_id, manifest_version, manifest_digest, target, mode, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"))
+            sqlx::query(&d.sql("INSERT INTO bf_runs (run_id, manifest_version, manifest_digest, target, mode, requested_by, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"))
                 .bind(run.run_id.as_str())
                 .bind(i64::from(run.manifest_version))
                 .bind(run.manifest_digest.as_str())
                 .bind(&run.target)
                 .bind(to_json(&run.mode).trim_matches('"').to_owned())
+                .bind(&run.requested_by)
                 .bind(run.state.as_str())
                 .bind(micros(run.created_at))
                 .bind(micros(run.updated_at))
@@ -178,39 +230,22 @@ impl RunStore for SqlStore {
 
     async fn run(&self, run_id: &RunId) -> backfill_core::Result<Option<RunRecord>> {
         let d = self.pool.dialect();
+        let sql = d
+            .sql(&format!(
+                "SELECT {RUN_COLUMNS} FROM bf_runs WHERE run_id = ?"
+            ))
+            .into_owned();
         let row = with_pool!(&self.pool, p => {
-            sqlx::query(&d.sql("SELECT manifest_version, manifest_digest, target, mode, state, created_at, updated_at FROM bf_runs WHERE run_id = ?"))
+            sqlx::query(&sql)
                 .bind(run_id.as_str())
                 .fetch_optional(p)
                 .await
                 .map_err(db)?
-                .map(|r| -> Result<_, sqlx::Error> {
-                    Ok((
-                        r.try_get::<i64, _>("manifest_version")?,
-                        r.try_get::<String, _>("manifest_digest")?,
-                        r.try_get::<String, _>("target")?,
-                        r.try_get::<String, _>("mode")?,
-                        r.try_get::<String, _>("state")?,
-                        r.try_get::<i64, _>("created_at")?,
-                        r.try_get::<i64, _>("updated_at")?,
-                    ))
-                })
+                .map(|r| raw_run(&r))
                 .transpose()
                 .map_err(db)?
         });
-        let Some((version, digest, target, mode, state, created, updated)) = row else {
-            return Ok(None);
-        };
-        Ok(Some(RunRecord {
-            run_id: run_id.clone(),
-            manifest_version: u32::try_from(version).map_err(|e| corrupt("manifest version", e))?,
-            manifest_digest: json("digest", &to_json(&digest))?,
-            target,
-            mode: json("mode", &to_json(&mode))?,
-            state: RunState::parse(&state).ok_or_else(|| corrupt("run state", &state))?,
-            created_at: from_micros(created)?,
-            updated_at: from_micros(updated)?,
-        }))
+        row.map(RawRun::into_record).transpose()
     }
 
     async fn transition(&self, t: &Transition) -> backfill_core::Result<()> {
@@ -336,12 +371,11 @@ impl RunStore for SqlStore {
         run_id: &RunId,
         at: DateTime<Utc>,
         by: &str,
-        kind: EvidenceKind,
-        detail: serde_json::Value,
+        record: &EvidenceRecord,
     ) -> backfill_core::Result<u64> {
         let d = self.pool.dialect();
-        let kind = to_json(&kind).trim_matches('"').to_owned();
-        let detail = detail.to_string();
+        let kind = record.kind().as_str();
+        let detail = record.to_json().to_string();
         // Concurrent appends may pick the same MAX + 1; the primary key refuses the loser, which retries.
         for _ in 0..20 {
             let r = with_pool!(&self.pool, p => {
@@ -356,7 +390,7 @@ impl RunStore for SqlStore {
                     .bind(seq)
                     .bind(micros(at))
                     .bind(by)
-                    .bind(&kind)
+                    .bind(kind)
                     .bind(&detail)
                     .execute(&mut *tx)
                     .await;
@@ -398,13 +432,28 @@ impl RunStore for SqlStore {
         });
         rows.into_iter()
             .map(|(seq, at, by, kind, detail)| {
+                let what = || format!("evidence record {seq} of run {run_id}");
+                let value: serde_json::Value =
+                    serde_json::from_str(&detail).map_err(|e| CoreError::corrupt(what(), e))?;
+                let record = EvidenceRecord::from_json(value).map_err(|e| match e {
+                    CoreError::Corrupt { detail, .. } => CoreError::corrupt(what(), detail),
+                    other => other,
+                })?;
+                if record.kind().as_str() != kind {
+                    return Err(CoreError::corrupt(
+                        what(),
+                        format!(
+                            "kind column says {kind}, the record is {}",
+                            record.kind().as_str()
+                        ),
+                    ));
+                }
                 Ok(Evidence {
                     run_id: run_id.clone(),
-                    seq: u64::try_from(seq).map_err(|e| corrupt("evidence seq", e))?,
+                    seq: u64::try_from(seq).map_err(|e| CoreError::corrupt(what(), e))?,
                     at: from_micros(at)?,
                     by,
-                    kind: json("evidence kind", &to_json(&kind))?,
-                    detail: json("evidence detail", &detail)?,
+                    record,
                 })
             })
             .collect()
@@ -479,5 +528,59 @@ impl RunStore for SqlStore {
             expected.map_or("none", RunId::as_str),
             found.as_deref().unwrap_or("none"),
         ))
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> backfill_core::Result<Vec<RunRecord>> {
+        let d = self.pool.dialect();
+        let mut clauses: Vec<String> = Vec::new();
+        if !filter.states.is_empty() {
+            clauses.push(format!(
+                "state IN ({})",
+                vec!["?"; filter.states.len()].join(", ")
+            ));
+        }
+        if filter.target.is_some() {
+            clauses.push("target = ?".into());
+        }
+        if filter.requested_by.is_some() {
+            clauses.push("requested_by = ?".into());
+        }
+        if filter.created_after.is_some() {
+            clauses.push("created_at >= ?".into());
+        }
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM bf_runs");
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY created_at DESC, run_id DESC");
+        if let Some(n) = filter.limit {
+            // A number, not input text: safe to splice.
+            sql.push_str(&format!(" LIMIT {}", i64::try_from(n).unwrap_or(i64::MAX)));
+        }
+        let sql = d.sql(&sql).into_owned();
+        let rows = with_pool!(&self.pool, p => {
+            let mut q = sqlx::query(&sql);
+            for s in &filter.states {
+                q = q.bind(s.as_str());
+            }
+            if let Some(t) = &filter.target {
+                q = q.bind(t.as_str());
+            }
+            if let Some(r) = &filter.requested_by {
+                q = q.bind(r.as_str());
+            }
+            if let Some(a) = filter.created_after {
+                q = q.bind(micros(a));
+            }
+            q.fetch_all(p)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(raw_run)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?
+        });
+        rows.into_iter().map(RawRun::into_record).collect()
     }
 }
