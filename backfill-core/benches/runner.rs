@@ -92,7 +92,7 @@ fn manifest() -> ApprovedManifest {
     m.source = SourceSpec {
         kind: "memory".into(),
         name: "inputs".into(),
-        snapshot: Some("s".into()),
+        snapshot: Some("bench".into()),
         range: Some(InputRange::Offsets {
             partitions: vec![backfill_core::manifest::OffsetRange {
                 partition: 0,
@@ -132,6 +132,23 @@ fn hand_loop(records: &[(u64, i64)]) -> (PartitionDigests, u64, Vec<Out>) {
     (digests, count, staged)
 }
 
+/// An executor over fresh in-memory parts.
+fn executor(source: MemorySource<(u64, i64)>) -> Executor<HashIds> {
+    let sink = Arc::new(MemorySink::new("staging"));
+    let target = Arc::new(MemoryPublisher::new("bench", &sink));
+    let control = Control::new(Arc::new(MemoryStore::new()))
+        .with_target(Arc::clone(&target) as Arc<dyn Publisher>)
+        .expect("one target");
+    Executor::builder(
+        control,
+        Arc::new(source.snapshot("bench")),
+        Arc::new(HashIds),
+        sink,
+        target,
+    )
+    .build()
+}
+
 fn bench(c: &mut Criterion) {
     let records = inputs();
     let approved = manifest();
@@ -150,15 +167,9 @@ fn bench(c: &mut Criterion) {
     group.bench_function("runner", |b| {
         b.iter_batched(
             || {
-                let runner = Runner::builder(
-                    Arc::new(MemoryStore::new()),
-                    Arc::new(MemorySource::by_offset(records.clone(), CHUNK).batch_size(4096)),
-                    Arc::new(HashIds),
-                    Arc::new(MemorySink::new("staging")),
-                    Arc::new(MemoryPublisher::new("bench")),
-                )
-                .build();
-                rt.block_on(runner.submit(&approved)).unwrap();
+                let runner =
+                    executor(MemorySource::by_offset(records.clone(), CHUNK).batch_size(4096));
+                rt.block_on(runner.control().submit(&approved)).unwrap();
                 runner
             },
             |runner| {
@@ -173,15 +184,8 @@ fn bench(c: &mut Criterion) {
 
     // Same answer on both sides.
     let (hand, _, _) = hand_loop(&records);
-    let runner = Runner::builder(
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemorySource::by_offset(records.clone(), CHUNK)),
-        Arc::new(HashIds),
-        Arc::new(MemorySink::new("staging")),
-        Arc::new(MemoryPublisher::new("bench")),
-    )
-    .build();
-    rt.block_on(runner.submit(&approved)).unwrap();
+    let runner = executor(MemorySource::by_offset(records.clone(), CHUNK));
+    rt.block_on(runner.control().submit(&approved)).unwrap();
     assert_eq!(
         rt.block_on(runner.run(approved.run_id())).unwrap().digests,
         hand

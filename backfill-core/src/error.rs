@@ -98,16 +98,6 @@ pub enum Error {
         /// The approved version.
         version: u32,
     },
-    /// A lifecycle transition that the state machine does not allow.
-    #[error("run {run_id}: illegal transition {from} -> {to}")]
-    IllegalTransition {
-        /// The run.
-        run_id: RunId,
-        /// Current state.
-        from: RunState,
-        /// Requested state.
-        to: RunState,
-    },
     /// An event the lifecycle does not allow in the run's current state.
     #[error("run {run_id}: {event:?} is not allowed in state {state}")]
     IllegalEvent {
@@ -321,7 +311,6 @@ impl Error {
             | Self::NotApproved { .. }
             | Self::SelfApproval { .. }
             | Self::Immutable { .. }
-            | Self::IllegalTransition { .. }
             | Self::IllegalEvent { .. }
             | Self::SnapshotMismatch { .. }
             | Self::PlanCoverage { .. }

@@ -44,7 +44,7 @@ pub mod prelude {
     pub use crate::runner::{Executor, RunnerOptions};
     pub use crate::sink::{SinkDescriptor, StagingSink};
     pub use crate::source::BackfillSource;
-    pub use crate::state::{Event, RunState};
+    pub use crate::state::RunState;
     pub use crate::store::{RunFilter, RunStore};
     pub use crate::transform::{DeterministicTransform, TransformError, TransformFingerprint};
     pub use crate::validate::{Validator, Verdict};

@@ -23,7 +23,7 @@ async fn dry_run_computes_and_validates_but_publishes_nothing() {
     let mut m = manifest("bf-dry");
     m.mode = ExecutionMode::DryRun;
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let report = runner.run(approved.run_id()).await.unwrap();
     assert_eq!(report.state, RunState::Validated);
     assert_eq!(report.output_rows, 270);
@@ -35,6 +35,7 @@ async fn dry_run_computes_and_validates_but_publishes_nothing() {
         .unwrap()
         .is_none());
     let err = runner
+        .control()
         .publish(approved.run_id(), "owner")
         .await
         .unwrap_err();
@@ -49,7 +50,7 @@ async fn manual_publish_stops_at_validated_until_published() {
     let mut m = manifest("bf-manual");
     m.safety.manual_publish = true;
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     assert_eq!(
         runner.run(approved.run_id()).await.unwrap().state,
         RunState::Validated
@@ -60,7 +61,11 @@ async fn manual_publish_stops_at_validated_until_published() {
         runner.run(approved.run_id()).await.unwrap().state,
         RunState::Validated
     );
-    let receipt = runner.publish(approved.run_id(), "owner").await.unwrap();
+    let receipt = runner
+        .control()
+        .publish(approved.run_id(), "owner")
+        .await
+        .unwrap();
     assert_eq!(receipt.rows, 270);
     assert_eq!(
         runner.status(approved.run_id()).await.unwrap().state,
@@ -68,7 +73,11 @@ async fn manual_publish_stops_at_validated_until_published() {
     );
     // Publishing again returns the same receipt.
     assert_eq!(
-        runner.publish(approved.run_id(), "owner").await.unwrap(),
+        runner
+            .control()
+            .publish(approved.run_id(), "owner")
+            .await
+            .unwrap(),
         receipt
     );
 }
@@ -84,7 +93,7 @@ async fn failed_validation_rejects_and_publishes_nothing() {
         })))
         .build();
     let approved = approve(manifest("bf-bad"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     match &err {
         Error::ValidationFailed { failed, .. } => {
@@ -100,6 +109,7 @@ async fn failed_validation_rejects_and_publishes_nothing() {
         .any(|v| v.verdict == Verdict::Fail));
     assert!(parts.publisher.snapshot().is_empty());
     let err = runner
+        .control()
         .publish(approved.run_id(), "owner")
         .await
         .unwrap_err();
@@ -107,10 +117,10 @@ async fn failed_validation_rejects_and_publishes_nothing() {
 }
 
 /// Publishes run `bf-v1` (factor 2), then restates with `bf-v2` (factor 3, version 2.0.0).
-async fn publish_then_restate(parts: &Parts) -> (Runner<Scale>, ApprovedManifest) {
+async fn publish_then_restate(parts: &Parts) -> (Executor<Scale>, ApprovedManifest) {
     let v1 = parts.runner(Arc::new(source()), Scale::default()).build();
     let approved = approve(manifest("bf-v1"));
-    v1.submit(&approved).await.unwrap();
+    v1.control().submit(&approved).await.unwrap();
     assert_eq!(
         v1.run(approved.run_id()).await.unwrap().state,
         RunState::Published
@@ -132,7 +142,7 @@ async fn publish_then_restate(parts: &Parts) -> (Runner<Scale>, ApprovedManifest
         ..Default::default()
     });
     let approved = approve(m);
-    v2.submit(&approved).await.unwrap();
+    v2.control().submit(&approved).await.unwrap();
     (v2, approved)
 }
 
@@ -158,19 +168,21 @@ async fn business_delta_over_threshold_waits_for_owner_then_supersedes() {
         .all(|r| r.run_id == "bf-v1"));
 
     let err = v2
+        .control()
         .review(approved.run_id(), true, "data-platform", "looks fine")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SelfApproval { .. }), "{err}");
     assert_eq!(
-        v2.review(
-            approved.run_id(),
-            true,
-            "owner",
-            "1.5x expected from the fix"
-        )
-        .await
-        .unwrap(),
+        v2.control()
+            .review(
+                approved.run_id(),
+                true,
+                "owner",
+                "1.5x expected from the fix"
+            )
+            .await
+            .unwrap(),
         RunState::Validated
     );
     let report = v2.run(approved.run_id()).await.unwrap();
@@ -210,7 +222,8 @@ async fn owner_rejection_is_final() {
     let (v2, approved) = publish_then_restate(&parts).await;
     v2.run(approved.run_id()).await.unwrap();
     assert_eq!(
-        v2.review(approved.run_id(), false, "owner", "too big")
+        v2.control()
+            .review(approved.run_id(), false, "owner", "too big")
             .await
             .unwrap(),
         RunState::Rejected
@@ -234,11 +247,13 @@ async fn rollback_moves_the_pointer_back_and_restores_output() {
         let (v2, approved) = publish_then_restate(&parts).await;
         let old = parts.publisher.snapshot();
         v2.run(approved.run_id()).await.unwrap();
-        v2.review(approved.run_id(), true, "owner", "ok")
+        v2.control()
+            .review(approved.run_id(), true, "owner", "ok")
             .await
             .unwrap();
         v2.run(approved.run_id()).await.unwrap();
         let receipt = v2
+            .control()
             .rollback(
                 "amounts_daily",
                 &"bf-v1".into(),
@@ -295,17 +310,16 @@ struct CommitThenFail {
 }
 
 #[async_trait]
-impl Publisher<Row> for CommitThenFail {
+impl Publisher for CommitThenFail {
     fn descriptor(&self) -> SinkDescriptor {
         self.inner.descriptor()
     }
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<Row>,
-    ) -> backfill_core::Result<PublishReceipt> {
+    fn capabilities(&self) -> PublisherCapabilities {
+        self.inner.capabilities()
+    }
+    async fn publish(&self, req: PublishRequest<'_>) -> backfill_core::Result<PublishReceipt> {
         let n = self.publishes.fetch_add(1, Ordering::SeqCst);
-        let receipt = self.inner.publish(req, staged).await?;
+        let receipt = self.inner.publish(req).await?;
         if n == 0 {
             return Err(Error::transient("test", Injected));
         }
@@ -317,6 +331,16 @@ impl Publisher<Row> for CommitThenFail {
     async fn rollback(&self, req: RollbackRequest<'_>) -> backfill_core::Result<PublishReceipt> {
         self.inner.rollback(req).await
     }
+    async fn inspect_rollback(
+        &self,
+        from: &RunId,
+        to: &RunId,
+    ) -> backfill_core::Result<Option<PublishReceipt>> {
+        self.inner.inspect_rollback(from, to).await
+    }
+}
+
+impl TargetReader<Row> for CommitThenFail {
     fn read_current<'a>(
         &'a self,
         partition: &'a PartitionKey,
@@ -329,20 +353,23 @@ impl Publisher<Row> for CommitThenFail {
 async fn unknown_publish_outcome_is_inspected_not_repeated() {
     let parts = Parts::new();
     let publisher = Arc::new(CommitThenFail {
-        inner: MemoryPublisher::new("amounts_daily"),
+        inner: MemoryPublisher::new("amounts_daily", &parts.sink),
         publishes: AtomicU32::new(0),
     });
-    let runner = Runner::builder(
-        parts.store.clone(),
+    let control = Control::new(parts.store.clone())
+        .with_clock(Arc::new(FixedClock(at())))
+        .with_target(publisher.clone())
+        .unwrap();
+    let runner = Executor::builder(
+        control,
         Arc::new(source()),
         Arc::new(Scale::default()),
         parts.sink.clone(),
         publisher.clone(),
     )
-    .clock(Arc::new(FixedClock(at())))
     .build();
     let approved = approve(manifest("bf-unknown"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     assert!(err.is_retryable());
     assert_eq!(
@@ -383,15 +410,15 @@ async fn running_a_published_run_again_changes_nothing() {
     let src = Arc::new(source());
     let runner = parts.runner(src.clone(), Scale::default()).build();
     let approved = approve(manifest("bf-again"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let first = runner.run(approved.run_id()).await.unwrap();
     let evidence = parts.store.evidence(approved.run_id()).await.unwrap().len();
     let reads = src.read_log().len();
     // Submitting the same manifest is idempotent; a different one under the same id conflicts.
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let mut other = manifest("bf-again");
     other.reason = "something else".into();
-    let err = runner.submit(&approve(other)).await.unwrap_err();
+    let err = runner.control().submit(&approve(other)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
 
     let second = runner.run(approved.run_id()).await.unwrap();
@@ -408,13 +435,13 @@ async fn amendment_supersedes_the_unrun_version() {
     let parts = Parts::new();
     let runner = parts.runner(Arc::new(source()), Scale::default()).build();
     let v1 = approve(manifest("bf-am-1"));
-    runner.submit(&v1).await.unwrap();
+    runner.control().submit(&v1).await.unwrap();
     let mut v2 = v1.amend("bf-am-2");
     assert_eq!(v2.version, 2);
     assert_eq!(v2.supersedes.as_ref().unwrap().digest, *v1.digest());
     v2.reason = "fix amounts, narrower".into();
     let v2 = approve(v2);
-    runner.submit(&v2).await.unwrap();
+    runner.control().submit(&v2).await.unwrap();
     assert_eq!(
         parts.store.run(v1.run_id()).await.unwrap().unwrap().state,
         RunState::Cancelled
@@ -438,7 +465,7 @@ async fn transform_that_is_not_the_manifests_is_refused() {
         )
         .build();
     let approved = approve(manifest("bf-wrong-code"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     assert!(
         matches!(&err, Error::InvalidManifest { field, .. } if field == "transform"),
@@ -453,7 +480,7 @@ async fn rows_outside_the_declared_partitions_are_refused() {
     let mut m = manifest("bf-scope");
     m.target.partitions = vec!["2025-01".into(), "2025-02".into()];
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     match err.root() {
         Error::OutOfScope { partition, .. } => assert_eq!(partition, "2025-03"),
@@ -471,6 +498,7 @@ async fn parallel_and_sequential_runs_agree() {
             .runner(
                 Arc::new(
                     MemorySource::by_date(events(), |e: &Event| e.day)
+                        .snapshot("s-1")
                         .chunk_by(backfill_core::memory::ChunkBy::Days(7)),
                 ),
                 Scale::default(),
@@ -479,7 +507,7 @@ async fn parallel_and_sequential_runs_agree() {
         let mut m = manifest("bf-par");
         m.safety.limits.max_chunks_in_parallel = parallel;
         let approved = approve(m);
-        runner.submit(&approved).await.unwrap();
+        runner.control().submit(&approved).await.unwrap();
         let report = runner.run(approved.run_id()).await.unwrap();
         assert_eq!(report.chunks_total, 13);
         let chunks = parts.store.chunks(approved.run_id()).await.unwrap();

@@ -65,7 +65,7 @@ async fn rows_per_minute_and_commits_per_hour_are_enforced() {
     // 270 rows at 9,000 rows/min (150/s, burst 150): the other 120 rows need at least 0.8 s.
     m.safety.limits.max_rows_per_minute = Some(9_000);
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let started = Instant::now();
     runner.run(approved.run_id()).await.unwrap();
     let rows_elapsed = started.elapsed();
@@ -80,7 +80,7 @@ async fn rows_per_minute_and_commits_per_hour_are_enforced() {
     // 3 chunks at 7,200 commits/hour (one per 0.5 s, burst 1): at least 1 s.
     m.safety.limits.max_sink_commits_per_hour = Some(7_200);
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let started = Instant::now();
     runner.run(approved.run_id()).await.unwrap();
     assert!(

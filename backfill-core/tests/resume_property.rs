@@ -23,7 +23,7 @@ async fn run_to_end(
             let runner = parts
                 .runner_with_sink(src.clone(), Scale::default(), failing)
                 .build();
-            runner.submit(approved).await.unwrap();
+            runner.control().submit(approved).await.unwrap();
             assert!(runner.run(approved.run_id()).await.is_err());
             parts
                 .runner(src, Scale::default())
@@ -34,7 +34,7 @@ async fn run_to_end(
         }
         None => {
             let runner = parts.runner(src, Scale::default()).build();
-            runner.submit(approved).await.unwrap();
+            runner.control().submit(approved).await.unwrap();
             runner.run(approved.run_id()).await.unwrap()
         }
     }
@@ -46,7 +46,7 @@ proptest! {
     fn interrupted_and_resumed_equals_uninterrupted(days in 1u32..20, batch in 1usize..40, k_seed in any::<u32>(), parallel in 1u32..4) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let make = || Arc::new(MemorySource::by_date(events(), |e: &Event| e.day).chunk_by(ChunkBy::Days(days)).batch_size(batch));
+            let make = || Arc::new(MemorySource::by_date(events(), |e: &Event| e.day).chunk_by(ChunkBy::Days(days)).batch_size(batch).snapshot("s-1"));
             let mut m = manifest("bf-prop");
             m.safety.limits.max_chunks_in_parallel = parallel;
             let approved = approve(m);

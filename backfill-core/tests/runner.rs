@@ -18,7 +18,7 @@ async fn publishes_with_evidence_and_recorded_transitions() {
     let parts = Parts::new();
     let runner = parts.runner(Arc::new(source()), Scale::default()).build();
     let approved = approve(manifest("bf-001"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let report = runner.run(approved.run_id()).await.unwrap();
 
     assert_eq!(report.state, RunState::Published);
@@ -71,7 +71,7 @@ async fn publishes_with_evidence_and_recorded_transitions() {
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind())
         .collect();
     for k in [
         EvidenceKind::ManifestStored,
@@ -103,7 +103,7 @@ async fn sink_failure_at_chunk_k_then_resume_matches_uninterrupted_run() {
         .runner(Arc::new(source()), Scale::default())
         .build();
     let approved = approve(manifest("bf-002"));
-    r.submit(&approved).await.unwrap();
+    r.control().submit(&approved).await.unwrap();
     r.run(approved.run_id()).await.unwrap();
     let expected = staged_digests(&reference, "bf-002").await;
 
@@ -114,7 +114,7 @@ async fn sink_failure_at_chunk_k_then_resume_matches_uninterrupted_run() {
         let runner = parts
             .runner_with_sink(src.clone(), Scale::default(), failing)
             .build();
-        runner.submit(&approved).await.unwrap();
+        runner.control().submit(&approved).await.unwrap();
         let err = runner.run(approved.run_id()).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Permanent, "{err}");
         assert!(
@@ -187,7 +187,7 @@ async fn crash_mid_chunk_resumes_at_that_chunk() {
     let runner = parts
         .runner_with_sink(src.clone(), Scale::default(), hang)
         .build();
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let crashed =
         tokio::time::timeout(Duration::from_millis(300), runner.run(approved.run_id())).await;
     assert!(crashed.is_err(), "the run should still be hanging");
@@ -235,7 +235,7 @@ async fn transient_errors_are_retried_with_backoff() {
         .options(RunnerOptions::default().with_retry(RetryPolicy::new(3, Duration::from_millis(5))))
         .build();
     let approved = approve(manifest("bf-004"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let report = runner.run(approved.run_id()).await.unwrap();
     assert_eq!(report.state, RunState::Published);
     let chunks = parts.store.chunks(approved.run_id()).await.unwrap();
@@ -255,7 +255,7 @@ async fn transient_errors_are_retried_with_backoff() {
         .runner_with_sink(Arc::new(source()), Scale::default(), failing)
         .options(RunnerOptions::default().with_retry(RetryPolicy::new(2, Duration::from_millis(1))))
         .build();
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     assert!(err.is_retryable());
     assert!(matches!(err, Error::Chunk { attempt: 2, .. }), "{err}");
@@ -267,7 +267,7 @@ async fn tampered_manifest_is_refused_before_anything_runs() {
     let src = Arc::new(source());
     let runner = parts.runner(src.clone(), Scale::default()).build();
     let approved = approve(manifest("bf-005"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let stored = parts
         .store
         .manifest(approved.run_id())
@@ -294,7 +294,7 @@ async fn unapproved_and_self_approved_runs_are_refused() {
     let parts = Parts::new();
     let runner = parts.runner(Arc::new(source()), Scale::default()).build();
     let draft = manifest("bf-006");
-    runner.submit_draft(&draft).await.unwrap();
+    runner.control().submit_draft(&draft).await.unwrap();
     let err = runner.run(&draft.run_id).await.unwrap_err();
     assert!(
         matches!(err, Error::NotApproved { version: 1, .. }),
@@ -302,16 +302,22 @@ async fn unapproved_and_self_approved_runs_are_refused() {
     );
 
     let err = runner
-        .approve_draft(&draft.run_id, "data-platform")
+        .control()
+        .approve(&draft.run_id, "data-platform")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::SelfApproval { .. }), "{err}");
     let err = draft.clone().approve("data-platform", at()).unwrap_err();
     assert!(matches!(err, Error::SelfApproval { .. }), "{err}");
 
-    runner.approve_draft(&draft.run_id, "owner").await.unwrap();
+    runner
+        .control()
+        .approve(&draft.run_id, "owner")
+        .await
+        .unwrap();
     let err = runner
-        .approve_draft(&draft.run_id, "owner")
+        .control()
+        .approve(&draft.run_id, "owner")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Immutable { .. }), "{err}");
@@ -327,18 +333,27 @@ async fn side_effecting_sink_is_refused_in_backfill_mode() {
     let src = Arc::new(source());
     let live = Arc::new(MemoryPublisher::<Row>::with_descriptor(
         SinkDescriptor::side_effecting("alerts-topic", "kafka_topic"),
+        &parts.sink,
     ));
-    let runner = Runner::builder(
-        parts.store.clone(),
+    let control = Control::new(parts.store.clone())
+        .with_clock(Arc::new(FixedClock(at())))
+        .with_target(live.clone())
+        .unwrap();
+    let runner = Executor::builder(
+        control,
         src.clone(),
         Arc::new(Scale::default()),
         parts.sink.clone(),
         live.clone(),
     )
-    .clock(Arc::new(FixedClock(at())))
     .build();
-    let approved = approve(manifest("bf-007"));
-    runner.submit(&approved).await.unwrap();
+    let alerts = |id: &str| {
+        let mut m = manifest(id);
+        m.target.name = "alerts-topic".into();
+        m
+    };
+    let approved = approve(alerts("bf-007"));
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     match &err {
         Error::ForbiddenSink { sink, mode, .. } => {
@@ -353,13 +368,13 @@ async fn side_effecting_sink_is_refused_in_backfill_mode() {
     );
 
     // Allowed when the manifest names the sink.
-    let mut m = manifest("bf-008");
+    let mut m = alerts("bf-008");
     m.safety.side_effects = Some(SideEffectPolicy {
         allowed: true,
         allowed_sinks: vec!["alerts-topic".into()],
     });
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     assert_eq!(
         runner.run(approved.run_id()).await.unwrap().state,
         RunState::Published
@@ -373,7 +388,7 @@ async fn max_rows_expected_stops_the_run() {
     let mut m = manifest("bf-009");
     m.safety.max_rows_expected = Some(100);
     let approved = approve(m);
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     assert!(
         matches!(err.root(), Error::LimitExceeded { max: 100, .. }),
@@ -414,7 +429,7 @@ async fn cancel_stops_between_chunks() {
         .progress(Arc::new(CancelAfterFirstChunk(cancel)))
         .build();
     let approved = approve(manifest("bf-010"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
     let rec = parts.store.run(approved.run_id()).await.unwrap().unwrap();

@@ -14,23 +14,27 @@ use common::*;
 async fn a_run_through_arc_and_box_wrappers_publishes_into_the_wrapped_parts() {
     let parts = Parts::new();
     let sink = Arc::new(MemorySink::<Row>::new("staging"));
-    let publisher = Arc::new(MemoryPublisher::<Row>::new("amounts_daily"));
+    let publisher = Arc::new(MemoryPublisher::<Row>::new("amounts_daily", &sink));
     // Box<dyn …> and Arc<Arc<…>> wrappers, as registries and decorators hold them.
     let boxed_sink: Box<dyn StagingSink<Row>> = Box::new(sink.clone());
-    let shared_publisher: Arc<dyn Publisher<Row>> = Arc::new(publisher.clone());
+    let shared_publisher: Arc<dyn Publisher> = Arc::new(publisher.clone());
+    let boxed_reader: Box<dyn TargetReader<Row>> = Box::new(publisher.clone());
     let policy: Box<dyn SinkPolicy> = Box::new(Arc::new(DefaultSinkPolicy));
-    let runner = Runner::builder(
-        parts.store.clone(),
+    let control = Control::new(parts.store.clone())
+        .with_clock(Arc::new(FixedClock(at())))
+        .with_target(Arc::new(shared_publisher))
+        .unwrap();
+    let runner = Executor::builder(
+        control,
         Arc::new(source()),
         Arc::new(Scale::default()),
         Arc::new(boxed_sink),
-        Arc::new(shared_publisher),
+        Arc::new(boxed_reader),
     )
-    .clock(Arc::new(FixedClock(at())))
     .policy(Arc::new(policy))
     .build();
     let approved = approve(manifest("bf-wrapped"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let report = runner.run(approved.run_id()).await.unwrap();
     assert_eq!(report.state, RunState::Published);
     // The wrapped parts did the work.

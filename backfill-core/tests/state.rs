@@ -29,35 +29,57 @@ fn the_documented_path_is_legal() {
 }
 
 #[test]
-fn illegal_transitions_are_typed_errors() {
+fn events_not_allowed_in_a_state_lead_nowhere() {
+    use backfill_core::state::{next, Event as E};
     use RunState::*;
-    let run = RunId::from("bf-200");
-    for (from, to) in [
-        (Draft, Running),
-        (Approved, Published),
-        (Running, Published),
-        (Staged, Published),
-        (AwaitingReview, Published),
-        (Rejected, Validated),
-        (Published, Cancelled),
-        (Cancelled, Running),
-        (RolledBack, Published),
-        (Published, Published),
+    for (from, event) in [
+        (Draft, E::Start),
+        (Approved, E::Publish),
+        (Running, E::Publish),
+        (Staged, E::Publish),
+        (AwaitingReview, E::Publish),
+        (Rejected, E::ReviewAccepted),
+        (Published, E::Cancel),
+        (Cancelled, E::Start),
+        (RolledBack, E::Reinstate),
+        (Published, E::Publish),
     ] {
-        let err = from.check_transition(to, &run).unwrap_err();
-        match &err {
-            Error::IllegalTransition {
-                run_id,
-                from: f,
-                to: t,
-            } => {
-                assert_eq!((run_id, *f, *t), (&run, from, to));
-            }
-            other => panic!("{other}"),
-        }
-        assert_eq!(err.kind(), ErrorKind::Refused);
-        assert!(err.to_string().contains("bf-200"));
+        assert_eq!(next(from, event), None, "{from} + {event:?}");
     }
+    // Every state change the machine allows is one event from one state.
+    for from in RunState::ALL {
+        for to in RunState::ALL {
+            let events: Vec<E> = E::ALL
+                .into_iter()
+                .filter(|e| next(from, *e) == Some(to))
+                .collect();
+            assert!(events.len() <= 1, "{from} -> {to} by {events:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_state_does_not_allow_is_a_typed_error_naming_the_run() {
+    use std::sync::Arc;
+    let store = Arc::new(backfill_core::memory::MemoryStore::new());
+    let control = Control::new(store);
+    let mut m = RunManifest::new("bf-200", RunKind::Backfill, ExecutionMode::Backfill);
+    m.requested_by = "alice".into();
+    control.submit_draft(&m).await.unwrap();
+    let run = RunId::from("bf-200");
+    assert_eq!(
+        control.cancel(&run, "alice", "not needed").await.unwrap(),
+        RunState::Cancelled
+    );
+    let err = control.cancel(&run, "alice", "again").await.unwrap_err();
+    match &err {
+        Error::IllegalEvent { run_id, state, .. } => {
+            assert_eq!((run_id.as_str(), *state), ("bf-200", RunState::Cancelled));
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.kind(), ErrorKind::Refused);
+    assert!(err.to_string().contains("bf-200"));
 }
 
 #[test]

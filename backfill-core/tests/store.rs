@@ -15,12 +15,14 @@ use common::*;
 
 fn plan(run: &str, n: usize) -> ResolvedPlan {
     let chunks = (0..n)
-        .map(|i| ChunkSpec {
-            range: InputRange::Keys {
-                from: format!("k{i:03}"),
-                to_exclusive: format!("k{:03}", i + 1),
-            },
-            label: format!("{i}"),
+        .map(|i| {
+            ChunkSpec::new(
+                InputRange::Keys {
+                    from: format!("k{i:03}"),
+                    to_exclusive: format!("k{:03}", i + 1),
+                },
+                format!("{i}"),
+            )
         })
         .collect();
     ResolvedPlan::new(
@@ -28,6 +30,7 @@ fn plan(run: &str, n: usize) -> ResolvedPlan {
         manifest(run).digest(),
         SourcePlan {
             snapshot: None,
+            resolved_from: None,
             chunks,
         },
         at(),
@@ -156,7 +159,7 @@ async fn transitions_and_pointer_are_compare_and_set() {
     let parts = Parts::new();
     let runner = parts.runner(Arc::new(source()), Scale::default()).build();
     let approved = approve(manifest("bf-302"));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     let t = backfill_core::state::Transition {
         run_id: "bf-302".into(),
         from: RunState::Draft,
@@ -212,7 +215,7 @@ async fn two_workers_share_a_run_and_finish_each_chunk_once() {
         .runner(src.clone(), Scale::default())
         .options(RunnerOptions::worker("host-b"))
         .build();
-    a.submit(&approved).await.unwrap();
+    a.control().submit(&approved).await.unwrap();
     // Both processes start the same run; only one wins each state transition.
     let (ra, rb) = tokio::join!(a.run(approved.run_id()), b.run(approved.run_id()));
     // Both processes end at the same published state, whichever did which step.

@@ -30,6 +30,8 @@ struct Fixture {
     manifest: RunManifest,
     ledger: PartitionDigests,
     chunks: Vec<ChunkRecord>,
+    artifact: backfill_core::publish::ChunkArtifact,
+    accepted: Option<RunId>,
 }
 
 impl Fixture {
@@ -38,23 +40,32 @@ impl Fixture {
         let m = manifest("bf-v");
         let ctx = TransformContext::for_manifest(&m, at());
         let ledger = PartitionDigests::of_rows(&rows);
-        sink.stage(
-            StageRequest {
-                run_id: &m.run_id,
-                chunk_id: &"c0".into(),
-                attempt: 1,
-                lineage: ctx.lineage(),
-            },
-            stream::iter([Ok(rows)]).boxed(),
-        )
-        .await
-        .unwrap();
+        let receipt = sink
+            .stage(
+                StageRequest {
+                    run_id: &m.run_id,
+                    chunk_id: &"c0".into(),
+                    attempt: 1,
+                    lineage: ctx.lineage(),
+                },
+                stream::iter([Ok(rows)]).boxed(),
+            )
+            .await
+            .unwrap();
+        let publisher = MemoryPublisher::new("amounts_daily", &sink);
         Self {
             sink,
-            publisher: MemoryPublisher::new("amounts_daily"),
+            publisher,
             manifest: m,
             ledger,
             chunks: Vec::new(),
+            artifact: backfill_core::publish::ChunkArtifact {
+                chunk_id: "c0".into(),
+                attempt: 1,
+                rows: receipt.rows,
+                artifact: receipt.artifact,
+            },
+            accepted: None,
         }
     }
 
@@ -66,6 +77,7 @@ impl Fixture {
             ledger: &self.ledger,
             staged: &self.sink,
             current: &self.publisher,
+            accepted: self.accepted.as_ref(),
         };
         v.validate(&cx).await.unwrap()
     }
@@ -154,7 +166,18 @@ async fn count_tolerance() {
             .verdict,
         Verdict::Pass
     );
-    // Against the current (empty) output.
+    // Nothing accepted yet: nothing to compare with.
+    assert_eq!(
+        f.check(&CountTolerance::new(Expected::CurrentOutput))
+            .await
+            .verdict,
+        Verdict::Pass
+    );
+    // An accepted run whose partitions are empty: 3 staged rows against 0.
+    let f = Fixture {
+        accepted: Some("bf-old".into()),
+        ..f
+    };
     assert_eq!(
         f.check(&CountTolerance::new(Expected::CurrentOutput))
             .await
@@ -196,21 +219,20 @@ async fn business_delta_against_accepted_output() {
     m.run_id = "bf-v".into();
     let receipt = prev
         .publisher
-        .publish(
-            backfill_core::publish::PublishRequest {
-                run_id: &m.run_id,
-                manifest: &m,
-                digests: &prev.ledger,
-                previous: None,
-                at: at(),
-            },
-            &prev.sink,
-        )
+        .publish(backfill_core::publish::PublishRequest {
+            run_id: &m.run_id,
+            manifest: &m,
+            digests: &prev.ledger,
+            artifacts: std::slice::from_ref(&prev.artifact),
+            previous: None,
+            at: at(),
+        })
         .await
         .unwrap();
     assert_eq!(receipt.rows, 3);
     let f = Fixture {
         publisher: prev.publisher,
+        accepted: Some(m.run_id.clone()),
         ..f
     };
     let v = BusinessDelta::new("cents", |r: &Row| r.cents);

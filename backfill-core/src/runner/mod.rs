@@ -1,4 +1,5 @@
-//! The runner: plans, executes, validates, publishes and rolls back runs, recording everything.
+//! The executor: plans, executes and validates runs, recording everything, and hands validated runs
+//! to the [`Control`] plane, which publishes (and later rolls back).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -21,8 +22,8 @@
 //! # let manifest = {
 //! #     let mut m = RunManifest::new("bf-doc-001", RunKind::Backfill, ExecutionMode::Backfill);
 //! #     m.reason = "doc".into(); m.requested_by = "alice".into();
-//! #     m.source = SourceSpec { kind: "memory".into(), name: "events".into(), snapshot: Some("s1".into()),
-//! #         range: Some(InputRange::Dates { from: d(1, 1), to_exclusive: d(3, 1) }) };
+//! #     m.source.kind = "memory".into(); m.source.name = "events".into(); m.source.snapshot = Some("s1".into());
+//! #     m.source.range = Some(InputRange::Dates { from: d(1, 1), to_exclusive: d(3, 1) });
 //! #     m.transform.name = "copy".into(); m.transform.version = "1.0.0".into();
 //! #     m.target.name = "daily".into(); m.target.mutation = Some(Mutation::ReplacePartitions);
 //! #     m.target.partitions = vec!["2025-01".into(), "2025-02".into()];
@@ -32,20 +33,21 @@
 //! # };
 //! # let at = Utc.with_ymd_and_hms(2026, 7, 4, 0, 0, 0).unwrap();
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-//! let source = MemorySource::by_date((1..=59).map(|i| (d(1, 1) + chrono::Days::new(i - 1), i as i64)).collect(), |r| r.0);
-//! let runner = Runner::builder(
-//!     Arc::new(MemoryStore::new()),
-//!     Arc::new(source),
-//!     Arc::new(Copy1),
-//!     Arc::new(MemorySink::new("daily_staging")),
-//!     Arc::new(MemoryPublisher::new("daily")),
-//! )
-//! .clock(Arc::new(FixedClock(at)))
-//! .build();
+//! let records = (1..=59).map(|i| (d(1, 1) + chrono::Days::new(i - 1), i as i64)).collect();
+//! let source = MemorySource::by_date(records, |r| r.0).snapshot("s1");
+//! let sink = Arc::new(MemorySink::new("daily_staging"));
+//! let target = Arc::new(MemoryPublisher::new("daily", &sink));
+//! // The control plane: store, targets, clock. Operators need nothing else.
+//! let control = Control::new(Arc::new(MemoryStore::new()))
+//!     .with_clock(Arc::new(FixedClock(at)))
+//!     .with_target(target.clone())?;
+//! // The executor: what a worker links, generic over the transform.
+//! let executor = Executor::builder(control.clone(), Arc::new(source), Arc::new(Copy1), sink, target)
+//!     .build();
 //!
 //! let approved = manifest.approve("owner-bob", at)?;
-//! runner.submit(&approved).await?;
-//! let report = runner.run(approved.run_id()).await?;
+//! control.submit(&approved).await?;
+//! let report = executor.run(approved.run_id()).await?;
 //! assert_eq!(report.state, RunState::Published);
 //! assert_eq!(report.output_rows, 59);
 //! # Ok::<(), backfill_core::Error>(())
@@ -487,12 +489,7 @@ impl<T: DeterministicTransform> Executor<T> {
             state = match step {
                 Ok(next) => next,
                 // Another worker (or an operator) moved the run first: continue from where it is now.
-                Err(e)
-                    if matches!(
-                        e.root().kind(),
-                        crate::ErrorKind::Conflict | crate::ErrorKind::Cancelled
-                    ) =>
-                {
+                Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
                     let now = self.control.run(run_id).await?.state;
                     if now == state {
                         return Err(e);

@@ -91,6 +91,7 @@ impl<T: DeterministicTransform> Executor<T> {
         let store = self.control.store();
         let chunks = store.chunks(run_id).await?;
         let (_, ledger) = self.control.ledger(run_id).await?;
+        let accepted = store.accepted(&m.target.name).await?.map(|p| p.run_id);
         let cx = ValidationContext {
             run_id,
             manifest: m,
@@ -98,6 +99,7 @@ impl<T: DeterministicTransform> Executor<T> {
             ledger: &ledger,
             staged: self.sink.as_ref(),
             current: self.reader.as_ref(),
+            accepted: accepted.as_ref(),
         };
         let builtins = self.builtins(m);
         let gate = m

@@ -84,6 +84,8 @@ pub struct ValidationContext<'a, R: OutputRow> {
     pub staged: &'a dyn StagingSink<R>,
     /// The target's reader, to read the currently accepted output.
     pub current: &'a dyn TargetReader<R>,
+    /// The run whose output is accepted now (what `current` shows), if any.
+    pub accepted: Option<&'a RunId>,
 }
 
 impl<R: OutputRow> ValidationContext<'_, R> {

@@ -111,7 +111,9 @@ pub fn events() -> Vec<Event> {
 }
 
 pub fn source() -> MemorySource<Event> {
-    MemorySource::by_date(events(), |e: &Event| e.day).batch_size(16)
+    MemorySource::by_date(events(), |e: &Event| e.day)
+        .batch_size(16)
+        .snapshot("s-1")
 }
 
 /// A manifest that passes `check`: Q1 2025, replace partitions, no side effects, checksums.
@@ -137,6 +139,7 @@ pub fn manifest(run_id: &str) -> RunManifest {
         mutation: Some(Mutation::ReplacePartitions),
         partitions: vec!["2025-01".into(), "2025-02".into(), "2025-03".into()],
         consumers: vec!["finance-report".into()],
+        ..Default::default()
     };
     m.safety.side_effects = Some(SideEffectPolicy::default());
     m.safety.max_rows_expected = Some(10_000);
@@ -161,18 +164,28 @@ pub struct Parts {
 
 impl Parts {
     pub fn new() -> Self {
+        let sink = Arc::new(MemorySink::new("staging"));
+        let publisher = Arc::new(MemoryPublisher::new("amounts_daily", &sink));
         Self {
             store: Arc::new(MemoryStore::new()),
-            sink: Arc::new(MemorySink::new("staging")),
-            publisher: Arc::new(MemoryPublisher::new("amounts_daily")),
+            sink,
+            publisher,
         }
+    }
+
+    /// The control plane over this store and target, at the fixed clock.
+    pub fn control(&self) -> Control {
+        Control::new(self.store.clone())
+            .with_clock(Arc::new(FixedClock(at())))
+            .with_target(self.publisher.clone())
+            .expect("one target")
     }
 
     pub fn runner(
         &self,
         source: Arc<MemorySource<Event>>,
         transform: Scale,
-    ) -> backfill_core::runner::RunnerBuilder<Scale> {
+    ) -> backfill_core::runner::ExecutorBuilder<Scale> {
         self.runner_with_sink(source, transform, self.sink.clone())
     }
 
@@ -181,15 +194,14 @@ impl Parts {
         source: Arc<MemorySource<Event>>,
         transform: Scale,
         sink: Arc<dyn StagingSink<Row>>,
-    ) -> backfill_core::runner::RunnerBuilder<Scale> {
-        Runner::builder(
-            self.store.clone(),
+    ) -> backfill_core::runner::ExecutorBuilder<Scale> {
+        Executor::builder(
+            self.control(),
             source,
             Arc::new(transform),
             sink,
             self.publisher.clone(),
         )
-        .clock(Arc::new(FixedClock(at())))
     }
 }
 
@@ -272,6 +284,6 @@ pub async fn run_one(id: &str) -> RunReport {
     let parts = Parts::new();
     let runner = parts.runner(Arc::new(source()), Scale::default()).build();
     let approved = approve(manifest(id));
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     runner.run(approved.run_id()).await.unwrap()
 }
