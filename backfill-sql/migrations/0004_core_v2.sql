@@ -2,7 +2,7 @@
 ALTER TABLE bf_runs ADD COLUMN requested_by {key} NOT NULL DEFAULT '';
 -- Listing runs newest first (RunStore::runs).
 CREATE INDEX IF NOT EXISTS bf_runs_created ON bf_runs (created_at, run_id);
--- The StagedArtifact (JSON) of a done chunk's accepted attempt; NULL before it is done.
+-- The StagedArtifact (JSON) of a done chunk's accepted attempt (NULL before it is done).
 ALTER TABLE bf_chunks ADD COLUMN artifact {long} NULL;
 -- The highest attempt that staged (or began staging) each chunk into a target: a stage by a lower
 -- attempt is refused (StagingSink contract clause 6).

@@ -13,6 +13,7 @@ mod pool;
 mod publish;
 mod row;
 mod sink;
+mod source;
 mod store;
 mod validate;
 
@@ -24,5 +25,6 @@ pub use pool::{ConnectOptions, SqlPool};
 pub use publish::SqlPublisher;
 pub use row::{Column, RowSchema, SqlRow, SqlType};
 pub use sink::{SqlArtifact, SqlSink};
+pub use source::{SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};
 pub use store::SqlStore;
 pub use validate::SqlCheck;

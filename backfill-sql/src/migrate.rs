@@ -46,14 +46,15 @@ fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql
         .replace("{key}", d.key_type())
         .replace("{long}", d.long_text());
-    sql.split(';')
-        .map(|s| {
-            s.lines()
-                .filter(|l| !l.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|s| !s.trim().is_empty())
+    // Comment lines go first, so a `;` in a comment never splits a statement.
+    let code = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
         .collect()
 }
 
