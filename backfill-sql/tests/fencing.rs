@@ -66,7 +66,7 @@ async fn stage(
     run: &RunId,
     chunk: &ChunkId,
     attempt: u32,
-    batches: futures::stream::BoxStream<'_, backfill_core::Result<Vec<Row>>>,
+    batches: stream::BoxStream<'_, backfill_core::Result<Vec<Row>>>,
 ) -> backfill_core::Result<backfill_core::sink::StageReceipt> {
     let ctx = ctx(run);
     sink.stage(
@@ -94,9 +94,15 @@ fn assert_fenced(r: backfill_core::Result<impl std::fmt::Debug>, attempt: u32, c
             current: c,
             ..
         }) => {
-            assert_eq!((a, c), (attempt, current), "fenced attempt and current attempt");
+            assert_eq!(
+                (a, c),
+                (attempt, current),
+                "fenced attempt and current attempt"
+            );
         }
-        other => panic!("expected attempt {attempt} to be fenced (current {current}), got {other:?}"),
+        other => {
+            panic!("expected attempt {attempt} to be fenced (current {current}), got {other:?}")
+        }
     }
 }
 
@@ -127,27 +133,54 @@ async fn zombie_stage_is_refused_and_successor_rows_stay() {
         let ns = engine.namespace("fence_zombie");
         let pool = ns.pool().await;
         let store = SqlStore::new(pool.clone()).await.unwrap();
-        let sink = SqlSink::<Row>::new(pool.clone(), "case_sla_monthly").await.unwrap();
+        let sink = SqlSink::<Row>::new(pool.clone(), "case_sla_monthly")
+            .await
+            .unwrap();
         let run = RunId::from("bf-fence-zombie");
         let chunk = planned(&store, &run).await;
         let lease = Duration::from_secs(10);
 
         // Worker A claims attempt 1, stalls past its lease; worker B claims attempt 2.
-        let a = store.claim_chunk(&run, "worker-a", t0(), lease).await.unwrap().unwrap();
+        let a = store
+            .claim_chunk(&run, "worker-a", t0(), lease)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(a.attempt, 1);
         let later = t0() + chrono::Duration::seconds(60);
-        let b = store.claim_chunk(&run, "worker-b", later, lease).await.unwrap().unwrap();
+        let b = store
+            .claim_chunk(&run, "worker-b", later, lease)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((b.chunk_id.clone(), b.attempt), (chunk.clone(), 2));
 
         // A wakes up before B staged: the ledger alone fences it.
-        let early = stage(&sink, &run, &chunk, 1, stream::iter([Ok(rows(5, "a"))]).boxed()).await;
+        let early = stage(
+            &sink,
+            &run,
+            &chunk,
+            1,
+            stream::iter([Ok(rows(5, "a"))]).boxed(),
+        )
+        .await;
         assert_fenced(early, 1, 2);
-        assert!(staged(&sink, &run).await.is_empty(), "{}: the zombie wrote rows", engine.name);
+        assert!(
+            staged(&sink, &run).await.is_empty(),
+            "{}: the zombie wrote rows",
+            engine.name
+        );
 
         // B stages; its receipt names the staging table, the chunk and the attempt.
-        let receipt = stage(&sink, &run, &chunk, 2, stream::iter([Ok(rows(7, "b"))]).boxed())
-            .await
-            .unwrap();
+        let receipt = stage(
+            &sink,
+            &run,
+            &chunk,
+            2,
+            stream::iter([Ok(rows(7, "b"))]).boxed(),
+        )
+        .await
+        .unwrap();
         assert_eq!(receipt.rows, 7);
         let art = SqlArtifact::from_artifact(&receipt.artifact).unwrap();
         assert_eq!(art.table, sink.staging_table(&run).to_string());
@@ -157,7 +190,14 @@ async fn zombie_stage_is_refused_and_successor_rows_stay() {
         );
 
         // A's late stage after B's: refused, and B's rows are intact.
-        let late = stage(&sink, &run, &chunk, 1, stream::iter([Ok(rows(9, "a"))]).boxed()).await;
+        let late = stage(
+            &sink,
+            &run,
+            &chunk,
+            1,
+            stream::iter([Ok(rows(9, "a"))]).boxed(),
+        )
+        .await;
         assert_fenced(late, 1, 2);
         assert_eq!(staged(&sink, &run).await, rows(7, "b"), "{}", engine.name);
         let err = store
@@ -176,7 +216,14 @@ async fn zombie_stage_is_refused_and_successor_rows_stay() {
         let rec = &store.chunks(&run).await.unwrap()[0];
         assert_eq!(rec.status, ChunkStatus::Done);
         assert_eq!(rec.artifact, receipt.artifact);
-        let again = stage(&sink, &run, &chunk, 2, stream::iter([Ok(rows(1, "b"))]).boxed()).await;
+        let again = stage(
+            &sink,
+            &run,
+            &chunk,
+            2,
+            stream::iter([Ok(rows(1, "b"))]).boxed(),
+        )
+        .await;
         assert_fenced(again, 2, 2);
         assert_eq!(staged(&sink, &run).await, rows(7, "b"));
         ns.drop().await;
@@ -187,28 +234,52 @@ async fn zombie_stage_is_refused_and_successor_rows_stay() {
 async fn fence_without_a_ledger_refuses_older_attempts() {
     for engine in common::engines() {
         let ns = engine.namespace("fence_noledger");
-        let sink = SqlSink::<Row>::new(ns.pool().await, "case_sla_monthly").await.unwrap();
-        let run = RunId::from("bf-fence-noledger");
-        let chunk = ChunkId::from("c0");
-        stage(&sink, &run, &chunk, 3, stream::iter([Ok(rows(4, "3"))]).boxed())
+        let sink = SqlSink::<Row>::new(ns.pool().await, "case_sla_monthly")
             .await
             .unwrap();
-        let r = stage(&sink, &run, &chunk, 2, stream::iter([Ok(rows(2, "2"))]).boxed()).await;
+        let run = RunId::from("bf-fence-noledger");
+        let chunk = ChunkId::from("c0");
+        stage(
+            &sink,
+            &run,
+            &chunk,
+            3,
+            stream::iter([Ok(rows(4, "3"))]).boxed(),
+        )
+        .await
+        .unwrap();
+        let r = stage(
+            &sink,
+            &run,
+            &chunk,
+            2,
+            stream::iter([Ok(rows(2, "2"))]).boxed(),
+        )
+        .await;
         assert_fenced(r, 2, 3);
         // The same attempt may stage again (a retry inside one claim); a failed attempt 4 does not
         // move the fence, so 3 still may.
-        stage(&sink, &run, &chunk, 3, stream::iter([Ok(rows(4, "3"))]).boxed())
-            .await
-            .unwrap();
-        let failing = stream::iter([
-            Ok(rows(1, "4")),
-            Err(Error::transient("test", "injected")),
-        ])
-        .boxed();
+        stage(
+            &sink,
+            &run,
+            &chunk,
+            3,
+            stream::iter([Ok(rows(4, "3"))]).boxed(),
+        )
+        .await
+        .unwrap();
+        let failing =
+            stream::iter([Ok(rows(1, "4")), Err(Error::transient("test", "injected"))]).boxed();
         assert!(stage(&sink, &run, &chunk, 4, failing).await.is_err());
-        stage(&sink, &run, &chunk, 3, stream::iter([Ok(rows(4, "3"))]).boxed())
-            .await
-            .unwrap();
+        stage(
+            &sink,
+            &run,
+            &chunk,
+            3,
+            stream::iter([Ok(rows(4, "3"))]).boxed(),
+        )
+        .await
+        .unwrap();
         assert_eq!(staged(&sink, &run).await, rows(4, "3"), "{}", engine.name);
         ns.drop().await;
     }
@@ -218,7 +289,7 @@ async fn fence_without_a_ledger_refuses_older_attempts() {
 fn gated(
     rows: Vec<Row>,
     gate: tokio::sync::oneshot::Receiver<()>,
-) -> futures::stream::BoxStream<'static, backfill_core::Result<Vec<Row>>> {
+) -> stream::BoxStream<'static, backfill_core::Result<Vec<Row>>> {
     stream::once(async move {
         let _ = gate.await;
         Ok(rows)
@@ -230,12 +301,20 @@ fn gated(
 /// begins; `second` must wait for it and then either replace it (newer) or be fenced (older).
 async fn overlapping(engine: &common::Engine, first: u32, second: u32) -> Vec<Row> {
     let ns = engine.namespace("fence_overlap");
-    let sink = SqlSink::<Row>::new(ns.pool().await, "case_sla_monthly").await.unwrap();
+    let sink = SqlSink::<Row>::new(ns.pool().await, "case_sla_monthly")
+        .await
+        .unwrap();
     let run = RunId::from("bf-fence-overlap");
     let chunk = ChunkId::from("c0");
     let (open, gate) = tokio::sync::oneshot::channel();
     let second_done = AtomicBool::new(false);
-    let a = stage(&sink, &run, &chunk, first, gated(rows(3, &first.to_string()), gate));
+    let a = stage(
+        &sink,
+        &run,
+        &chunk,
+        first,
+        gated(rows(3, &first.to_string()), gate),
+    );
     let b = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let r = stage(
@@ -276,9 +355,19 @@ async fn overlapping(engine: &common::Engine, first: u32, second: u32) -> Vec<Ro
 async fn concurrent_attempts_serialize_on_the_fence() {
     for engine in common::engines() {
         // The successor starts while the zombie is mid-stage: it waits, then replaces.
-        assert_eq!(overlapping(&engine, 1, 2).await, rows(5, "2"), "{}", engine.name);
+        assert_eq!(
+            overlapping(&engine, 1, 2).await,
+            rows(5, "2"),
+            "{}",
+            engine.name
+        );
         // The zombie starts while the successor is mid-stage: it waits, then is refused.
-        assert_eq!(overlapping(&engine, 2, 1).await, rows(3, "2"), "{}", engine.name);
+        assert_eq!(
+            overlapping(&engine, 2, 1).await,
+            rows(3, "2"),
+            "{}",
+            engine.name
+        );
     }
 }
 
@@ -289,11 +378,17 @@ async fn a_chunk_being_staged_is_not_claimed_again() {
         let ns = engine.namespace("fence_claim");
         let pool = ns.pool().await;
         let store = SqlStore::new(pool.clone()).await.unwrap();
-        let sink = SqlSink::<Row>::new(pool.clone(), "case_sla_monthly").await.unwrap();
+        let sink = SqlSink::<Row>::new(pool.clone(), "case_sla_monthly")
+            .await
+            .unwrap();
         let run = RunId::from("bf-fence-claim");
         let chunk = planned(&store, &run).await;
         let lease = Duration::from_secs(10);
-        let a = store.claim_chunk(&run, "worker-a", t0(), lease).await.unwrap().unwrap();
+        let a = store
+            .claim_chunk(&run, "worker-a", t0(), lease)
+            .await
+            .unwrap()
+            .unwrap();
         let (open, gate) = tokio::sync::oneshot::channel();
         let staging = stage(&sink, &run, &chunk, a.attempt, gated(rows(3, "a"), gate));
         let later = t0() + chrono::Duration::seconds(60);
@@ -311,9 +406,20 @@ async fn a_chunk_being_staged_is_not_claimed_again() {
             engine.name
         );
         // Once A committed, the expired lease can be taken over, and A is fenced from then on.
-        let b = store.claim_chunk(&run, "worker-b", later, lease).await.unwrap().unwrap();
+        let b = store
+            .claim_chunk(&run, "worker-b", later, lease)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(b.attempt, 2);
-        let late = stage(&sink, &run, &chunk, 1, stream::iter([Ok(rows(1, "a"))]).boxed()).await;
+        let late = stage(
+            &sink,
+            &run,
+            &chunk,
+            1,
+            stream::iter([Ok(rows(1, "a"))]).boxed(),
+        )
+        .await;
         assert_fenced(late, 1, 2);
         assert_eq!(staged(&sink, &run).await, rows(3, "a"));
         ns.drop().await;
@@ -331,12 +437,22 @@ async fn schema_qualified_target_stages_beside_it() {
         let sink = SqlSink::<Row>::new(pool.clone(), &target).await.unwrap();
         let run = RunId::from("bf-qualified");
         let chunk = ChunkId::from("c0");
-        let receipt = stage(&sink, &run, &chunk, 1, stream::iter([Ok(rows(2, "q"))]).boxed())
-            .await
-            .unwrap();
+        let receipt = stage(
+            &sink,
+            &run,
+            &chunk,
+            1,
+            stream::iter([Ok(rows(2, "q"))]).boxed(),
+        )
+        .await
+        .unwrap();
         let art = SqlArtifact::from_artifact(&receipt.artifact).unwrap();
         assert_eq!(art.target, target);
-        assert!(art.table.starts_with(&format!("{schema}.bfs_")), "{}", art.table);
+        assert!(
+            art.table.starts_with(&format!("{schema}.bfs_")),
+            "{}",
+            art.table
+        );
         assert_eq!(staged(&sink, &run).await, rows(2, "q"));
         sink.discard(&run).await.unwrap();
         assert!(staged(&sink, &run).await.is_empty());
