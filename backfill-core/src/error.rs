@@ -2,9 +2,11 @@
 
 use std::fmt;
 
+use crate::finding::Finding;
 use crate::ids::{ChunkId, RunId};
-use crate::manifest::Finding;
+use crate::mode::ExecutionMode;
 use crate::state::{Event, RunState};
+use crate::transform::error::TransformError;
 
 /// A boxed error from an adapter or a user's code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -186,7 +188,7 @@ pub enum Error {
         /// The sink's name.
         sink: String,
         /// The execution mode.
-        mode: crate::context::ExecutionMode,
+        mode: ExecutionMode,
         /// Why.
         reason: String,
     },
@@ -251,7 +253,7 @@ pub enum Error {
         chunk_id: ChunkId,
         /// The transform's error.
         #[source]
-        source: crate::transform::TransformError,
+        source: TransformError,
     },
     /// An error inside a chunk, wrapped with the run, chunk and attempt it happened in.
     #[error("run {run_id} chunk {chunk_id} attempt {attempt}: {source}")]

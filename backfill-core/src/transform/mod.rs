@@ -8,34 +8,9 @@ use sha2::{Digest, Sha256};
 use crate::context::TransformContext;
 use crate::digest::OutputRow;
 
-/// A transform's failure on one input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}{}", input.as_ref().map(|i| format!(" (input {i})")).unwrap_or_default())]
-pub struct TransformError {
-    /// What went wrong.
-    pub message: String,
-    /// A key naming the input (never the whole record: it may hold personal data).
-    pub input: Option<String>,
-    /// Whether retrying may succeed. Pure transforms are rarely retryable.
-    pub retryable: bool,
-}
+pub mod error;
 
-impl TransformError {
-    /// A permanent failure.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            input: None,
-            retryable: false,
-        }
-    }
-
-    /// Names the input that failed.
-    pub fn for_input(mut self, key: impl Into<String>) -> Self {
-        self.input = Some(key.into());
-        self
-    }
-}
+pub use error::TransformError;
 
 /// Stable identity of a transform's code and configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
