@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use backfill_core::evidence::bundle::{verify_rows, EvidenceBundle};
 use backfill_core::evidence::EvidenceRecord;
 use backfill_core::plan::{ChunkSpec, SourcePlan};
+use backfill_core::prelude::*;
 use backfill_core::store::ChunkStatus;
 use backfill_core::validate::UniqueKey;
-use backfill_core::prelude::*;
 use common::*;
 use futures::stream::BoxStream;
 
