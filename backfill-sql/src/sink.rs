@@ -241,15 +241,8 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
     }
 }
 
-/// `bfs_` + 24 hex digits of sha256(target, run): a safe, bounded name whatever the run id is.
-pub(crate) fn staging_table_name(target: &Ident, run_id: &RunId) -> Ident {
-    staging_table_for(&QualifiedName::unqualified(target.clone()), run_id)
-        .name()
-        .clone()
-}
-
 /// The staging table of `(target, run)`: `bfs_` + 24 hex digits of sha256(target as written, run),
-/// in the target's schema. For an unqualified target it is [`staging_table_name`].
+/// in the target's schema: a safe, bounded name whatever the run id is.
 pub(crate) fn staging_table_for(target: &QualifiedName, run_id: &RunId) -> QualifiedName {
     let mut h = Sha256::new();
     h.update(target.to_string().as_bytes());
