@@ -76,13 +76,21 @@ impl InputRange {
                     to_exclusive: t,
                 },
             ) => Some(f >= from && t <= to_exclusive),
+            // Dates are whole UTC days: [from 00:00, to_exclusive 00:00).
             (
                 Self::Dates { from, to_exclusive },
                 Self::Timestamps {
                     from: f,
                     to_exclusive: t,
                 },
-            ) => Some(f.date_naive() >= *from && t.date_naive() <= *to_exclusive),
+            ) => Some(*f >= midnight(*from) && *t <= midnight(*to_exclusive)),
+            (
+                Self::Timestamps { from, to_exclusive },
+                Self::Dates {
+                    from: f,
+                    to_exclusive: t,
+                },
+            ) => Some(midnight(*f) >= *from && midnight(*t) <= *to_exclusive),
             (
                 Self::Keys { from, to_exclusive },
                 Self::Keys {
@@ -107,12 +115,21 @@ impl InputRange {
     pub fn contains_date(&self, date: NaiveDate) -> Option<bool> {
         match self {
             Self::Dates { from, to_exclusive } => Some(date >= *from && date < *to_exclusive),
-            Self::Timestamps { from, to_exclusive } => {
-                Some(date >= from.date_naive() && date < to_exclusive.date_naive())
-            }
+            // The whole day [date 00:00, next day 00:00) must lie inside the instants.
+            Self::Timestamps { from, to_exclusive } => Some(
+                midnight(date) >= *from
+                    && date
+                        .succ_opt()
+                        .is_some_and(|next| midnight(next) <= *to_exclusive),
+            ),
             _ => None,
         }
     }
+}
+
+/// The first instant of a UTC day.
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    d.and_time(chrono::NaiveTime::MIN).and_utc()
 }
 
 impl fmt::Display for InputRange {

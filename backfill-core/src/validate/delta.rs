@@ -54,13 +54,20 @@ impl<F> fmt::Debug for BusinessDelta<F> {
 }
 
 /// Percentage change from `old` to `new`, rounded down; 100 when `old` is 0 and `new` is not.
-fn delta_pct(old: i64, new: i64) -> u64 {
+/// Sums are `i128`, so adding up to 2^64 rows of any `i64` metric cannot overflow.
+fn delta_pct(old: i128, new: i128) -> u64 {
     let diff = old.abs_diff(new);
-    match old.unsigned_abs() {
+    let pct = match old.unsigned_abs() {
         0 if diff == 0 => 0,
         0 => 100,
         base => diff.saturating_mul(100) / base,
-    }
+    };
+    u64::try_from(pct).unwrap_or(u64::MAX)
+}
+
+/// A sum as JSON: a number when it fits in `i64`, else its decimal text.
+fn num(v: i128) -> serde_json::Value {
+    i64::try_from(v).map_or_else(|_| v.to_string().into(), Into::into)
 }
 
 #[async_trait]
@@ -83,10 +90,10 @@ where
                     .and_then(|v| v.business_delta_max_pct)
             })
             .map(u64::from);
-        let mut new: BTreeMap<PartitionKey, i64> = BTreeMap::new();
+        let mut new: BTreeMap<PartitionKey, i128> = BTreeMap::new();
         cx.for_each_staged(|r| {
             let p = r.partition();
-            let v = (self.metric)(r);
+            let v = i128::from((self.metric)(r));
             match new.get_mut(p.as_ref()) {
                 Some(sum) => *sum += v,
                 None => {
@@ -98,18 +105,21 @@ where
         let mut rows = Vec::new();
         let mut over = 0usize;
         for p in cx.partitions() {
-            let (mut old, mut old_rows) = (0i64, 0usize);
+            let (mut old, mut old_rows) = (0i128, 0usize);
             let mut s = cx.current.read_current(&p);
             while let Some(batch) = s.try_next().await? {
                 old_rows += batch.len();
-                old += batch.iter().map(|r| (self.metric)(r)).sum::<i64>();
+                old += batch
+                    .iter()
+                    .map(|r| i128::from((self.metric)(r)))
+                    .sum::<i128>();
             }
             let now = new.get(&p).copied().unwrap_or(0);
             let pct = delta_pct(old, now);
             let is_new = old_rows == 0;
             let flagged = !is_new && max_pct.is_some_and(|m| pct > m);
             over += usize::from(flagged);
-            rows.push(json!({"partition": p, "accepted": old, "staged": now, "delta_pct": pct, "new_partition": is_new, "over_threshold": flagged}));
+            rows.push(json!({"partition": p, "accepted": num(old), "staged": num(now), "delta_pct": pct, "new_partition": is_new, "over_threshold": flagged}));
         }
         let verdict = if over > 0 {
             Verdict::NeedsReview
@@ -141,5 +151,10 @@ mod tests {
         assert_eq!(delta_pct(0, 0), 0);
         assert_eq!(delta_pct(0, 5), 100);
         assert_eq!(delta_pct(-10, -5), 50);
+        // Sums past i64 neither overflow nor panic.
+        let big = i128::from(i64::MAX) * 4;
+        assert_eq!(delta_pct(big, big * 2), 100);
+        assert_eq!(super::num(big), serde_json::json!(big.to_string()));
+        assert_eq!(super::num(-5), serde_json::json!(-5));
     }
 }
