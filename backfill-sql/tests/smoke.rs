@@ -1,4 +1,5 @@
-//! The core runner on the SQL store (memory staging and target), on every engine.
+//! The core control plane and executor on the SQL store (memory staging and target), on every
+//! engine.
 #![allow(clippy::clone_on_ref_ptr)]
 
 mod common;
@@ -57,16 +58,20 @@ async fn runner_on_sql_store() {
         let inputs: Vec<_> = (0..90)
             .map(|i| (d0 + chrono::Days::new(i), i as i64))
             .collect();
-        let runner = Runner::builder(
-            store.clone(),
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let sink = Arc::new(MemorySink::new("s"));
+        let target = Arc::new(MemoryPublisher::new("t", &sink));
+        let control = Control::new(store.clone())
+            .with_clock(Arc::new(FixedClock(at)))
+            .with_target(target.clone())
+            .unwrap();
+        let executor = Executor::builder(
+            control.clone(),
             Arc::new(MemorySource::by_date(inputs, |r| r.0)),
             Arc::new(T),
-            Arc::new(MemorySink::new("s")),
-            Arc::new(MemoryPublisher::new("t")),
+            sink,
+            target,
         )
-        .clock(Arc::new(FixedClock(
-            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-        )))
         .build();
         let mut m = RunManifest::new("bf-1", RunKind::Backfill, ExecutionMode::Backfill);
         m.reason = "r".into();
@@ -90,16 +95,16 @@ async fn runner_on_sql_store() {
             checksum_required: true,
             ..Default::default()
         });
-        let approved = m
-            .approve("b", Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap())
-            .unwrap();
-        runner.submit(&approved).await.unwrap();
-        let report = runner.run(approved.run_id()).await.unwrap();
+        let approved = m.approve("b", at).unwrap();
+        control.submit(&approved).await.unwrap();
+        let report = executor.run(approved.run_id()).await.unwrap();
         assert_eq!(report.state, RunState::Published, "{}", engine.name);
         assert_eq!(report.output_rows, 90);
         assert_eq!(store.transitions(approved.run_id()).await.unwrap().len(), 5);
         assert!(store.evidence(approved.run_id()).await.unwrap().len() > 8);
-        assert_eq!(runner.run(approved.run_id()).await.unwrap(), report);
+        assert_eq!(executor.run(approved.run_id()).await.unwrap(), report);
+        let run = store.run(approved.run_id()).await.unwrap().unwrap();
+        assert_eq!(run.requested_by, "a");
         ns.drop().await;
     }
 }
