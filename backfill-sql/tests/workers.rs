@@ -149,14 +149,19 @@ async fn runner(
     ns: &common::Namespace,
     worker: &str,
     sink: Option<Arc<dyn StagingSink<Out>>>,
-) -> (Runner<Hash>, Arc<SqlStore>, Arc<SqlSink<Out>>) {
+) -> (Executor<Hash>, Arc<SqlStore>, Arc<SqlSink<Out>>) {
     let pool = ns.pool_with(4).await;
     let store = Arc::new(SqlStore::new(pool.clone()).await.unwrap());
     let sql_sink = Arc::new(SqlSink::<Out>::new(pool.clone(), "ints_out").await.unwrap());
     let publisher = Arc::new(SqlPublisher::<Out>::new(pool, "ints_out").await.unwrap());
-    let source = MemorySource::by_offset((0..ROWS).collect(), CHUNK).batch_size(10);
-    let r = Runner::builder(
-        store.clone(),
+    let control = Control::new(store.clone())
+        .with_target(publisher.clone())
+        .unwrap();
+    let source = MemorySource::by_offset((0..ROWS).collect(), CHUNK)
+        .batch_size(10)
+        .snapshot("s");
+    let r = Executor::builder(
+        control,
         Arc::new(source),
         Arc::new(Hash),
         sink.unwrap_or_else(|| sql_sink.clone()),
@@ -174,7 +179,7 @@ async fn four_workers_one_killed_each_chunk_once() {
         // Reference: one worker alone.
         let single_ns = engine.namespace("single");
         let (single, _, single_sink) = runner(&single_ns, "solo", None).await;
-        single.submit(&approved).await.unwrap();
+        single.control().submit(&approved).await.unwrap();
         let expected = single.run(approved.run_id()).await.unwrap();
         assert_eq!(expected.state, RunState::Validated);
         let expected_staged: Vec<Out> = single_sink
@@ -198,7 +203,7 @@ async fn four_workers_one_killed_each_chunk_once() {
             })),
         )
         .await;
-        w4.submit(&approved).await.unwrap();
+        w4.control().submit(&approved).await.unwrap();
         let id = approved.run_id().clone();
         let killed = tokio::spawn(async move { w4.run(&id).await });
         hung.notified().await;
