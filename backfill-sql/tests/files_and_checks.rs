@@ -195,6 +195,7 @@ async fn checks_run_in_the_database() {
                     ledger: &ledger,
                     staged: sink.as_ref(),
                     current: publisher,
+                    accepted: None,
                 };
                 v.validate(&cx).await.unwrap()
             }
