@@ -22,7 +22,7 @@
 //! #     let mut m = RunManifest::new("bf-doc-001", RunKind::Backfill, ExecutionMode::Backfill);
 //! #     m.reason = "doc".into(); m.requested_by = "alice".into();
 //! #     m.source = SourceSpec { kind: "memory".into(), name: "events".into(), snapshot: Some("s1".into()),
-//! #         range: Some(InputRange::Dates { from: d(1, 1), to_exclusive: d(3, 1) }) };
+//! #         range: Some(InputRange::Dates { from: d(1, 1), to_exclusive: d(3, 1) }), ..SourceSpec::default() };
 //! #     m.transform.name = "copy".into(); m.transform.version = "1.0.0".into();
 //! #     m.target.name = "daily".into(); m.target.mutation = Some(Mutation::ReplacePartitions);
 //! #     m.target.partitions = vec!["2025-01".into(), "2025-02".into()];
