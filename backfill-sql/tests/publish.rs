@@ -408,7 +408,6 @@ async fn runner_end_to_end_on_sql_store_sink_and_publisher() {
                     to_exclusive: 90,
                 }],
             }),
-            ..SourceSpec::default()
         };
         m.transform.name = "pass".into();
         m.transform.version = "1.0.0".into();

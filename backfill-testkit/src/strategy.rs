@@ -113,7 +113,6 @@ pub fn valid_manifest(
         name: "testkit_source".into(),
         snapshot: Some("testkit-snapshot".into()),
         range: Some(InputRange::Dates { from, to_exclusive }),
-        ..SourceSpec::default()
     };
     let (pf, pt) = publish.unwrap_or((from, to_exclusive));
     m.publish_range = publish.map(|(from, to_exclusive)| InputRange::Dates { from, to_exclusive });
