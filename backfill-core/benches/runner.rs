@@ -100,6 +100,7 @@ fn manifest() -> ApprovedManifest {
                 to_exclusive: ROWS as i64,
             }],
         }),
+        ..SourceSpec::default()
     };
     m.transform.name = "hash-ids".into();
     m.transform.version = "1.0.0".into();

@@ -12,45 +12,10 @@ use crate::migrate::migrate;
 use crate::pool::{with_pool, SqlPool};
 
 /// What to do with a file seen before: the same path, or the same content under another path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DuplicatePolicy {
-    /// Skip it.
-    Ignore,
-    /// Process it again.
-    Reprocess,
-    /// Process it as a correction of the earlier file (recorded as such).
-    Correction,
-    /// Refuse it.
-    Reject,
-}
-
-impl DuplicatePolicy {
-    /// The label key in the manifest that carries the policy (labels are covered by the manifest
-    /// digest and its approval).
-    pub const LABEL: &'static str = "duplicate_files";
-
-    /// Reads the policy from the manifest's `labels.duplicate_files`
-    /// (`ignore`, `reprocess`, `correction` or `reject`).
-    pub fn from_manifest(m: &RunManifest) -> backfill_core::Result<Self> {
-        let invalid = |message: String| CoreError::InvalidManifest {
-            run_id: m.run_id.clone(),
-            field: format!("labels.{}", Self::LABEL),
-            message,
-        };
-        match m.labels.get(Self::LABEL).map(String::as_str) {
-            Some("ignore") => Ok(Self::Ignore),
-            Some("reprocess") => Ok(Self::Reprocess),
-            Some("correction") => Ok(Self::Correction),
-            Some("reject") => Ok(Self::Reject),
-            Some(other) => Err(invalid(format!(
-                "`{other}` is not one of ignore, reprocess, correction, reject"
-            ))),
-            None => Err(invalid(
-                "missing: a file backfill must say what it does with duplicate files".into(),
-            )),
-        }
-    }
-}
+///
+/// The manifest states it in `source.duplicate_files` (covered by the manifest digest and its
+/// approval); [`RunManifest::duplicate_file_policy`] reads it.
+pub use backfill_core::manifest::DuplicateFilePolicy as DuplicatePolicy;
 
 /// What identifies a landed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +91,7 @@ impl FileLedger {
         file: &FileIdentity,
         now: DateTime<Utc>,
     ) -> backfill_core::Result<FileDecision> {
-        let policy = DuplicatePolicy::from_manifest(manifest)?;
+        let policy = manifest.duplicate_file_policy()?;
         let id = file_id(&file.path, &file.content_hash);
         let earlier = self.find_duplicate(file).await?;
         let (status, corrects) = match (&earlier, policy) {

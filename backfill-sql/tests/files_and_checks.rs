@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use backfill_core::digest::{OutputRow, PartitionDigests};
+use backfill_core::manifest::DuplicateFilePolicy;
 use backfill_core::prelude::*;
 use backfill_core::sink::StageRequest;
 use backfill_core::validate::ValidationContext;
@@ -33,9 +34,13 @@ fn manifest(policy: &str) -> RunManifest {
         RunKind::Backfill,
         ExecutionMode::Backfill,
     );
-    if !policy.is_empty() {
-        m.labels.insert("duplicate_files".into(), policy.into());
-    }
+    m.source.duplicate_files = match policy {
+        "ignore" => Some(DuplicateFilePolicy::Ignore),
+        "reprocess" => Some(DuplicateFilePolicy::Reprocess),
+        "correction" => Some(DuplicateFilePolicy::Correction),
+        "reject" => Some(DuplicateFilePolicy::Reject),
+        _ => None,
+    };
     m
 }
 
@@ -112,13 +117,20 @@ async fn duplicate_files_follow_the_manifest_policy() {
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidManifest { field, .. } if field == "labels.duplicate_files"),
+            matches!(&err, Error::InvalidManifest { field, .. } if field == "source.duplicate_files"),
             "{err}"
         );
-        let err = ledger
-            .register(&manifest("maybe"), &file("new.csv", "sha256:zz"), now)
-            .await
-            .unwrap_err();
+        // A policy that does not exist is refused when the manifest is read, naming the field.
+        let text = serde_json::json!({
+            "run_id": "bf-files-maybe",
+            "kind": "backfill",
+            "source": {"duplicate_files": "maybe"},
+        });
+        let err = RunManifest::from_json(&text.to_string()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidManifest { field, .. } if field == "source.duplicate_files"),
+            "{err}"
+        );
         assert!(err.to_string().contains("maybe"));
         ns.drop().await;
     }

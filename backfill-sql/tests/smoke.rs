@@ -84,6 +84,7 @@ async fn runner_on_sql_store() {
                 from: d0,
                 to_exclusive: NaiveDate::from_ymd_opt(2025, 4, 1).unwrap(),
             }),
+            ..SourceSpec::default()
         };
         m.transform.name = "t".into();
         m.transform.version = "1.0.0".into();

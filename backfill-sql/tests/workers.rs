@@ -84,6 +84,7 @@ fn manifest() -> ApprovedManifest {
                 to_exclusive: ROWS,
             }],
         }),
+        ..SourceSpec::default()
     };
     m.transform.name = "hash".into();
     m.transform.version = "1.0.0".into();

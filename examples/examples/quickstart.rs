@@ -103,6 +103,7 @@ fn manifest(run_id: &str, version: &str) -> RunManifest {
             from: d(1),
             to_exclusive: d(4),
         }),
+        ..SourceSpec::default()
     };
     m.transform.name = "daily-amounts".into();
     m.transform.version = version.into();

@@ -33,7 +33,8 @@ pub struct ApprovedManifest {
 }
 
 impl RunManifest {
-    /// Approves this manifest: refuses blocking findings and self-approval, binds to the digest.
+    /// Approves this manifest: refuses blocking findings, self-approval and an approver other than
+    /// the one the manifest names (`approved_by`), then binds the approval to the digest.
     pub fn approve(self, approver: &str, at: DateTime<Utc>) -> Result<ApprovedManifest> {
         let findings = self.check();
         if findings.has_blocking() {
@@ -42,12 +43,7 @@ impl RunManifest {
                 findings: findings.blocking(),
             });
         }
-        if approver.trim().is_empty() || approver.trim() == self.requested_by.trim() {
-            return Err(Error::SelfApproval {
-                run_id: self.run_id.clone(),
-                principal: approver.to_owned(),
-            });
-        }
+        self.check_approver(approver)?;
         let approval = Approval {
             digest: self.digest(),
             approved_by: approver.to_owned(),
@@ -57,6 +53,24 @@ impl RunManifest {
             manifest: self,
             approval,
         })
+    }
+
+    /// Who may approve: someone, not the requester, and the named approver when there is one.
+    fn check_approver(&self, approver: &str) -> Result<()> {
+        if approver.trim().is_empty() || approver.trim() == self.requested_by.trim() {
+            return Err(Error::SelfApproval {
+                run_id: self.run_id.clone(),
+                principal: approver.to_owned(),
+            });
+        }
+        match &self.approved_by {
+            Some(named) if named.trim() != approver.trim() => Err(Error::InvalidManifest {
+                run_id: self.run_id.clone(),
+                field: "approved_by".into(),
+                message: format!("the manifest names `{named}` as its approver, not `{approver}`"),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -139,6 +153,12 @@ impl StoredManifest {
     }
 
     /// Re-parses, re-hashes and checks the approval. The only way from storage to an approved manifest.
+    ///
+    /// The approval is checked by digest alone: the content must hash to the approved digest and
+    /// carry the stored run id and version, and the approver must not be the requester (nor other
+    /// than the approver the manifest names). Today's [`check`](RunManifest::check) findings are
+    /// *not* consulted again: a checklist rule added in a later release must not make a run
+    /// approved under the old rules unloadable.
     pub fn verify(&self) -> Result<ApprovedManifest> {
         let manifest = self.manifest()?;
         let actual = manifest.digest();
@@ -158,8 +178,10 @@ impl StoredManifest {
                 actual: actual.to_string(),
             });
         }
-        // Re-approving checks findings and self-approval again, with the recorded approver and time.
-        let again = manifest.approve(&approval.approved_by, approval.approved_at)?;
-        Ok(again)
+        manifest.check_approver(&approval.approved_by)?;
+        Ok(ApprovedManifest {
+            manifest,
+            approval: approval.clone(),
+        })
     }
 }

@@ -7,13 +7,20 @@
 //! - strings escaped as `serde_json` escapes them (`"`, `\\` and control characters only);
 //! - integers in plain decimal; the manifest has no floating-point fields, and a float met anyway is
 //!   written in `serde_json`'s shortest round-trip form;
-//! - `null` for absent optional fields (they are not omitted).
+//! - `null` for absent optional fields (they are not omitted), except the fields added after the
+//!   first release (`approved_by`, `source.cluster`, `source.duplicate_files`,
+//!   `transform.container_image`, `transform.reference_data_version`), which are left out when
+//!   absent so that manifests which do not use them keep their digest.
+//!
+//! `schema_version` is always written (version 1 since it was introduced), so the digest of a
+//! manifest made before it existed is not the digest the same manifest has now.
 //!
 //! The digest is `sha256:` followed by the lowercase hex SHA-256 of those bytes. It does not depend on
 //! the order keys had in the input or on serde_json's `preserve_order` feature.
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -21,7 +28,9 @@ use sha2::{Digest, Sha256};
 use super::RunManifest;
 
 /// Content address of a manifest: `sha256:<hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct ManifestDigest(String);
 

@@ -7,261 +7,68 @@
 mod approval;
 mod canonical;
 mod check;
+mod load;
 mod range;
+mod schema;
+mod sections;
+mod shorthand;
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use approval::{Approval, ApprovedManifest, StoredManifest};
 pub use canonical::{canonical_json, ManifestDigest};
 pub use check::{Finding, Findings, Severity};
 pub use range::{InputRange, OffsetRange};
+pub use sections::{
+    DuplicateFilePolicy, Limits, ManifestRef, Mutation, PrivacySpec, ReferenceData,
+    ReferenceSemantics, SafetySpec, SideEffectPolicy, SourceSpec, TargetSpec, TransformSpec,
+    ValidationPlan,
+};
+
+/// The manifest schema version this release writes and the newest it reads.
+///
+/// A manifest without `schema_version` is version 1. A manifest with a newer version is refused
+/// with [`Error::InvalidManifest`] on the field `schema_version`: an older release cannot know
+/// what the newer fields mean, and guessing would change what was approved.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
 
 use crate::context::ExecutionMode;
 use crate::error::{Error, Result};
-use crate::ids::{PartitionKey, RunId};
+use crate::ids::RunId;
 
 /// What kind of historical change a run is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Also read in upper case, as the seed writes it (`BACKFILL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunKind {
     /// Produce missing or newly required historical output.
+    #[serde(alias = "BACKFILL")]
     Backfill,
     /// Read old input again from a log or source.
+    #[serde(alias = "REPLAY")]
     Replay,
     /// Re-run a transformation over existing input.
+    #[serde(alias = "REPROCESSING")]
     Reprocessing,
     /// Publish corrected output that supersedes earlier accepted output.
+    #[serde(alias = "RESTATEMENT")]
     Restatement,
     /// Fix a bounded, corrupted subset.
+    #[serde(alias = "REPAIR")]
     Repair,
     /// Populate a new target from an old source.
+    #[serde(alias = "MIGRATION")]
     Migration,
     /// Initial load before streaming begins.
+    #[serde(alias = "BOOTSTRAP")]
     Bootstrap,
     /// Compare source and target to detect mismatch.
+    #[serde(alias = "RECONCILIATION")]
     Reconciliation,
-}
-
-/// Reference to one version of a manifest, used by `supersedes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestRef {
-    /// Run of the referenced manifest.
-    pub run_id: RunId,
-    /// Its version.
-    pub version: u32,
-    /// Its digest.
-    pub digest: ManifestDigest,
-}
-
-/// Where the input comes from and exactly which part of it is read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct SourceSpec {
-    /// Source kind, such as `iceberg_table`, `kafka`, `sql_table`, `memory`.
-    pub kind: String,
-    /// Source name, such as `bronze.case_events`.
-    pub name: String,
-    /// Pinned snapshot (Iceberg snapshot id, database snapshot, export id), if the source has one.
-    pub snapshot: Option<String>,
-    /// The exact input range. Required.
-    pub range: Option<InputRange>,
-}
-
-/// Semantics of a reference data version (which truth the run reconstructs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReferenceSemantics {
-    /// What the system believed at the time.
-    AsRecorded,
-    /// What should have been true.
-    CorrectedTruth,
-    /// The current accepted reference version.
-    Current,
-    /// The version used by the original decision being audited.
-    OriginalDecision,
-}
-
-/// One pinned reference data set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReferenceData {
-    /// Name, such as `jurisdiction_calendar`.
-    pub name: String,
-    /// Pinned version, such as `v2026-06-restated`.
-    pub version: String,
-    /// Which truth the version stands for.
-    pub semantics: ReferenceSemantics,
-}
-
-/// The code that computes the output, pinned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct TransformSpec {
-    /// Transform name.
-    pub name: String,
-    /// Semantic version. Required.
-    pub version: String,
-    /// Git commit of the transform's code.
-    pub git_commit: Option<String>,
-    /// Container image digest, if it runs in one.
-    pub image_digest: Option<String>,
-    /// Hash of the canonical transform configuration.
-    pub config_hash: Option<String>,
-    /// Hash of the dependency lock file.
-    pub dependency_lock_hash: Option<String>,
-    /// Reference data versions the transform reads.
-    pub reference_data: Vec<ReferenceData>,
-}
-
-/// How the target may be changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Mutation {
-    /// Append rows tagged with the run id; readers see the accepted run through a view.
-    AppendWithRunId,
-    /// Replace exactly the manifest's partitions.
-    ReplacePartitions,
-    /// Merge by business key, guarded by a version column (a stale version never wins).
-    MergeByKey {
-        /// Business key columns.
-        key: Vec<String>,
-        /// Version column compared before a row is replaced.
-        version_column: String,
-    },
-    /// Write a shadow table, then swap a pointer or view.
-    ShadowSwap,
-    /// Write a new output version that coexists with the old ones.
-    VersionedOutput,
-    /// Publish correction events that reference what they correct.
-    CorrectionEvents,
-}
-
-impl Mutation {
-    /// Short name, as used in evidence and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::AppendWithRunId => "append_with_run_id",
-            Self::ReplacePartitions => "replace_partitions",
-            Self::MergeByKey { .. } => "merge_by_key",
-            Self::ShadowSwap => "shadow_swap",
-            Self::VersionedOutput => "versioned_output",
-            Self::CorrectionEvents => "correction_events",
-        }
-    }
-}
-
-/// What output is allowed to change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct TargetSpec {
-    /// Target kind, such as `sql_table`, `iceberg_table`, `kafka_topic`.
-    pub kind: String,
-    /// Target (data product) name; the accepted-output pointer is kept per target name.
-    pub name: String,
-    /// The mutation mode. Required.
-    pub mutation: Option<Mutation>,
-    /// The publish partitions the run may change. Output rows outside them are refused.
-    pub partitions: Vec<PartitionKey>,
-    /// Downstream consumers that will see the change.
-    pub consumers: Vec<String>,
-    /// Whether replace-partitions may empty a declared partition for which the run staged no rows
-    /// (by default that is refused at validation: an empty partition is more often a lost input than
-    /// a true "none").
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub allow_empty_partitions: bool,
-}
-
-/// Which sinks with external side effects the run may write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct SideEffectPolicy {
-    /// Whether any side-effecting sink is allowed at all.
-    pub allowed: bool,
-    /// Names of side-effecting sinks explicitly allowed (only meaningful when `allowed`).
-    pub allowed_sinks: Vec<String>,
-}
-
-/// Throughput limits enforced by the runner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Limits {
-    /// Chunks processed at the same time.
-    pub max_chunks_in_parallel: u32,
-    /// Output rows per minute.
-    pub max_rows_per_minute: Option<u64>,
-    /// Output bytes (canonical encoding) per minute.
-    pub max_bytes_per_minute: Option<u64>,
-    /// Staging commits (finished chunks) per hour.
-    pub max_sink_commits_per_hour: Option<u64>,
-    /// Pause after each chunk (window), in milliseconds.
-    pub pause_between_windows_ms: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_chunks_in_parallel: 1,
-            max_rows_per_minute: None,
-            max_bytes_per_minute: None,
-            max_sink_commits_per_hour: None,
-            pause_between_windows_ms: 0,
-        }
-    }
-}
-
-/// Bounds on what the run may cost and do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct SafetySpec {
-    /// Side-effect policy. Required.
-    pub side_effects: Option<SideEffectPolicy>,
-    /// The run stops when it produces more output rows than this.
-    pub max_rows_expected: Option<u64>,
-    /// Cost ceiling in whole US dollars (recorded and reported; estimating cost is the operator's).
-    pub max_cost_usd: Option<u64>,
-    /// Stop at `Validated` and wait for an explicit publish.
-    pub manual_publish: bool,
-    /// Throughput limits.
-    pub limits: Limits,
-}
-
-/// What must be checked before publication.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct ValidationPlan {
-    /// Allowed absolute difference between expected and staged row counts.
-    pub count_tolerance: Option<u64>,
-    /// Recompute per-partition digests from staged rows and compare with the ledger.
-    pub checksum_required: bool,
-    /// Business-delta threshold in percent; above it the run waits for owner review.
-    pub business_delta_max_pct: Option<u32>,
-    /// Named quality gate (the validators the operator attaches).
-    pub quality_gate: Option<String>,
-    /// Further named checks, for the record.
-    pub checks: Vec<String>,
-}
-
-impl ValidationPlan {
-    fn is_empty(&self) -> bool {
-        self.count_tolerance.is_none()
-            && !self.checksum_required
-            && self.business_delta_max_pct.is_none()
-            && self.quality_gate.is_none()
-            && self.checks.is_empty()
-    }
-}
-
-/// Privacy and retention answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default)]
-pub struct PrivacySpec {
-    /// Purpose the data is processed for.
-    pub purpose: String,
-    /// Whether source retention legality was checked.
-    pub retention_checked: bool,
-    /// Whether deletions/erasure requests are honoured by the replay.
-    pub erasure_checked: bool,
 }
 
 /// The run manifest: every section of a backfill's intent.
@@ -279,10 +86,29 @@ pub struct PrivacySpec {
 /// // Sections that must be answered are missing, so it cannot be approved yet.
 /// assert!(m.check().has_blocking());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Reading manifests
+/// [`from_json`](Self::from_json), [`from_yaml`](Self::from_yaml), [`from_toml`](Self::from_toml)
+/// and [`load`](Self::load) (by file extension) refuse unknown fields in every section and name the
+/// offending field by its path (`safety.manual_publsh`). Besides the canonical snake_case form
+/// they read the seed's camelCase spellings and shorthands (`runId`, `"kind": "BACKFILL"`,
+/// `"publishMode": "REPLACE_PARTITIONS"`, `"sideEffectsAllowed": false`, a Kafka source's
+/// `topic`/`partitions`); see each section's docs. What is written, digested and described by
+/// [`json_schema`](Self::json_schema) is always the canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunManifest {
+    /// Version of the manifest format, [`MANIFEST_SCHEMA_VERSION`] when written by this release;
+    /// 1 when absent. A newer version than this release knows is refused.
+    #[serde(
+        default = "one",
+        alias = "schemaVersion",
+        deserialize_with = "shorthand::schema_version"
+    )]
+    #[schemars(with = "u32", range(min = 1, max = MANIFEST_SCHEMA_VERSION))]
+    pub schema_version: u32,
     /// Run identity.
+    #[serde(alias = "runId")]
     pub run_id: RunId,
     /// Manifest version, starting at 1.
     #[serde(default = "one")]
@@ -292,19 +118,37 @@ pub struct RunManifest {
     pub supersedes: Option<ManifestRef>,
     /// What kind of change this is.
     pub kind: RunKind,
-    /// Execution mode stamped on every output.
+    /// Execution mode stamped on every output; `backfill` when absent (the seed stamps replays
+    /// `processingMode=BACKFILL` too). Read in any case.
+    #[serde(
+        default = "backfill_mode",
+        alias = "processingMode",
+        alias = "processing_mode",
+        deserialize_with = "shorthand::execution_mode"
+    )]
+    #[schemars(with = "ExecutionMode")]
     pub mode: ExecutionMode,
     /// The business reason.
     #[serde(default)]
     pub reason: String,
     /// Who asked for it.
-    #[serde(default)]
+    #[serde(default, alias = "requestedBy")]
     pub requested_by: String,
+    /// The owner who must approve this manifest (the seed's `approvedBy`). When set,
+    /// [`approve`](Self::approve) and [`StoredManifest::verify`] refuse any other approver; the
+    /// approval itself is still the separate [`Approval`] record bound to the digest.
+    #[serde(default, alias = "approvedBy", skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
     /// The input.
     #[serde(default)]
     pub source: SourceSpec,
     /// The range whose output may be published (narrower than the input when there is warm-up).
-    #[serde(default)]
+    #[serde(
+        default,
+        alias = "publishRange",
+        deserialize_with = "shorthand::input_range"
+    )]
+    #[schemars(with = "Option<InputRange>")]
     pub publish_range: Option<InputRange>,
     /// The code.
     #[serde(default)]
@@ -330,10 +174,15 @@ fn one() -> u32 {
     1
 }
 
+fn backfill_mode() -> ExecutionMode {
+    ExecutionMode::Backfill
+}
+
 impl RunManifest {
     /// A draft with the given identity and everything else empty.
     pub fn new(run_id: impl Into<RunId>, kind: RunKind, mode: ExecutionMode) -> Self {
         Self {
+            schema_version: MANIFEST_SCHEMA_VERSION,
             run_id: run_id.into(),
             version: 1,
             supersedes: None,
@@ -341,6 +190,7 @@ impl RunManifest {
             mode,
             reason: String::new(),
             requested_by: String::new(),
+            approved_by: None,
             source: SourceSpec::default(),
             publish_range: None,
             transform: TransformSpec::default(),
@@ -350,22 +200,6 @@ impl RunManifest {
             privacy: None,
             labels: BTreeMap::new(),
         }
-    }
-
-    /// Parses a manifest from JSON. Errors name the offending field.
-    pub fn from_json(json: &str) -> Result<Self> {
-        let de = &mut serde_json::Deserializer::from_str(json);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let run_id = serde_json::from_str::<serde_json::Value>(json)
-                .ok()
-                .and_then(|v| v.get("run_id").and_then(|r| r.as_str()).map(RunId::from))
-                .unwrap_or_default();
-            Error::InvalidManifest {
-                run_id,
-                field: e.path().to_string(),
-                message: e.inner().to_string(),
-            }
-        })
     }
 
     /// Pretty JSON for people. The digest is computed over [`canonical_json`], not this.
@@ -393,5 +227,26 @@ impl RunManifest {
                 field: "target.mutation".into(),
                 message: "missing".into(),
             })
+    }
+
+    /// The duplicate-file policy of a file source, or a typed error naming
+    /// `source.duplicate_files` when the manifest does not state one.
+    pub fn duplicate_file_policy(&self) -> Result<DuplicateFilePolicy> {
+        self.source.duplicate_files.ok_or_else(|| {
+            // Before it was a typed field the policy was a label; say where it went.
+            let moved = if self.labels.contains_key("duplicate_files") {
+                "; the label `duplicate_files` is no longer read, state the policy here"
+            } else {
+                ""
+            };
+            Error::InvalidManifest {
+                run_id: self.run_id.clone(),
+                field: "source.duplicate_files".into(),
+                message: format!(
+                    "missing: a file backfill must say what it does with duplicate files \
+                     (ignore, reprocess, correction or reject){moved}"
+                ),
+            }
+        })
     }
 }

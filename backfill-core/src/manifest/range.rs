@@ -3,28 +3,45 @@
 use std::fmt;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An exact offset range on one log partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Also read with the seed's names: `{"partition": 0, "fromOffset": 9012331,
+/// "toOffsetExclusive": 9120000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct OffsetRange {
     /// Log partition number.
     pub partition: i32,
     /// First offset read.
+    #[serde(alias = "fromOffset", alias = "from_offset")]
     pub from: i64,
     /// First offset not read.
+    #[serde(
+        alias = "toExclusive",
+        alias = "toOffsetExclusive",
+        alias = "to_offset_exclusive"
+    )]
     pub to_exclusive: i64,
 }
 
 /// A half-open range of input (or of publishable output).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+///
+/// Written as an object tagged by `type`. Where a manifest holds a range (`source.range`,
+/// `publish_range`) the seed's shorthands are read too: `{"eventDateFrom": "2025-01-01",
+/// "eventDateTo": "2025-12-31"}` is the dates range `[2025-01-01, 2026-01-01)` (the seed's end date
+/// is included), and a bare list of [`OffsetRange`]s is an `offsets` range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum InputRange {
     /// Business or event dates.
     Dates {
         /// First date included.
         from: NaiveDate,
         /// First date excluded.
+        #[serde(alias = "toExclusive")]
         to_exclusive: NaiveDate,
     },
     /// Instants.
@@ -32,6 +49,7 @@ pub enum InputRange {
         /// First instant included.
         from: DateTime<Utc>,
         /// First instant excluded.
+        #[serde(alias = "toExclusive")]
         to_exclusive: DateTime<Utc>,
     },
     /// Exact offsets per log partition.
@@ -44,6 +62,7 @@ pub enum InputRange {
         /// First key included.
         from: String,
         /// First key excluded.
+        #[serde(alias = "toExclusive")]
         to_exclusive: String,
     },
 }

@@ -129,6 +129,7 @@ pub fn manifest(run_id: &str) -> RunManifest {
             from: day(2025, 1, 1),
             to_exclusive: day(2025, 4, 1),
         }),
+        ..SourceSpec::default()
     };
     m.transform.name = "scale".into();
     m.transform.version = "1.0.0".into();

@@ -195,6 +195,7 @@ fn base_manifest(run_id: &str, kind: RunKind, t: &CaseSlaTransform, snapshot: &s
         name: "bronze.case_events".into(),
         snapshot: Some(snapshot.into()),
         range: Some(input_range()),
+        ..SourceSpec::default()
     };
     m.publish_range = Some(publish_range());
     m.transform = TransformSpec {
