@@ -1,6 +1,7 @@
 //! PostgreSQL declarative partitions: a replace-partitions publication builds one table per replaced
-//! partition and swaps it in with `DETACH PARTITION` / `ATTACH PARTITION` in one transaction. The
-//! detached tables are kept, so rollback swaps them back.
+//! partition and swaps it in with `DETACH PARTITION` / `ATTACH PARTITION`, all in the publishing
+//! transaction (PostgreSQL's DDL is transactional). The detached tables are kept, so rollback swaps
+//! them back without reading staging.
 
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::{PartitionKey, RunId};
@@ -9,9 +10,9 @@ use sqlx::Row;
 
 use crate::dialect::Dialect;
 use crate::error::db;
-use crate::ident::Ident;
+use crate::ident::{Ident, QualifiedName};
 use crate::pool::SqlPool;
-use crate::publish::{hashed, refuse, SqlPublisher, Stmt};
+use crate::publish::{hashed, refuse, Arg, Change, SqlPublisher, Stmt};
 use crate::sink::column_list;
 
 /// Partition values go into `FOR VALUES IN ('…')`, which cannot be bound: only plain values are used.
@@ -43,12 +44,17 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         Ok(kind.as_deref() == Some("p"))
     }
 
-    async fn child_for(&self, value: &str) -> backfill_core::Result<Option<String>> {
+    /// The partition currently attached for `value`, schema-qualified.
+    async fn child_for(
+        &self,
+        run_id: &RunId,
+        value: &str,
+    ) -> backfill_core::Result<Option<QualifiedName>> {
         let SqlPool::Postgres(p) = &self.pool else {
             return Ok(None);
         };
         let rows = sqlx::query(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1)",
+            "SELECT n.nspname::text AS nsp, c.relname::text AS rel, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = to_regclass($1)",
         )
         .bind(self.target.quoted(Dialect::Postgres))
         .fetch_all(p)
@@ -58,110 +64,124 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         for r in rows {
             let bound: Option<String> = r.try_get("bound").map_err(db)?;
             if bound.as_deref() == Some(want.as_str()) {
-                return Ok(Some(r.try_get("relname").map_err(db)?));
+                let nsp: String = r.try_get("nsp").map_err(db)?;
+                let rel: String = r.try_get("rel").map_err(db)?;
+                let name = Ident::new(&nsp)
+                    .and_then(|s| Ident::new(&rel).map(|t| QualifiedName::new(Some(s), t)))
+                    .map_err(|_| {
+                        refuse(
+                            run_id,
+                            format!("partition `{nsp}.{rel}` of {} has a name this crate does not handle", self.target),
+                        )
+                    })?;
+                return Ok(Some(name));
             }
         }
         Ok(None)
     }
 
-    /// Builds the new partition tables (DDL, before the transaction) and returns the swap statements.
-    pub(crate) async fn attach_statements(
+    /// Builds one table per partition from staging and swaps it in, all inside the transaction.
+    pub(crate) async fn attach(
         &self,
         run_id: &RunId,
-        stg: &Ident,
+        staged: &crate::publish::Staged,
         partitions: &[PartitionKey],
-    ) -> backfill_core::Result<Vec<Stmt>> {
+    ) -> backfill_core::Result<Change> {
         let d = Dialect::Postgres;
         let t = self.target.quoted(d);
         let cols = column_list(&self.schema, d, "");
         let part = d.quote(self.schema.partition_column);
-        let mut out = Vec::new();
+        let mut stmts = Vec::new();
         for p in partitions {
             let lit = literal(run_id, p)?;
-            let new = hashed(
+            let new = self.target.sibling(hashed(
                 "bfpart_",
-                &[self.target.as_str(), run_id.as_str(), p.as_str()],
-            );
+                &[&self.target.to_string(), run_id.as_str(), p.as_str()],
+            ));
             let n = new.quoted(d);
-            self.pool
-                .execute(&format!("DROP TABLE IF EXISTS {n}"))
-                .await?;
-            self.pool
-                .execute(&format!(
-                    "CREATE TABLE {n} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-                ))
-                .await?;
+            stmts.push(Stmt::plain(format!(
+                "CREATE TABLE {n} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            )));
             // The CHECK lets ATTACH skip its validation scan.
-            self.pool
-                .execute(&format!(
-                    "ALTER TABLE {n} ADD CHECK ({part} IS NOT NULL AND {part} = {lit})"
-                ))
-                .await?;
-            if let SqlPool::Postgres(pg) = &self.pool {
-                sqlx::query(&format!(
-                    "INSERT INTO {n} ({cols}) SELECT {cols} FROM {} WHERE {part} = $1",
-                    stg.quoted(d)
-                ))
-                .bind(p.as_str())
-                .execute(pg)
-                .await
-                .map_err(db)?;
-            }
-            let old = self.child_for(p.as_str()).await?;
-            if let Some(old) = &old {
-                out.push(Stmt::new(
-                    format!("ALTER TABLE {t} DETACH PARTITION {}", d.quote(old)),
-                    Vec::new(),
+            stmts.push(Stmt::plain(format!(
+                "ALTER TABLE {n} ADD CHECK ({part} IS NOT NULL AND {part} = {lit})"
+            )));
+            if let Some(src) = staged.source(d) {
+                stmts.push(Stmt::new(
+                    format!(
+                        "INSERT INTO {n} ({cols}) SELECT {} FROM {src} WHERE s.{part} = ?",
+                        column_list(&self.schema, d, "s.")
+                    ),
+                    vec![p.as_str().into()],
                 ));
             }
-            out.push(Stmt::new(
-                format!("ALTER TABLE {t} ATTACH PARTITION {n} FOR VALUES IN ({lit})"),
-                Vec::new(),
-            ));
-            out.push(Stmt::new(
-                "INSERT INTO bf_attached_partitions (run_id, target, partition_value, new_table, old_table) VALUES (?, ?, ?, ?, ?)".into(),
-                vec![run_id.to_string(), self.target.to_string(), p.to_string(), new.to_string(), old.unwrap_or_default()],
+            let old = self.child_for(run_id, p.as_str()).await?;
+            if let Some(old) = &old {
+                stmts.push(Stmt::plain(format!(
+                    "ALTER TABLE {t} DETACH PARTITION {}",
+                    old.quoted(d)
+                )));
+            }
+            stmts.push(Stmt::plain(format!(
+                "ALTER TABLE {t} ATTACH PARTITION {n} FOR VALUES IN ({lit})"
+            )));
+            stmts.push(Stmt::new(
+                "INSERT INTO bf_attached_partitions (run_id, target, partition_value, new_table, old_table) VALUES (?, ?, ?, ?, ?)",
+                vec![
+                    run_id.as_str().into(),
+                    self.target.to_string().into(),
+                    p.as_str().into(),
+                    new.to_string().into(),
+                    old.map_or(Arg::Text(String::new()), |o| Arg::Text(o.to_string())),
+                ],
             ));
         }
-        Ok(out)
+        Ok(Change {
+            stmts,
+            view: None,
+            reference: format!("postgres:{} (detach/attach)", self.target),
+        })
     }
 
-    /// The statements that swap back the partitions a run attached.
-    pub(crate) async fn reattach_statements(
-        &self,
-        from: &RunId,
-    ) -> backfill_core::Result<Vec<Stmt>> {
-        let SqlPool::Postgres(pg) = &self.pool else {
-            return Ok(Vec::new());
-        };
+    /// Swaps back the partitions `from` attached.
+    pub(crate) async fn reattach(&self, from: &RunId) -> backfill_core::Result<Change> {
         let d = Dialect::Postgres;
+        let reference = format!("postgres:{} (detach/attach)", self.target);
+        let SqlPool::Postgres(pg) = &self.pool else {
+            return Ok(Change {
+                stmts: Vec::new(),
+                view: None,
+                reference,
+            });
+        };
         let t = self.target.quoted(d);
         let rows = sqlx::query("SELECT partition_value, new_table, old_table FROM bf_attached_partitions WHERE run_id = $1 AND target = $2")
             .bind(from.as_str())
-            .bind(self.target.as_str())
+            .bind(self.target.to_string())
             .fetch_all(pg)
             .await
             .map_err(db)?;
-        let mut out = Vec::new();
+        let mut stmts = Vec::new();
         for r in rows {
             let value: String = r.try_get("partition_value").map_err(db)?;
             let new: String = r.try_get("new_table").map_err(db)?;
-            let old: String = r.try_get("old_table").map_err(db)?;
+            let old: Option<String> = r.try_get("old_table").map_err(db)?;
             let lit = literal(from, &PartitionKey::from(value.as_str()))?;
-            out.push(Stmt::new(
-                format!("ALTER TABLE {t} DETACH PARTITION {}", d.quote(&new)),
-                Vec::new(),
-            ));
-            if !old.is_empty() {
-                out.push(Stmt::new(
-                    format!(
-                        "ALTER TABLE {t} ATTACH PARTITION {} FOR VALUES IN ({lit})",
-                        d.quote(&old)
-                    ),
-                    Vec::new(),
-                ));
+            stmts.push(Stmt::plain(format!(
+                "ALTER TABLE {t} DETACH PARTITION {}",
+                QualifiedName::parse(&new)?.quoted(d)
+            )));
+            if let Some(old) = old.filter(|o| !o.is_empty()) {
+                stmts.push(Stmt::plain(format!(
+                    "ALTER TABLE {t} ATTACH PARTITION {} FOR VALUES IN ({lit})",
+                    QualifiedName::parse(&old)?.quoted(d)
+                )));
             }
         }
-        Ok(out)
+        Ok(Change {
+            stmts,
+            view: None,
+            reference,
+        })
     }
 }

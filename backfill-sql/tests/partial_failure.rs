@@ -1,6 +1,7 @@
 //! The testkit's partial-failure scenarios on every engine: a staging failure, a crash between staging
 //! and the ledger, and a publish whose outcome is unknown all end where an uninterrupted run ends, and
-//! the SQL publisher is inspected before it could publish twice.
+//! the SQL publisher is inspected before it could publish twice; a publication and a rollback
+//! interrupted in every window of the control plane converge when retried.
 #![allow(clippy::clone_on_ref_ptr)]
 
 mod common;
@@ -11,7 +12,7 @@ use backfill_core::memory::{ChunkBy, MemorySource};
 use backfill_core::prelude::*;
 use backfill_sql::{SqlPublisher, SqlSink};
 use backfill_testkit::faults::{FaultKind, SinkFault};
-use backfill_testkit::partial_failure::{Adapters, Scenario};
+use backfill_testkit::partial_failure::{Adapters, Crash, Scenario};
 use backfill_testkit::strategy::{valid_manifest, Keyed};
 use backfill_testkit::TestRow;
 use chrono::{Days, NaiveDate, TimeZone, Utc};
@@ -83,10 +84,11 @@ fn scenario(engine: common::Engine) -> Scenario<Scale> {
         async move {
             let pool = ns.pool().await;
             let schema = common::test_row_schema();
-            let sink = SqlSink::<TestRow>::with_schema(pool.clone(), "pf_target", schema)
+            // The publisher is registered under the manifest's target name.
+            let sink = SqlSink::<TestRow>::with_schema(pool.clone(), "testkit_target", schema)
                 .await
                 .unwrap();
-            let publisher = SqlPublisher::<TestRow>::with_schema(pool, "pf_target", schema)
+            let publisher = SqlPublisher::<TestRow>::with_schema(pool, "testkit_target", schema)
                 .await
                 .unwrap();
             let pair: Adapters<TestRow> = (Arc::new(sink), Arc::new(publisher));
@@ -123,5 +125,31 @@ async fn an_unknown_publish_outcome_is_inspected_and_commits_once_on_every_engin
             .unwrap_or_else(|f| panic!("{}: {f}", engine.name));
         assert_eq!(out.report.state, RunState::Published, "{}", engine.name);
         assert!(out.invocations >= 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_crashed_in_any_window_converges_on_every_engine() {
+    for engine in common::engines() {
+        let s = scenario(engine.clone());
+        for crash in Crash::ALL {
+            let out = s
+                .check_publish_crash(crash)
+                .await
+                .unwrap_or_else(|f| panic!("{} {crash:?}: {f}", engine.name));
+            assert_eq!(out.report.state, RunState::Published, "{}", engine.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_crashed_in_any_window_converges_on_every_engine() {
+    for engine in common::engines() {
+        let s = scenario(engine.clone());
+        for crash in Crash::ALL {
+            s.check_rollback_crash(crash)
+                .await
+                .unwrap_or_else(|f| panic!("{} {crash:?}: {f}", engine.name));
+        }
     }
 }

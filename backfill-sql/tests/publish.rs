@@ -1,139 +1,26 @@
-//! Publishers on every engine: replace partitions, merge by version, append, shadow swap, rollback.
+//! Publishers on every engine: replace partitions, merge by version, append, shadow swap, versioned
+//! output; rollback of each after staging was discarded; artifacts checked; schema-qualified targets.
 #![allow(clippy::clone_on_ref_ptr)]
 
 mod common;
+mod publishing;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use backfill_core::digest::{OutputRow, PartitionDigests};
-use backfill_core::manifest::SideEffectPolicy;
+use backfill_core::digest::PartitionDigests;
+use backfill_core::memory::MemorySource;
 use backfill_core::prelude::*;
-use backfill_core::publish::{PublishRequest, RollbackRequest};
-use backfill_core::sink::StageRequest;
-use backfill_sql::{Column, SqlPool, SqlPublisher, SqlRow, SqlSink, SqlStore, SqlType};
-use chrono::{TimeZone, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Sla {
-    case_id: String,
-    month: String,
-    breached: bool,
-    version: i64,
-    note: Option<String>,
-}
-
-impl OutputRow for Sla {
-    fn partition(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.month)
-    }
-}
-
-impl SqlRow for Sla {
-    const COLUMNS: &'static [Column] = &[
-        Column::new("case_id", SqlType::Text),
-        Column::new("month", SqlType::Text),
-        Column::new("breached", SqlType::Boolean),
-        Column::new("version", SqlType::BigInt),
-        Column::nullable("note", SqlType::Text),
-    ];
-    const PARTITION_COLUMN: &'static str = "month";
-}
-
-fn rows(months: &[&str], per: usize, version: i64, breached_every: usize) -> Vec<Sla> {
-    let mut v = Vec::new();
-    for m in months {
-        for i in 0..per {
-            v.push(Sla {
-                case_id: format!("C-{i:04}"),
-                month: (*m).to_owned(),
-                breached: i % breached_every == 0,
-                version,
-                note: (i % 2 == 0).then(|| format!("v{version}")),
-            });
-        }
-    }
-    v
-}
-
-fn at() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0).unwrap()
-}
-
-fn manifest(run: &str, mutation: Mutation, partitions: &[&str]) -> RunManifest {
-    let mut m = RunManifest::new(run, RunKind::Restatement, ExecutionMode::Backfill);
-    m.target.name = "case_sla_daily".into();
-    m.target.mutation = Some(mutation);
-    m.target.partitions = partitions.iter().map(|p| PartitionKey::from(*p)).collect();
-    m.safety.side_effects = Some(SideEffectPolicy::default());
-    m
-}
-
-struct Parts {
-    sink: SqlSink<Sla>,
-    publisher: SqlPublisher<Sla>,
-}
-
-impl Parts {
-    async fn new(pool: SqlPool) -> Self {
-        Self {
-            sink: SqlSink::new(pool.clone(), "case_sla_daily").await.unwrap(),
-            publisher: SqlPublisher::new(pool, "case_sla_daily").await.unwrap(),
-        }
-    }
-
-    async fn stage_and_publish(
-        &self,
-        m: &RunManifest,
-        rows: Vec<Sla>,
-        previous: Option<&RunId>,
-    ) -> PublishReceipt {
-        let ctx = TransformContext::fixed(m.run_id.clone(), ExecutionMode::Backfill, at());
-        let chunk = ChunkId::from("c0");
-        self.sink
-            .stage(
-                StageRequest {
-                    run_id: &m.run_id,
-                    chunk_id: &chunk,
-                    attempt: 1,
-                    lineage: ctx.lineage(),
-                },
-                stream::iter([Ok(rows)]).boxed(),
-            )
-            .await
-            .unwrap();
-        let digests = PartitionDigests::default();
-        let req = PublishRequest {
-            run_id: &m.run_id,
-            manifest: m,
-            digests: &digests,
-            previous,
-            at: at(),
-        };
-        self.publisher.publish(req, &self.sink).await.unwrap()
-    }
-
-    async fn current(&self, p: &str) -> Vec<Sla> {
-        let key = PartitionKey::from(p);
-        let mut v: Vec<Sla> = self
-            .publisher
-            .read_current(&key)
-            .try_concat()
-            .await
-            .unwrap();
-        v.sort_by(|a, b| a.case_id.cmp(&b.case_id));
-        v
-    }
-}
+use backfill_core::sink::StagedArtifact;
+use backfill_sql::{SqlArtifact, SqlPool, SqlPublisher, SqlSink, SqlStore};
+use publishing::{at, exec, manifest, merge, mutations, rows, run_manifest, Parts, Pass, Sla};
 
 #[tokio::test]
 async fn replace_partitions_touches_only_the_manifests_partitions_and_rolls_back() {
     for engine in common::engines() {
         let ns = engine.namespace("replace");
-        let parts = Parts::new(ns.pool().await).await;
+        let parts = Parts::new(ns.pool().await, "case_sla_daily").await;
         let all = ["2024-12", "2025-01", "2025-02", "2025-03"];
-        let v1 = manifest("bf-v1", Mutation::ReplacePartitions, &all);
+        let v1 = manifest("bf-v1", "case_sla_daily", Mutation::ReplacePartitions, &all);
         let r1 = parts
             .stage_and_publish(&v1, rows(&all, 50, 1, 3), None)
             .await;
@@ -142,100 +29,73 @@ async fn replace_partitions_touches_only_the_manifests_partitions_and_rolls_back
         let before_mar = parts.current("2025-03").await;
 
         // v2 restates Jan and Feb only.
+        let jan_feb = ["2025-01", "2025-02"];
         let v2 = manifest(
             "bf-v2",
+            "case_sla_daily",
             Mutation::ReplacePartitions,
-            &["2025-01", "2025-02"],
+            &jan_feb,
         );
         let r2 = parts
-            .stage_and_publish(
-                &v2,
-                rows(&["2025-01", "2025-02"], 40, 2, 4),
-                Some(&v1.run_id),
-            )
+            .stage_and_publish(&v2, rows(&jan_feb, 40, 2, 4), Some(&v1.run_id))
             .await;
         assert_eq!(r2.partitions.len(), 2);
         assert_eq!(
-            parts.current("2025-01").await,
-            rows(&["2025-01"], 40, 2, 4),
-            "{}",
-            engine.name
+            r2.digests,
+            PartitionDigests::of_rows(&rows(&jan_feb, 40, 2, 4))
         );
+        let jan = parts.current("2025-01").await;
+        assert_eq!(jan, rows(&["2025-01"], 40, 2, 4), "{}", engine.name);
         assert_eq!(
             parts.current("2024-12").await,
             before_dec,
-            "{}: untouched partition changed",
+            "{}",
             engine.name
         );
         assert_eq!(
             parts.current("2025-03").await,
             before_mar,
-            "{}: untouched partition changed",
+            "{}",
             engine.name
         );
 
-        // Idempotent: the same receipt, nothing changes.
+        // Idempotent: the same receipt, nothing changes (staging is not even read).
+        parts.sink.discard(&v2.run_id).await.unwrap();
         let again = parts
-            .stage_and_publish(&v2, rows(&["2025-01"], 1, 9, 1), Some(&v1.run_id))
-            .await;
+            .publish_staged(&v2, &[], &PartitionDigests::default(), Some(&v1.run_id))
+            .await
+            .unwrap();
         assert_eq!(again, r2);
         assert_eq!(parts.current("2025-01").await.len(), 40);
-        assert_eq!(
-            parts.publisher.inspect(&v2.run_id).await.unwrap(),
-            Some(r2.clone())
-        );
+        assert_eq!(parts.publisher.inspect(&v2.run_id).await.unwrap(), Some(r2));
         assert_eq!(
             parts.publisher.inspect(&"bf-none".into()).await.unwrap(),
             None
         );
 
         // Rollback to anything but the replaced run is refused; to it, restores v1 exactly.
-        let bad = parts
-            .publisher
-            .rollback(RollbackRequest {
-                from: &v2.run_id,
-                to: &"bf-none".into(),
-                manifest: &v2,
-                at: at(),
-            })
-            .await;
-        assert!(bad.is_err());
-        parts
-            .publisher
-            .rollback(RollbackRequest {
-                from: &v2.run_id,
-                to: &v1.run_id,
-                manifest: &v2,
-                at: at(),
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            parts.current("2025-01").await,
-            rows(&["2025-01"], 50, 1, 3),
-            "{}",
-            engine.name
-        );
+        let bad = parts.rollback(&v2, &"bf-none".into()).await.unwrap_err();
+        assert_eq!(bad.kind(), ErrorKind::Refused, "{bad}");
+        parts.rollback(&v2, &v1.run_id).await.unwrap();
+        assert_eq!(parts.current("2025-01").await, rows(&["2025-01"], 50, 1, 3));
         assert_eq!(parts.current("2025-02").await, rows(&["2025-02"], 50, 1, 3));
         assert_eq!(parts.current("2024-12").await, before_dec);
+        assert_eq!(parts.pointer().await.as_deref(), Some("bf-v1"));
         ns.drop().await;
     }
 }
 
 #[tokio::test]
-async fn merge_never_lets_a_stale_version_win() {
+async fn merge_never_lets_a_stale_version_win_and_rolls_back_exactly() {
     for engine in common::engines() {
         let ns = engine.namespace("merge");
-        let parts = Parts::new(ns.pool().await).await;
-        let merge = Mutation::MergeByKey {
-            key: vec!["case_id".into()],
-            version_column: "version".into(),
-        };
-        let v5 = manifest("bf-m5", merge.clone(), &[]);
+        let parts = Parts::new(ns.pool().await, "case_sla_daily").await;
+        let m5 = manifest("bf-m5", "case_sla_daily", merge(), &[]);
         parts
-            .stage_and_publish(&v5, rows(&["2025-01"], 10, 5, 2), None)
+            .stage_and_publish(&m5, rows(&["2025-01"], 10, 5, 2), None)
             .await;
-        // An older version for half the keys plus new keys.
+        let after_m5 = parts.current("2025-01").await;
+        // An older version for half the keys plus a new key.
         let mut stale = rows(&["2025-01"], 5, 3, 1);
         stale.push(Sla {
             case_id: "C-0100".into(),
@@ -244,8 +104,8 @@ async fn merge_never_lets_a_stale_version_win() {
             version: 3,
             note: None,
         });
-        let v3 = manifest("bf-m3", merge.clone(), &[]);
-        parts.stage_and_publish(&v3, stale, Some(&v5.run_id)).await;
+        let m3 = manifest("bf-m3", "case_sla_daily", merge(), &[]);
+        parts.stage_and_publish(&m3, stale, Some(&m5.run_id)).await;
         let now = parts.current("2025-01").await;
         assert_eq!(now.len(), 11, "{}", engine.name);
         for r in now.iter().filter(|r| r.case_id != "C-0100") {
@@ -256,9 +116,9 @@ async fn merge_never_lets_a_stale_version_win() {
             );
         }
         // A newer version wins.
-        let v7 = manifest("bf-m7", merge.clone(), &[]);
+        let m7 = manifest("bf-m7", "case_sla_daily", merge(), &[]);
         parts
-            .stage_and_publish(&v7, rows(&["2025-01"], 2, 7, 1), Some(&v3.run_id))
+            .stage_and_publish(&m7, rows(&["2025-01"], 2, 7, 1), Some(&m3.run_id))
             .await;
         let now = parts.current("2025-01").await;
         assert_eq!(
@@ -268,32 +128,24 @@ async fn merge_never_lets_a_stale_version_win() {
             engine.name
         );
         assert!(now.iter().filter(|r| r.version == 7).all(|r| r.breached));
-        // Rolling back v7 restores exactly what it overwrote.
-        parts
-            .publisher
-            .rollback(RollbackRequest {
-                from: &v7.run_id,
-                to: &v3.run_id,
-                manifest: &v7,
-                at: at(),
-            })
+        // Rolling back m7 restores exactly what it overwrote; rolling back m3 removes only the key
+        // it added (its stale keys never won, so they are left alone).
+        parts.sink.discard(&m7.run_id).await.unwrap();
+        parts.sink.discard(&m3.run_id).await.unwrap();
+        parts.rollback(&m7, &m3.run_id).await.unwrap();
+        assert!(parts
+            .current("2025-01")
             .await
-            .unwrap();
-        assert!(
-            parts
-                .current("2025-01")
-                .await
-                .iter()
-                .all(|r| r.version != 7),
-            "{}",
-            engine.name
-        );
+            .iter()
+            .all(|r| r.version != 7));
+        parts.rollback(&m3, &m5.run_id).await.unwrap();
+        assert_eq!(parts.current("2025-01").await, after_m5, "{}", engine.name);
         ns.drop().await;
     }
 }
 
 #[tokio::test]
-async fn append_and_shadow_swap_expose_only_the_accepted_run() {
+async fn views_expose_only_the_accepted_run() {
     for engine in common::engines() {
         let ns = engine.namespace("views");
         let pool = ns.pool().await;
@@ -303,34 +155,19 @@ async fn append_and_shadow_swap_expose_only_the_accepted_run() {
             Mutation::VersionedOutput,
         ] {
             let target = format!("t_{}", mutation.name());
-            let sink = SqlSink::<Sla>::new(pool.clone(), &target).await.unwrap();
-            let publisher = SqlPublisher::<Sla>::new(pool.clone(), &target)
-                .await
-                .unwrap();
-            let parts = Parts { sink, publisher };
-            let mut a = manifest("bf-a", mutation.clone(), &[]);
-            a.target.name = target.clone();
+            let parts = Parts::new(pool.clone(), &target).await;
+            let a = manifest("bf-a", &target, mutation.clone(), &[]);
             parts
                 .stage_and_publish(&a, rows(&["2025-01"], 3, 1, 1), None)
                 .await;
-            let mut b = manifest("bf-b", mutation.clone(), &[]);
-            b.target.name = target.clone();
+            let b = manifest("bf-b", &target, mutation.clone(), &[]);
             parts
                 .stage_and_publish(&b, rows(&["2025-01"], 4, 2, 1), Some(&a.run_id))
                 .await;
             let now = parts.current("2025-01").await;
             assert_eq!(now.len(), 4, "{} {}", engine.name, mutation.name());
             assert!(now.iter().all(|r| r.version == 2));
-            parts
-                .publisher
-                .rollback(RollbackRequest {
-                    from: &b.run_id,
-                    to: &a.run_id,
-                    manifest: &b,
-                    at: at(),
-                })
-                .await
-                .unwrap();
+            parts.rollback(&b, &a.run_id).await.unwrap();
             let now = parts.current("2025-01").await;
             assert_eq!(now.len(), 3, "{} {}", engine.name, mutation.name());
             assert!(now.iter().all(|r| r.version == 1));
@@ -339,108 +176,288 @@ async fn append_and_shadow_swap_expose_only_the_accepted_run() {
     }
 }
 
-#[derive(Debug)]
-struct Pass;
-impl DeterministicTransform for Pass {
-    type Input = Sla;
-    type Output = Sla;
-    fn name(&self) -> &str {
-        "pass"
-    }
-    fn version(&self) -> &str {
-        "1.0.0"
-    }
-    fn apply(
-        &self,
-        i: &Sla,
-        _: &TransformContext,
-        out: &mut Vec<Sla>,
-    ) -> Result<(), TransformError> {
-        out.push(i.clone());
-        Ok(())
+/// Drops the schema (PostgreSQL) or database (MySQL) a qualified target created.
+async fn drop_schema(pool: &SqlPool, schema: &str) {
+    match pool {
+        SqlPool::Postgres(_) => {
+            exec(pool, &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).await
+        }
+        SqlPool::MySql(_) => exec(pool, &format!("DROP DATABASE IF EXISTS `{schema}`")).await,
+        SqlPool::Sqlite(_) => {}
     }
 }
 
 #[tokio::test]
-async fn runner_end_to_end_on_sql_store_sink_and_publisher() {
+async fn every_mutation_rolls_back_after_staging_is_discarded_also_on_qualified_targets() {
+    for engine in common::engines() {
+        let ns = engine.namespace("undo");
+        let pool = ns.pool().await;
+        let schema = format!("s{}", ns.ident);
+        for qualified in [false, true] {
+            for mutation in mutations() {
+                let table = format!("sla_{}", mutation.name());
+                let target = if qualified {
+                    format!("{schema}.{table}")
+                } else {
+                    table
+                };
+                let what = format!("{} {target}", engine.name);
+                let parts = Parts::new(pool.clone(), &target).await;
+                let months = ["2025-01", "2025-02"];
+                let a = manifest("bf-a", &target, mutation.clone(), &months);
+                let ra = parts
+                    .stage_and_publish(&a, rows(&months, 6, 1, 2), None)
+                    .await;
+                let seen_a = parts.current("2025-01").await;
+                assert_eq!(seen_a.len(), 6, "{what}");
+                let b = manifest("bf-b", &target, mutation.clone(), &months);
+                parts
+                    .stage_and_publish(&b, rows(&months, 4, 2, 3), Some(&a.run_id))
+                    .await;
+                let seen_b = parts.current("2025-01").await;
+                assert_eq!(
+                    seen_b.iter().filter(|r| r.version == 2).count(),
+                    4,
+                    "{what}"
+                );
+                assert_eq!(parts.publisher.descriptor().name, target);
+
+                // Nothing of either run's staging is left.
+                parts.sink.discard(&a.run_id).await.unwrap();
+                parts.sink.discard(&b.run_id).await.unwrap();
+                assert_eq!(
+                    parts
+                        .publisher
+                        .inspect_rollback(&b.run_id, &a.run_id)
+                        .await
+                        .unwrap(),
+                    None
+                );
+                let rb = parts.rollback(&b, &a.run_id).await.unwrap();
+                assert_eq!(rb.run_id, a.run_id);
+                assert_eq!(rb.digests, ra.digests, "{what}");
+                assert_eq!(parts.current("2025-01").await, seen_a, "{what}");
+                assert_eq!(parts.pointer().await.as_deref(), Some("bf-a"), "{what}");
+                // Idempotent and inspectable: the recorded receipt, no key violation.
+                assert_eq!(parts.rollback(&b, &a.run_id).await.unwrap(), rb, "{what}");
+                assert_eq!(
+                    parts
+                        .publisher
+                        .inspect_rollback(&b.run_id, &a.run_id)
+                        .await
+                        .unwrap(),
+                    Some(rb.clone())
+                );
+                assert_eq!(
+                    parts
+                        .publisher
+                        .inspect_rollback(&b.run_id, &"bf-x".into())
+                        .await
+                        .unwrap(),
+                    None
+                );
+                let elsewhere = parts.rollback(&b, &"bf-x".into()).await.unwrap_err();
+                assert_eq!(elsewhere.kind(), ErrorKind::Conflict, "{what}: {elsewhere}");
+                assert_eq!(parts.current("2025-01").await, seen_a, "{what}");
+            }
+        }
+        drop_schema(&pool, &schema).await;
+        ns.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn artifacts_that_do_not_match_the_target_are_refused() {
+    for engine in common::engines() {
+        let ns = engine.namespace("artifacts");
+        let pool = ns.pool().await;
+        let parts = Parts::new(pool.clone(), "sla").await;
+        let other = Parts::new(pool.clone(), "other").await;
+        let m = manifest("bf-1", "sla", Mutation::ReplacePartitions, &["2025-01"]);
+        let data = rows(&["2025-01"], 6, 1, 1);
+        let digests = PartitionDigests::of_rows(&data);
+        let good = parts.stage(&m.run_id, data.clone()).await;
+        let refused = |e: Error, why: &str| {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Refused | ErrorKind::Conflict | ErrorKind::Permanent
+                ),
+                "{} {why}: {e}",
+                engine.name
+            );
+            e
+        };
+
+        // Not a SqlArtifact at all.
+        let mut bad = good.clone();
+        bad[0].artifact = StagedArtifact(serde_json::json!({"files": ["a.parquet"]}));
+        let e = parts
+            .publish_staged(&m, &bad, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "shape"), Error::Corrupt { .. }));
+        // Staged for another target.
+        let theirs = other.stage(&m.run_id, data.clone()).await;
+        let e = parts
+            .publish_staged(&m, &theirs, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "target"), Error::PublishRefused { .. }));
+        // A table that is not the one this database registered for the run.
+        let mut bad = good.clone();
+        let mut art = SqlArtifact::from_artifact(&bad[0].artifact).unwrap();
+        art.table = "bfs_000000000000000000000000".into();
+        bad[0].artifact = art.to_artifact().unwrap();
+        let e = parts
+            .publish_staged(&m, &bad, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "table"), Error::PublishRefused { .. }));
+        // An attempt the ledger did not accept.
+        let mut bad = good.clone();
+        bad[1].attempt = 2;
+        let e = parts
+            .publish_staged(&m, &bad, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "attempt"), Error::Fenced { .. }));
+        // Fewer rows than the ledger recorded, or a chunk the ledger has not accepted.
+        let mut bad = good.clone();
+        bad[0].rows += 1;
+        let e = parts
+            .publish_staged(&m, &bad, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "rows"), Error::PublishRefused { .. }));
+        let e = parts
+            .publish_staged(&m, &good[..1], &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(refused(e, "chunks"), Error::PublishRefused { .. }));
+        // A manifest for another target.
+        let elsewhere = manifest("bf-1", "other", Mutation::ReplacePartitions, &[]);
+        let e = parts
+            .publish_staged(&elsewhere, &good, &digests, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            refused(e, "manifest"),
+            Error::PublishRefused { .. }
+        ));
+        // A previous run the target's pointer does not name.
+        let e = parts
+            .publish_staged(&m, &good, &digests, Some(&"bf-0".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        // Nothing was published by any of these; the good request publishes.
+        assert_eq!(parts.pointer().await, None);
+        assert!(parts.current("2025-01").await.is_empty());
+        let r = parts
+            .publish_staged(&m, &good, &digests, None)
+            .await
+            .unwrap();
+        assert_eq!(r.rows, 6);
+        // Discarded staging of an unpublished run is refused, not published empty.
+        let m2 = manifest("bf-2", "sla", Mutation::ReplacePartitions, &["2025-01"]);
+        let staged = parts.stage(&m2.run_id, data.clone()).await;
+        parts.sink.discard(&m2.run_id).await.unwrap();
+        let e = parts
+            .publish_staged(&m2, &staged, &digests, Some(&m.run_id))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            refused(e, "discarded"),
+            Error::PublishRefused { .. }
+        ));
+        assert_eq!(parts.current("2025-01").await.len(), 6);
+        ns.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn capabilities_list_every_mutation_and_the_descriptor_is_the_target() {
+    let ns = common::engines()[0].namespace("caps");
+    let p = SqlPublisher::<Sla>::new(ns.pool().await, "silver.case_sla_monthly")
+        .await
+        .unwrap();
+    let caps = p.capabilities();
+    for m in mutations() {
+        assert!(caps.supports(m.name()), "{}", m.name());
+    }
+    assert!(!caps.supports(Mutation::CorrectionEvents.name()));
+    assert!(caps.rollback && caps.read_back && caps.atomic_multi_partition);
+    assert_eq!(p.descriptor().name, "silver.case_sla_monthly");
+    assert!(!p.descriptor().external_side_effects);
+}
+
+#[tokio::test]
+async fn executor_and_control_end_to_end_on_sql_store_sink_and_publisher() {
     for engine in common::engines() {
         let ns = engine.namespace("e2e");
         let pool = ns.pool().await;
         let store = Arc::new(SqlStore::new(pool.clone()).await.unwrap());
-        let sink = Arc::new(
-            SqlSink::<Sla>::new(pool.clone(), "case_sla_daily")
-                .await
-                .unwrap(),
-        );
-        let publisher = Arc::new(
-            SqlPublisher::<Sla>::new(pool.clone(), "case_sla_daily")
-                .await
-                .unwrap(),
-        );
+        let parts = Parts::new(pool.clone(), "silver.case_sla_daily").await;
+        let sink = Arc::new(parts.sink);
+        let publisher = Arc::new(parts.publisher);
+        let control = Control::new(store.clone())
+            .with_clock(Arc::new(FixedClock(at())))
+            .with_target(publisher.clone())
+            .unwrap();
         let input = rows(&["2025-01", "2025-02", "2025-03"], 30, 1, 3);
-        let runner = Runner::builder(
-            store.clone(),
-            Arc::new(backfill_core::memory::MemorySource::by_offset(
-                input.clone(),
-                20,
-            )),
+        let executor = Executor::builder(
+            control.clone(),
+            Arc::new(MemorySource::by_offset(input.clone(), 20)),
             Arc::new(Pass),
             sink.clone(),
             publisher.clone(),
         )
-        .clock(Arc::new(FixedClock(at())))
         .build();
-        let mut m = manifest(
+        let months = ["2025-01", "2025-02", "2025-03"];
+        let m = run_manifest(
             "bf-e2e",
+            "silver.case_sla_daily",
             Mutation::ReplacePartitions,
-            &["2025-01", "2025-02", "2025-03"],
+            &months,
+            90,
         );
-        m.reason = "e2e".into();
-        m.requested_by = "alice".into();
-        m.source = SourceSpec {
-            kind: "memory".into(),
-            name: "in".into(),
-            snapshot: Some("s".into()),
-            range: Some(InputRange::Offsets {
-                partitions: vec![backfill_core::manifest::OffsetRange {
-                    partition: 0,
-                    from: 0,
-                    to_exclusive: 90,
-                }],
-            }),
-        };
-        m.transform.name = "pass".into();
-        m.transform.version = "1.0.0".into();
-        m.validation = Some(ValidationPlan {
-            checksum_required: true,
-            ..Default::default()
-        });
         let approved = m.approve("bob", at()).unwrap();
-        runner.submit(&approved).await.unwrap();
-        let report = runner.run(approved.run_id()).await.unwrap();
+        control.submit(&approved).await.unwrap();
+        let report = executor.run(approved.run_id()).await.unwrap();
         assert_eq!(report.state, RunState::Published, "{}", engine.name);
         assert_eq!(report.chunks_total, 5);
         assert!(report
             .validations
             .iter()
             .all(|v| v.verdict == Verdict::Pass));
-        let visible: Vec<Sla> = [
-            parts_current(&publisher, "2025-01").await,
-            parts_current(&publisher, "2025-02").await,
-            parts_current(&publisher, "2025-03").await,
-        ]
-        .concat();
+        let parts = Parts {
+            pool: pool.clone(),
+            sink: SqlSink::new(pool.clone(), "silver.case_sla_daily")
+                .await
+                .unwrap(),
+            publisher: SqlPublisher::new(pool.clone(), "silver.case_sla_daily")
+                .await
+                .unwrap(),
+        };
+        let mut visible = Vec::new();
+        for month in months {
+            visible.extend(parts.current(month).await);
+        }
         assert_eq!(
             PartitionDigests::of_rows(&visible),
             report.digests,
             "{}",
             engine.name
         );
+        let accepted = store
+            .accepted("silver.case_sla_daily")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(accepted.run_id, *approved.run_id());
+        assert_eq!(parts.pointer().await.as_deref(), Some("bf-e2e"));
+        drop_schema(&pool, "silver").await;
         ns.drop().await;
     }
-}
-
-async fn parts_current(p: &SqlPublisher<Sla>, part: &str) -> Vec<Sla> {
-    let key = PartitionKey::from(part);
-    p.read_current(&key).try_concat().await.unwrap()
 }

@@ -1,0 +1,226 @@
+//! Merge by key: an upsert guarded by the version column (a staged row older than the target's
+//! never wins; an equal version rewrites the same row). In the same transaction the run archives
+//! the rows it overwrites and records the keys it writes (`bfk_<hash>`), so rollback deletes
+//! exactly those keys and restores the archived rows without reading staging.
+
+use backfill_core::digest::OutputRow;
+use backfill_core::ids::RunId;
+use serde::de::DeserializeOwned;
+
+use super::artifacts::Staged;
+use super::record::Recorded;
+use super::{hashed, Change, SqlPublisher, Stmt, ARCHIVED_BY};
+use crate::dialect::Dialect;
+use crate::error::Error;
+use crate::ident::{Ident, QualifiedName};
+use crate::row::all_columns;
+use crate::sink::column_list;
+
+/// Column naming the run that wrote a key, in the keys table.
+const KEY_RUN: &str = "bf_run_id";
+
+impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
+    /// The keys table of a key list: one row per key a merge wrote, tagged with the run.
+    fn keys_table(&self, key: &[String]) -> QualifiedName {
+        self.target
+            .sibling(hashed("bfk_", &[&self.target.to_string(), &key.join(",")]))
+    }
+
+    /// Validated key columns, each one of the row's columns.
+    fn key_columns(&self, key: &[String]) -> backfill_core::Result<Vec<Ident>> {
+        if key.is_empty() {
+            return Err(Error::Row {
+                row: std::any::type_name::<R>(),
+                detail: "merge_by_key needs at least one key column".into(),
+            }
+            .into());
+        }
+        key.iter()
+            .map(|k| {
+                if !self.schema.columns.iter().any(|c| c.name == k) {
+                    return Err(Error::Row {
+                        row: std::any::type_name::<R>(),
+                        detail: format!("merge key `{k}` is not a column of the row"),
+                    }
+                    .into());
+                }
+                Ident::new(k)
+            })
+            .collect()
+    }
+
+    /// The unique index the upsert needs and the keys table.
+    async fn ensure_merge_tables(
+        &self,
+        key: &[String],
+        keys: &[Ident],
+    ) -> backfill_core::Result<()> {
+        let d = self.d();
+        let quoted: Vec<String> = keys.iter().map(|k| k.quoted(d)).collect();
+        let idx = hashed("bfu_", &[&self.target.to_string(), &key.join(",")]);
+        self.pool
+            .execute(&format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+                idx.quoted(d),
+                self.target.quoted(d),
+                quoted.join(", ")
+            ))
+            .await?;
+        let k = self.keys_table(key);
+        let defs = keys
+            .iter()
+            .map(|name| {
+                let ty = all_columns(self.schema.columns)
+                    .find(|(n, _, _)| n == name.as_str())
+                    .map_or("TEXT", |(_, t, _)| t.ddl(d));
+                format!("{} {ty} NOT NULL", name.quoted(d))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.pool
+            .execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {defs})",
+                k.quoted(d),
+                self.q(KEY_RUN),
+                d.key_type()
+            ))
+            .await?;
+        let kidx = hashed("bfi_", &[&k.to_string(), KEY_RUN]);
+        self.pool
+            .execute(&format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                kidx.quoted(d),
+                k.quoted(d),
+                self.q(KEY_RUN)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Archive what the run overwrites, record the keys it writes, upsert.
+    pub(crate) async fn merge(
+        &self,
+        run_id: &RunId,
+        staged: &Staged,
+        key: &[String],
+        version_column: &str,
+    ) -> backfill_core::Result<Change> {
+        let keys = self.key_columns(key)?;
+        let v = Ident::new(version_column)?.quoted(self.d());
+        self.ensure_target().await?;
+        self.ensure_archive().await?;
+        self.ensure_merge_tables(key, &keys).await?;
+        let d = self.d();
+        let reference = format!("{}:{}", d.name(), self.target);
+        let Some(src) = staged.source(d) else {
+            return Ok(Change {
+                stmts: Vec::new(),
+                view: None,
+                reference,
+            });
+        };
+        let t = self.target.quoted(d);
+        let a = self.archive_table().quoted(d);
+        let k = self.keys_table(key).quoted(d);
+        let cols = column_list(&self.schema, d, "");
+        let key_q: Vec<String> = keys.iter().map(|k| k.quoted(d)).collect();
+        let same_key = |left: &str, right: &str| {
+            key_q
+                .iter()
+                .map(|c| format!("{left}.{c} = {right}.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let archive = Stmt::new(
+            format!(
+                "INSERT INTO {a} ({}, {cols}) SELECT ?, {} FROM {t} t WHERE EXISTS (SELECT 1 FROM {src} WHERE {} AND s.{v} >= t.{v})",
+                self.q(ARCHIVED_BY),
+                column_list(&self.schema, d, "t."),
+                same_key("s", "t"),
+            ),
+            vec![run_id.as_str().into()],
+        );
+        let written = Stmt::new(
+            format!(
+                "INSERT INTO {k} ({}, {}) SELECT DISTINCT ?, {} FROM {src} WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {} AND t.{v} > s.{v})",
+                self.q(KEY_RUN),
+                key_q.join(", "),
+                key_q.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "),
+                same_key("t", "s"),
+            ),
+            vec![run_id.as_str().into()],
+        );
+        let all: Vec<String> = all_columns(self.schema.columns)
+            .map(|(n, _, _)| d.quote(&n))
+            .collect();
+        let updated: Vec<&String> = all
+            .iter()
+            .filter(|c| !key_q.contains(c) && **c != v)
+            .chain(std::iter::once(&v))
+            .collect();
+        let scols = column_list(&self.schema, d, "s.");
+        let upsert = match d {
+            Dialect::Postgres | Dialect::Sqlite => format!(
+                "INSERT INTO {t} AS t ({cols}) SELECT {scols} FROM {src} WHERE 1 = 1 ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{v} <= excluded.{v}",
+                key_q.join(", "),
+                updated
+                    .iter()
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            // Assignments run left to right: the version column is updated last so every IF
+            // compares against the row's old version.
+            Dialect::MySql => format!(
+                "INSERT INTO {t} ({cols}) SELECT {scols} FROM {src} ON DUPLICATE KEY UPDATE {}",
+                updated
+                    .iter()
+                    .map(|c| format!("{c} = IF({t}.{v} <= VALUES({v}), VALUES({c}), {t}.{c})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        Ok(Change {
+            stmts: vec![archive, written, Stmt::plain(upsert)],
+            view: None,
+            reference,
+        })
+    }
+
+    /// Delete the keys `from` wrote, restore the rows it overwrote.
+    pub(crate) async fn merge_undo(
+        &self,
+        from: &Recorded,
+        key: &[String],
+    ) -> backfill_core::Result<Change> {
+        let keys = self.key_columns(key)?;
+        self.ensure_archive().await?;
+        self.ensure_merge_tables(key, &keys).await?;
+        let d = self.d();
+        let run = from.receipt.run_id.as_str();
+        let key_q = keys
+            .iter()
+            .map(|k| k.quoted(d))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let k = self.keys_table(key).quoted(d);
+        let kr = self.q(KEY_RUN);
+        let mut stmts = vec![Stmt::new(
+            format!(
+                "DELETE FROM {} WHERE ({key_q}) IN (SELECT {key_q} FROM {k} WHERE {kr} = ?)",
+                self.target.quoted(d)
+            ),
+            vec![run.into()],
+        )];
+        stmts.extend(self.restore_archive(&from.receipt.run_id));
+        stmts.push(Stmt::new(
+            format!("DELETE FROM {k} WHERE {kr} = ?"),
+            vec![run.into()],
+        ));
+        Ok(Change {
+            stmts,
+            view: None,
+            reference: format!("{}:{}", d.name(), self.target),
+        })
+    }
+}
