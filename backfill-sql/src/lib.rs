@@ -25,6 +25,6 @@ pub use pool::{ConnectOptions, SqlPool};
 pub use publish::SqlPublisher;
 pub use row::{Column, RowSchema, SqlRow, SqlType};
 pub use sink::{SqlArtifact, SqlSink};
-pub use source::{SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};
+pub use source::{Grouped, SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};
 pub use store::SqlStore;
 pub use validate::SqlCheck;

@@ -21,11 +21,18 @@
 //! changed after planning never becomes silently different output (the failed stream leaves nothing
 //! staged).
 //!
+//! # Records made of several rows
+//! [`SqlSource::grouped`] folds consecutive rows with one group key into one record (events into a
+//! case history). Chunk by a column that is constant within a group (the case's opening date, copied
+//! onto each event row) so every group is whole in one chunk; a query source can add filters
+//! (`WHERE at_epoch < …`).
+//!
 //! # Reads
 //! Keyset pagination over a unique key ([`SqlSourceBuilder::key`]): `WHERE <chunk> AND (k1, k2) >
 //! (?, ?) ORDER BY k1, k2 LIMIT <batch>`, so memory is bounded by the batch size and a chunk reads the
 //! same rows in the same order every time. Only `SELECT`s: a source never writes.
 
+mod grouped;
 mod scan;
 
 use std::fmt;
@@ -48,6 +55,7 @@ use crate::ident::{Ident, QualifiedName};
 use crate::pool::SqlPool;
 use crate::row::{Column, SqlType};
 
+pub use grouped::Grouped;
 use scan::{Bounds, Scan};
 
 /// What `plan` recorded for one chunk, checked again by `read`.

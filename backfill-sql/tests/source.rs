@@ -424,3 +424,44 @@ async fn planning_and_reading_write_nothing() {
         ns.drop().await;
     }
 }
+
+#[tokio::test]
+async fn grouped_rows_become_whole_records_across_batches() {
+    for engine in common::engines() {
+        let ns = engine.namespace("src_grouped");
+        let pool = ns.pool().await;
+        load(&pool, "case_events").await;
+        // Pages of 5 rows cut cases (of up to 6 events in a month) in two; groups must not be cut.
+        let rows = monthly(pool.clone(), "case_events", 5);
+        let cases = monthly(pool.clone(), "case_events", 5).grouped(
+            |e: &Event| e.case_id.clone(),
+            |events: Vec<Event>| Ok((events[0].case_id.clone(), events)),
+        );
+        let plan = resolved(cases.plan(&manifest(months())).await.unwrap());
+        for chunk in &plan.chunks {
+            let batches: Vec<Vec<(String, Vec<Event>)>> =
+                cases.read(chunk).try_collect().await.unwrap();
+            assert!(batches.iter().all(|b| !b.is_empty() && b.len() <= 5));
+            let groups: Vec<(String, Vec<Event>)> = batches.concat();
+            let ids: Vec<&String> = groups.iter().map(|g| &g.0).collect();
+            let distinct: BTreeSet<&String> = ids.iter().copied().collect();
+            assert_eq!(
+                ids.len(),
+                distinct.len(),
+                "{}: a case was split",
+                engine.name
+            );
+            assert!(groups
+                .iter()
+                .all(|(id, es)| es.iter().all(|e| &e.case_id == id)));
+            let flat: Vec<Event> = groups.into_iter().flat_map(|g| g.1).collect();
+            assert_eq!(
+                flat,
+                read(&rows, chunk, 5).await.unwrap(),
+                "{}",
+                engine.name
+            );
+        }
+        ns.drop().await;
+    }
+}

@@ -1,0 +1,183 @@
+//! What the SQL run store adds to the testkit's store suite, on every engine: run listing filtered in
+//! SQL, typed evidence with its kind column, corrupt evidence refused as corrupt.
+#![allow(clippy::clone_on_ref_ptr)]
+
+mod common;
+
+use backfill_core::context::ExecutionMode;
+use backfill_core::ids::RunId;
+use backfill_core::manifest::ManifestDigest;
+use backfill_core::state::RunState;
+use backfill_core::store::{EvidenceKind, EvidenceRecord, RunFilter, RunRecord, RunStore};
+use backfill_core::Error;
+use backfill_sql::{SqlPool, SqlStore};
+use chrono::{DateTime, TimeZone, Utc};
+
+fn at(h: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 7, 4, h, 0, 0).unwrap()
+}
+
+fn run(id: &str, target: &str, by: &str, state: RunState, h: u32) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        manifest_version: 1,
+        manifest_digest: ManifestDigest::of_bytes(id.as_bytes()),
+        target: target.into(),
+        mode: ExecutionMode::Backfill,
+        requested_by: by.into(),
+        state,
+        created_at: at(h),
+        updated_at: at(h),
+    }
+}
+
+async fn exec(pool: &SqlPool, sql: &str) {
+    let sql = pool.dialect().sql(sql).into_owned();
+    match pool {
+        SqlPool::Postgres(p) => drop(sqlx::query(&sql).execute(p).await.unwrap()),
+        SqlPool::MySql(p) => drop(sqlx::query(&sql).execute(p).await.unwrap()),
+        SqlPool::Sqlite(p) => drop(sqlx::query(&sql).execute(p).await.unwrap()),
+    }
+}
+
+fn ids(runs: &[RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.run_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn runs_are_filtered_newest_first() {
+    for engine in common::engines() {
+        let ns = engine.namespace("store_runs");
+        let store = SqlStore::new(ns.pool().await).await.unwrap();
+        for r in [
+            run("bf-a", "sla", "alice", RunState::Published, 1),
+            run("bf-b", "sla", "bob", RunState::Failed, 2),
+            run("bf-c", "fx", "alice", RunState::Running, 3),
+            run("bf-d", "sla", "alice", RunState::Running, 3),
+        ] {
+            store.create_run(&r).await.unwrap();
+        }
+        let all = store.runs(&RunFilter::all()).await.unwrap();
+        assert_eq!(
+            ids(&all),
+            ["bf-d", "bf-c", "bf-b", "bf-a"],
+            "{}",
+            engine.name
+        );
+        assert_eq!(all[3].requested_by, "alice");
+        let q = |f: RunFilter| {
+            let store = &store;
+            async move { store.runs(&f).await.unwrap() }
+        };
+        assert_eq!(
+            ids(&q(RunFilter::all().target("sla")).await),
+            ["bf-d", "bf-b", "bf-a"]
+        );
+        assert_eq!(
+            ids(&q(RunFilter::all().requested_by("alice").target("sla")).await),
+            ["bf-d", "bf-a"]
+        );
+        assert_eq!(
+            ids(&q(RunFilter::all()
+                .state(RunState::Running)
+                .state(RunState::Failed))
+            .await),
+            ["bf-d", "bf-c", "bf-b"]
+        );
+        assert_eq!(
+            ids(&q(RunFilter::all().created_after(at(2))).await),
+            ["bf-d", "bf-c", "bf-b"]
+        );
+        assert_eq!(ids(&q(RunFilter::all().limit(2)).await), ["bf-d", "bf-c"]);
+        assert!(q(RunFilter::all().requested_by("mallory")).await.is_empty());
+        ns.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn evidence_is_typed_and_corrupt_rows_are_refused() {
+    for engine in common::engines() {
+        let ns = engine.namespace("store_evidence");
+        let pool = ns.pool().await;
+        let store = SqlStore::new(pool.clone()).await.unwrap();
+        let id = RunId::from("bf-evidence");
+        let note = EvidenceRecord::Note {
+            name: "diff_csv".into(),
+            detail: serde_json::json!({"sha256": "ab", "rows": 3}),
+        };
+        let cancel = EvidenceRecord::CancelRequested {
+            reason: "wrong calendar".into(),
+        };
+        assert_eq!(
+            store
+                .append_evidence(&id, at(1), "alice", &note)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            store
+                .append_evidence(&id, at(2), "bob", &cancel)
+                .await
+                .unwrap(),
+            2
+        );
+        let got = store.evidence(&id).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            (got[0].seq, got[0].by.as_str(), &got[0].record),
+            (1, "alice", &note)
+        );
+        assert_eq!(
+            (got[1].at, got[1].kind()),
+            (at(2), EvidenceKind::CancelRequested)
+        );
+
+        // The kind column holds the record's kind, so stores can be queried by kind.
+        let kinds: Vec<String> = match &pool {
+            SqlPool::Postgres(p) => sqlx::query_scalar("SELECT kind FROM bf_evidence ORDER BY seq")
+                .fetch_all(p)
+                .await
+                .unwrap(),
+            SqlPool::MySql(p) => sqlx::query_scalar("SELECT kind FROM bf_evidence ORDER BY seq")
+                .fetch_all(p)
+                .await
+                .unwrap(),
+            SqlPool::Sqlite(p) => sqlx::query_scalar("SELECT kind FROM bf_evidence ORDER BY seq")
+                .fetch_all(p)
+                .await
+                .unwrap(),
+        };
+        assert_eq!(kinds, ["note", "cancel_requested"]);
+
+        // A row of an unknown format version, and one that is not JSON: both corrupt, naming the row.
+        exec(
+            &pool,
+            "UPDATE bf_evidence SET detail = '{\"v\": 99, \"type\": \"note\"}' WHERE seq = 2",
+        )
+        .await;
+        match store.evidence(&id).await {
+            Err(Error::Corrupt { what, detail }) => {
+                assert!(
+                    what.contains("evidence record 2") && what.contains("bf-evidence"),
+                    "{what}"
+                );
+                assert!(detail.contains("99"), "{detail}");
+            }
+            other => panic!(
+                "{}: expected a corrupt evidence error, got {other:?}",
+                engine.name
+            ),
+        }
+        exec(
+            &pool,
+            "UPDATE bf_evidence SET detail = 'not json' WHERE seq = 2",
+        )
+        .await;
+        assert!(matches!(
+            store.evidence(&id).await,
+            Err(Error::Corrupt { .. })
+        ));
+        ns.drop().await;
+    }
+}
