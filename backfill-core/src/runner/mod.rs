@@ -81,7 +81,7 @@ use crate::validate::Validator;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
-    /// Attempts per chunk within one invocation of [`Runner::run`].
+    /// Attempts per chunk within one invocation of [`Executor::run`].
     pub max_attempts: u32,
     /// First backoff.
     pub initial_backoff: Duration,
