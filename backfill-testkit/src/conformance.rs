@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backfill_core::digest::OutputRow;
-use backfill_core::manifest::Mutation;
-use backfill_core::publish::Publisher;
-use backfill_core::sink::StagingSink;
+use backfill_core::ids::{PartitionKey, RunId};
+use backfill_core::publish::{
+    PublishReceipt, PublishRequest, Publisher, PublisherCapabilities, RollbackRequest, TargetReader,
+};
+use backfill_core::sink::{SinkDescriptor, StagingSink};
 use backfill_core::store::RunStore;
+use futures::stream::BoxStream;
 
 /// A contract clause an implementation broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,20 +82,110 @@ pub trait SinkHarness: Send + Sync + 'static {
     async fn teardown(&self, namespace: &str) -> backfill_core::Result<()>;
 }
 
-/// Builds a staging sink and a publisher that reads what it staged, per check.
+/// A publisher together with a reader of the rows its readers see: what the publisher suite and the
+/// partial-failure scenarios need of a target.
+///
+/// Implemented for every type that is both a [`Publisher`] and a [`TargetReader<R>`] (such as
+/// [`MemoryPublisher`](backfill_core::memory::MemoryPublisher)); wrap a publisher and a separate
+/// reader in [`Paired`]. An `Arc<dyn PublishTarget<R>>` is itself a `Publisher` and a
+/// `TargetReader<R>`, so `Arc::new(target.clone())` registers it with a
+/// [`Control`](backfill_core::control::Control) or hands it to an
+/// [`Executor`](backfill_core::runner::Executor) as the reader.
+pub trait PublishTarget<R: OutputRow>: Publisher + TargetReader<R> {}
+
+impl<R: OutputRow, P: Publisher + TargetReader<R> + ?Sized> PublishTarget<R> for P {}
+
+/// A publisher and a separate reader of its target, as one [`PublishTarget`].
+pub struct Paired<R> {
+    publisher: Arc<dyn Publisher>,
+    reader: Arc<dyn TargetReader<R>>,
+}
+
+impl<R> Paired<R> {
+    /// Pairs `publisher` with `reader`, which reads what readers of the publisher's target see.
+    pub fn new(publisher: Arc<dyn Publisher>, reader: Arc<dyn TargetReader<R>>) -> Self {
+        Self { publisher, reader }
+    }
+}
+
+impl<R> fmt::Debug for Paired<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Paired")
+            .field("publisher", &self.publisher)
+            .field("reader", &self.reader)
+            .finish()
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl<R: OutputRow> Publisher for Paired<R> {
+    fn descriptor(&self) -> SinkDescriptor {
+        self.publisher.descriptor()
+    }
+
+    fn capabilities(&self) -> PublisherCapabilities {
+        self.publisher.capabilities()
+    }
+
+    async fn publish(&self, req: PublishRequest<'_>) -> backfill_core::Result<PublishReceipt> {
+        self.publisher.publish(req).await
+    }
+
+    async fn inspect(&self, run_id: &RunId) -> backfill_core::Result<Option<PublishReceipt>> {
+        self.publisher.inspect(run_id).await
+    }
+
+    async fn rollback(&self, req: RollbackRequest<'_>) -> backfill_core::Result<PublishReceipt> {
+        self.publisher.rollback(req).await
+    }
+
+    async fn inspect_rollback(
+        &self,
+        from: &RunId,
+        to: &RunId,
+    ) -> backfill_core::Result<Option<PublishReceipt>> {
+        self.publisher.inspect_rollback(from, to).await
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+impl<R: OutputRow> TargetReader<R> for Paired<R> {
+    fn read_current<'a>(
+        &'a self,
+        partition: &'a PartitionKey,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<R>>> {
+        self.reader.read_current(partition)
+    }
+}
+
+/// The untyped publisher of a target, for [`Control::with_target`](backfill_core::control::Control::with_target).
+pub fn publisher_of<R: OutputRow>(target: &Arc<dyn PublishTarget<R>>) -> Arc<dyn Publisher> {
+    Arc::new(Arc::clone(target))
+}
+
+/// The typed reader of a target, for [`Executor::builder`](backfill_core::runner::Executor::builder).
+pub fn reader_of<R: OutputRow>(target: &Arc<dyn PublishTarget<R>>) -> Arc<dyn TargetReader<R>> {
+    Arc::new(Arc::clone(target))
+}
+
+/// Builds a staging sink and the publisher paired with it (one that publishes what the sink staged,
+/// from the artifacts of its receipts), per check.
+///
+/// What the publisher can do is read from its [`capabilities`](Publisher::capabilities): the suite
+/// exercises every mutation mode listed there and skips, with a note, what is not.
 #[async_trait]
 pub trait PublisherHarness: Send + Sync + 'static {
     /// Staging and publisher sharing one fresh namespace.
     async fn build(
         &self,
         namespace: &str,
-    ) -> backfill_core::Result<(Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>)>;
+    ) -> backfill_core::Result<(
+        Arc<dyn StagingSink<TestRow>>,
+        Arc<dyn PublishTarget<TestRow>>,
+    )>;
     /// Drops the namespace. Called only when the check passed.
     async fn teardown(&self, namespace: &str) -> backfill_core::Result<()>;
-    /// Mutations the publisher supports.
-    fn mutations(&self) -> Vec<Mutation> {
-        vec![Mutation::ReplacePartitions]
-    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -165,6 +258,12 @@ pub(crate) async fn finish(
         }
     }
     result
+}
+
+/// Tells the person running the suite that part of a check did not run, and why (a capability the
+/// implementation does not declare). Skips are not failures.
+pub(crate) fn note(check: &str, what: impl fmt::Display) {
+    eprintln!("backfill-testkit: {check}: skipped {what}");
 }
 
 /// The failure for a check name a suite does not have.

@@ -17,7 +17,9 @@ macro_rules! store_conformance {
                 claims_are_exclusive_and_ordered,
                 leases_expire_and_are_fenced,
                 evidence_sequence_increases,
-                accepted_pointer_is_compare_and_set
+                accepted_pointer_is_compare_and_set,
+                runs_are_listed_newest_first,
+                artifacts_are_stored_with_the_chunk
             ]
         );
     };
@@ -37,13 +39,17 @@ macro_rules! sink_conformance {
                 dropped_attempt_leaves_nothing,
                 read_back_is_exact,
                 runs_are_isolated,
-                discard_is_idempotent
+                discard_is_idempotent,
+                stale_attempt_is_fenced
             ]
         );
     };
 }
 
 /// One `#[tokio::test]` per publisher check: `publisher_conformance!(module_name, || harness)`.
+///
+/// Per-mode checks run once for every mutation mode the publisher's `capabilities()` lists; modes
+/// and capabilities it does not declare are skipped with a note on stderr.
 #[macro_export]
 macro_rules! publisher_conformance {
     ($name:ident, $harness:expr) => {
@@ -52,12 +58,37 @@ macro_rules! publisher_conformance {
             $harness,
             publisher,
             [
+                capabilities_are_stable,
                 publish_makes_staged_rows_visible,
                 publish_is_idempotent,
-                replace_leaves_other_partitions_untouched,
+                publish_is_all_or_nothing,
                 inspect_answers_after_publish,
                 staged_rows_are_invisible_before_publish,
-                rollback_restores_the_previous_run
+                replace_changes_only_declared_partitions,
+                rollback_restores_the_previous_run,
+                rollback_is_idempotent_and_inspectable,
+                rollback_works_after_staging_is_discarded
+            ]
+        );
+    };
+}
+
+/// One `#[tokio::test]` per source check: `source_conformance!(module_name, || harness)`, where the
+/// harness implements [`SourceHarness`](crate::SourceHarness).
+#[macro_export]
+macro_rules! source_conformance {
+    ($name:ident, $harness:expr) => {
+        $crate::__conformance_tests!(
+            $name,
+            $harness,
+            source,
+            [
+                plan_is_deterministic,
+                pinned_snapshot_is_honoured,
+                chunks_cover_the_input_exactly,
+                rereads_are_identical,
+                batches_are_not_empty,
+                reads_have_no_side_effects
             ]
         );
     };

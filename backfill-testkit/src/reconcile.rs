@@ -24,7 +24,7 @@ use std::fmt;
 
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::PartitionKey;
-use backfill_core::publish::Publisher;
+use backfill_core::publish::TargetReader;
 use futures::stream::TryStreamExt;
 
 /// Aggregates of one partition.
@@ -200,18 +200,19 @@ impl Golden {
         self.compare(&aggregate(rows, value))
     }
 
-    /// Compares the golden aggregates with what readers of `publisher` see in the expected partitions
-    /// and in `also` (for example the manifest's target partitions, to catch unexpected rows).
+    /// Compares the golden aggregates with what readers of the target see (through `reader`, such as
+    /// a [`MemoryPublisher`](backfill_core::memory::MemoryPublisher)) in the expected partitions and
+    /// in `also` (for example the manifest's target partitions, to catch unexpected rows).
     pub async fn check_published<R: OutputRow>(
         &self,
-        publisher: &dyn Publisher<R>,
+        reader: &dyn TargetReader<R>,
         also: &[PartitionKey],
         value: impl Fn(&R) -> i64,
     ) -> Result<(), ReconciliationReport> {
         let keys: BTreeSet<&PartitionKey> = self.expected.keys().chain(also).collect();
         let (mut rows, mut unreadable) = (Vec::new(), Vec::new());
         for k in keys {
-            match publisher.read_current(k).try_concat().await {
+            match reader.read_current(k).try_concat().await {
                 Ok(mut v) => rows.append(&mut v),
                 Err(e) => unreadable.push(PartitionMismatch {
                     partition: k.clone(),

@@ -1,7 +1,7 @@
 //! The side-effect guard check: in Backfill, Replay and DryRun a sink with external side effects
 //! (live topics, notifications, caches, external APIs) is never written.
 //!
-//! [`check_side_effect_guard`] runs backfill-core's [`Runner`] with your [`SinkPolicy`] over a small
+//! [`check_side_effect_guard`] runs backfill-core's [`Executor`] with your [`SinkPolicy`] over a small
 //! memory scenario whose manifest forbids side effects, once per mode and per position (the forbidden
 //! descriptor on the staging sink, then on the publisher), and checks that the run is refused and the
 //! forbidden sink received no write. A control run with internal sinks only must not be refused.
@@ -11,16 +11,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use backfill_core::context::{ExecutionMode, FixedClock, TransformContext};
+use backfill_core::control::Control;
 use backfill_core::digest::OutputRow;
 use backfill_core::memory::{MemoryPublisher, MemorySink, MemorySource, MemoryStore};
 use backfill_core::policy::SinkPolicy;
-use backfill_core::publish::Publisher;
-use backfill_core::runner::Runner;
+use backfill_core::runner::Executor;
 use backfill_core::sink::{SinkDescriptor, StagingSink};
 use backfill_core::transform::{DeterministicTransform, TransformError};
 use backfill_core::ErrorKind;
 use chrono::{NaiveDate, TimeZone, Utc};
 
+use crate::conformance::{publisher_of, reader_of, PublishTarget};
 use crate::faults::{FaultKind, FaultyPublisher, FaultySink, PublisherCall, SinkFault};
 use crate::strategy::valid_manifest;
 
@@ -178,39 +179,43 @@ fn day(m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, m, d).unwrap_or_default()
 }
 
+/// Runs the fixture with `policy`; the manifest's target is the publisher's descriptor name.
 async fn run(
     policy: &Arc<dyn SinkPolicy>,
     mode: ExecutionMode,
     sink: Arc<dyn StagingSink<Row>>,
-    publisher: Arc<dyn Publisher<Row>>,
+    target: Arc<dyn PublishTarget<Row>>,
     run_id: &str,
-) -> backfill_core::Result<backfill_core::runner::RunReport> {
+) -> backfill_core::Result<backfill_core::control::RunReport> {
     let at = Utc
         .with_ymd_and_hms(2026, 7, 4, 9, 0, 0)
         .single()
         .unwrap_or_default();
     let days: Vec<NaiveDate> = (0..59).map(|i| day(1, 1) + chrono::Days::new(i)).collect();
     let source = MemorySource::by_date(days, |d: &NaiveDate| *d);
-    let manifest = valid_manifest(run_id, mode, day(1, 1), day(3, 1), None);
+    let mut manifest = valid_manifest(run_id, mode, day(1, 1), day(3, 1), None);
+    manifest.target.name = target.descriptor().name;
     let approved = manifest.approve("testkit-owner", at)?;
-    let runner = Runner::builder(
-        Arc::new(MemoryStore::new()),
+    let control = Control::new(Arc::new(MemoryStore::new()))
+        .with_clock(Arc::new(FixedClock(at)))
+        .with_target(publisher_of(&target))?;
+    let executor = Executor::builder(
+        control,
         Arc::new(source),
         Arc::new(Days),
         sink,
-        publisher,
+        reader_of(&target),
     )
     .policy(Arc::clone(policy))
-    .clock(Arc::new(FixedClock(at)))
     .build();
-    runner.submit(&approved).await?;
-    runner.run(approved.run_id()).await
+    executor.control().submit(&approved).await?;
+    executor.run(approved.run_id()).await
 }
 
 async fn control(policy: &Arc<dyn SinkPolicy>, mode: ExecutionMode) -> Result<(), GuardFailure> {
     let sink = Arc::new(MemorySink::new("testkit_staging"));
-    let publisher = Arc::new(MemoryPublisher::new("testkit_target"));
-    run(policy, mode, sink, publisher, "bf-guard-control")
+    let target = Arc::new(MemoryPublisher::new("testkit_target", &sink));
+    run(policy, mode, sink, target, "bf-guard-control")
         .await
         .map(|_| ())
         .map_err(|e| GuardFailure::ControlRefused {
@@ -236,19 +241,13 @@ async fn guarded(
         ),
     };
     // Pass-through wrappers (their faults never fire) that count writes.
-    let sink = Arc::new(
-        FaultySink::new(
-            Arc::new(MemorySink::<Row>::with_descriptor(sink_descriptor)),
-            SinkFault::AtStageCall(0),
-            FaultKind::Fatal,
-        )
-        .times(0),
-    );
+    let staging = Arc::new(MemorySink::<Row>::with_descriptor(sink_descriptor));
+    let target = MemoryPublisher::<Row>::with_descriptor(publisher_descriptor, &staging);
+    let sink =
+        Arc::new(FaultySink::new(staging, SinkFault::AtStageCall(0), FaultKind::Fatal).times(0));
     let publisher = Arc::new(
         FaultyPublisher::new(
-            Arc::new(MemoryPublisher::<Row>::with_descriptor(
-                publisher_descriptor,
-            )),
+            Arc::new(target),
             crate::faults::PublishFault::BeforeCommit,
             FaultKind::Fatal,
         )

@@ -1,9 +1,11 @@
-//! Checks of the [`StagingSink`] contract (backfill-core `sink.rs`, clauses 1–5).
+//! Checks of the [`StagingSink`] contract (backfill-core `sink.rs`, clauses 1–6; clause 7, the
+//! artifact, is checked by the [publisher suite](crate::publisher), which publishes from it).
 
 use backfill_core::context::{ExecutionMode, TransformContext};
 use backfill_core::digest::PartitionDigests;
 use backfill_core::ids::{ChunkId, RunId};
-use backfill_core::sink::{StageRequest, StagingSink};
+use backfill_core::sink::{StageReceipt, StageRequest, StagingSink};
+use backfill_core::ErrorKind;
 use chrono::{TimeZone, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
@@ -16,6 +18,7 @@ suite!(SinkHarness, std::sync::Arc<dyn StagingSink<TestRow>>, &dyn StagingSink<T
     read_back_is_exact,
     runs_are_isolated,
     discard_is_idempotent,
+    stale_attempt_is_fenced,
 );
 
 /// `n` rows over three partitions; `salt` changes their values.
@@ -41,7 +44,7 @@ pub(crate) fn ctx(run: &RunId) -> TransformContext {
     )
 }
 
-/// Stages `rows` in batches of `batch` as attempt `attempt` of `chunk`.
+/// Stages `rows` in batches of `batch` as attempt `attempt` of `chunk`; returns the receipt.
 pub(crate) async fn stage(
     s: &dyn StagingSink<TestRow>,
     run: &RunId,
@@ -49,7 +52,7 @@ pub(crate) async fn stage(
     attempt: u32,
     rows: Vec<TestRow>,
     batch: usize,
-) -> backfill_core::Result<u64> {
+) -> backfill_core::Result<StageReceipt> {
     let ctx = ctx(run);
     let chunk = ChunkId::from(chunk);
     let batches: Vec<_> = rows.chunks(batch.max(1)).map(|b| Ok(b.to_vec())).collect();
@@ -59,9 +62,7 @@ pub(crate) async fn stage(
         attempt,
         lineage: ctx.lineage(),
     };
-    s.stage(req, stream::iter(batches).boxed())
-        .await
-        .map(|r| r.rows)
+    s.stage(req, stream::iter(batches).boxed()).await
 }
 
 pub(crate) async fn staged(
@@ -196,7 +197,7 @@ pub async fn read_back_is_exact(s: &dyn StagingSink<TestRow>) -> CheckResult {
     const C: &str = "read_back_is_exact";
     let run = RunId::from("bf-s4");
     let (a, b) = (rows(1_000, 3), rows(333, 4));
-    let n = op(C, "stage", stage(s, &run, "c0", 1, a.clone(), 97).await)?;
+    let n = op(C, "stage", stage(s, &run, "c0", 1, a.clone(), 97).await)?.rows;
     ensure(n == 1_000, C, "the receipt counts the rows staged", || {
         format!("receipt says {n}")
     })?;
@@ -252,5 +253,60 @@ pub async fn discard_is_idempotent(s: &dyn StagingSink<TestRow>) -> CheckResult 
         C,
         "discard removes exactly one run's rows",
         || format!("{} and {} rows left", a.total_rows(), b.total_rows()),
+    )
+}
+
+/// Clause 6 (fencing): after attempt 2 staged a chunk, a write by the stale attempt 1 (a worker whose
+/// lease expired) fails with [`ErrorKind::Conflict`] and leaves attempt 2's rows; attempt 3 still
+/// replaces them.
+pub async fn stale_attempt_is_fenced(s: &dyn StagingSink<TestRow>) -> CheckResult {
+    const C: &str = "stale_attempt_is_fenced";
+    const CLAUSE: &str =
+        "stage by an attempt older than one the sink has seen fails with Conflict and changes nothing";
+    let run = RunId::from("bf-s7");
+    let newer = rows(20, 2);
+    op(
+        C,
+        "stage attempt 2",
+        stage(s, &run, "c0", 2, newer.clone(), 6).await,
+    )?;
+    let stale = stage(s, &run, "c0", 1, rows(25, 1), 6).await;
+    ensure(
+        matches!(&stale, Err(e) if e.kind() == ErrorKind::Conflict),
+        C,
+        CLAUSE,
+        || match &stale {
+            Ok(r) => format!("the stale attempt staged {} rows", r.rows),
+            Err(e) => format!(
+                "the stale attempt failed with {:?}, not Conflict: {e}",
+                e.kind()
+            ),
+        },
+    )?;
+    let got = op(C, "read", staged(s, &run).await)?;
+    ensure(got == PartitionDigests::of_rows(&newer), C, CLAUSE, || {
+        format!(
+            "{} rows staged after the stale write, expected attempt 2's {}",
+            got.total_rows(),
+            newer.len()
+        )
+    })?;
+    let newest = rows(7, 3);
+    op(
+        C,
+        "stage attempt 3",
+        stage(s, &run, "c0", 3, newest.clone(), 6).await,
+    )?;
+    let got = op(C, "read", staged(s, &run).await)?;
+    ensure(
+        got == PartitionDigests::of_rows(&newest),
+        C,
+        "a newer attempt replaces the chunk",
+        || {
+            format!(
+                "{} rows staged after attempt 3, expected 7",
+                got.total_rows()
+            )
+        },
     )
 }

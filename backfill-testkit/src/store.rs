@@ -1,14 +1,15 @@
-//! Checks of the [`RunStore`] contract (backfill-core `store.rs`, clauses 1–8).
+//! Checks of the [`RunStore`] contract (backfill-core `store.rs`, clauses 1–10).
 
 use std::time::Duration;
 
 use backfill_core::context::ExecutionMode;
 use backfill_core::ids::RunId;
 use backfill_core::manifest::{InputRange, ManifestDigest, RunKind, RunManifest, StoredManifest};
-use backfill_core::plan::{ChunkSpec, ResolvedPlan, SourcePlan};
+use backfill_core::plan::{ChunkSpec, ResolvedPlan, SourcePlan, SourceState};
+use backfill_core::sink::StagedArtifact;
 use backfill_core::state::{RunState, Transition};
 use backfill_core::store::{
-    AcceptedPointer, ChunkOutcome, ChunkStatus, EvidenceKind, RunRecord, RunStore,
+    AcceptedPointer, ChunkOutcome, ChunkStatus, EvidenceRecord, RunFilter, RunRecord, RunStore,
 };
 use backfill_core::ErrorKind;
 use chrono::{DateTime, TimeZone, Utc};
@@ -26,6 +27,8 @@ suite!(StoreHarness, std::sync::Arc<dyn RunStore>, &dyn RunStore, |h, ns| h.buil
     leases_expire_and_are_fenced,
     evidence_sequence_increases,
     accepted_pointer_is_compare_and_set,
+    runs_are_listed_newest_first,
+    artifacts_are_stored_with_the_chunk,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -47,6 +50,7 @@ fn record(run: &str, digest: ManifestDigest) -> RunRecord {
         manifest_digest: digest,
         target: "t".into(),
         mode: ExecutionMode::Backfill,
+        requested_by: "testkit".into(),
         state: RunState::Approved,
         created_at: t0(),
         updated_at: t0(),
@@ -55,12 +59,14 @@ fn record(run: &str, digest: ManifestDigest) -> RunRecord {
 
 fn plan(run: &str, n: usize) -> ResolvedPlan {
     let chunks = (0..n)
-        .map(|i| ChunkSpec {
-            range: InputRange::Keys {
+        .map(|i| {
+            let range = InputRange::Keys {
                 from: format!("k{i:04}"),
                 to_exclusive: format!("k{:04}", i + 1),
-            },
-            label: i.to_string(),
+            };
+            // Opaque source state, as a file list or offsets would be: persisted with the plan.
+            let state = SourceState(serde_json::json!({"files": [format!("part-{i}.parquet")]}));
+            ChunkSpec::new(range, i.to_string()).with_state(state)
         })
         .collect();
     ResolvedPlan::new(
@@ -68,6 +74,7 @@ fn plan(run: &str, n: usize) -> ResolvedPlan {
         manifest(run, "plan").digest(),
         SourcePlan {
             snapshot: Some("s".into()),
+            resolved_from: Some("main".into()),
             chunks,
         },
         t0(),
@@ -213,7 +220,8 @@ pub async fn concurrent_transitions_one_wins(s: &dyn RunStore) -> CheckResult {
     )
 }
 
-/// Clause 4: a plan is stored once with one pending ledger row per chunk.
+/// Clause 4: a plan is stored once (with each chunk's source state) with one pending ledger row per
+/// chunk.
 pub async fn plans_are_stored_once(s: &dyn RunStore) -> CheckResult {
     const C: &str = "plans_are_stored_once";
     const CLAUSE: &str =
@@ -233,6 +241,13 @@ pub async fn plans_are_stored_once(s: &dyn RunStore) -> CheckResult {
         C,
         CLAUSE,
         || format!("{got:?}"),
+    )?;
+    ensure(
+        got.as_ref()
+            .is_some_and(|g| g.chunks == p.chunks && g.resolved_from == p.resolved_from),
+        C,
+        "the plan reads back with every chunk's source state and the ref it was resolved from",
+        || format!("stored {got:?}, expected {p:?}"),
     )?;
     let chunks = op(C, "chunks", s.chunks(&"bf-p".into()).await)?;
     ensure(
@@ -385,19 +400,22 @@ pub async fn leases_expire_and_are_fenced(s: &dyn RunStore) -> CheckResult {
     )
 }
 
-/// Clause 7: concurrent appends get distinct, increasing sequence numbers.
+/// Clause 7: concurrent appends get distinct, increasing sequence numbers; records read back typed,
+/// as written.
 pub async fn evidence_sequence_increases(s: &dyn RunStore) -> CheckResult {
     const C: &str = "evidence_sequence_increases";
     let run = RunId::from("bf-e");
-    let results = join_all((0..10).map(|i| {
-        s.append_evidence(
-            &run,
-            t0(),
-            "w",
-            EvidenceKind::Transition,
-            serde_json::json!({"i": i}),
-        )
-    }))
+    let records: Vec<EvidenceRecord> = (0..10)
+        .map(|i| EvidenceRecord::Note {
+            name: format!("note-{i}"),
+            detail: serde_json::json!({"i": i, "text": "ünï 'quoted'"}),
+        })
+        .collect();
+    let results = join_all(
+        records
+            .iter()
+            .map(|record| s.append_evidence(&run, t0(), "w", record)),
+    )
     .await;
     let mut seqs = Vec::new();
     for r in results {
@@ -416,6 +434,16 @@ pub async fn evidence_sequence_increases(s: &dyn RunStore) -> CheckResult {
         C,
         "evidence reads back in order",
         || format!("{ev:?}"),
+    )?;
+    let mut got: Vec<&EvidenceRecord> = ev.iter().map(|e| &e.record).collect();
+    got.sort_by_key(|r| format!("{r:?}"));
+    let mut want: Vec<&EvidenceRecord> = records.iter().collect();
+    want.sort_by_key(|r| format!("{r:?}"));
+    ensure(
+        got == want,
+        C,
+        "evidence is never changed: records read back as appended",
+        || format!("read {got:?}, appended {want:?}"),
     )
 }
 
@@ -451,4 +479,113 @@ pub async fn accepted_pointer_is_compare_and_set(s: &dyn RunStore) -> CheckResul
     )?;
     let now = op(C, "accepted", s.accepted("t").await)?.map(|a| a.run_id);
     ensure(now == Some("next".into()), C, CLAUSE, || format!("{now:?}"))
+}
+
+/// Clause 9: `runs` lists matching runs newest first (by creation, then run id) and honours the
+/// filter's state, target and limit.
+pub async fn runs_are_listed_newest_first(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "runs_are_listed_newest_first";
+    const CLAUSE: &str = "runs lists runs matching the filter, newest first";
+    let runs = [
+        ("bf-l1", 0, "t"),
+        ("bf-l2", 2, "t"),
+        ("bf-l3", 1, "u"),
+        ("bf-l4", 2, "t"),
+    ];
+    for (run, minutes, target) in runs {
+        let at = t0() + chrono::Duration::minutes(minutes);
+        let r = RunRecord {
+            target: target.into(),
+            created_at: at,
+            updated_at: at,
+            ..record(run, manifest(run, "x").digest())
+        };
+        op(C, "create", s.create_run(&r).await)?;
+    }
+    op(
+        C,
+        "transition",
+        s.transition(&transition(
+            "bf-l2",
+            RunState::Approved,
+            RunState::Running,
+            "w",
+        ))
+        .await,
+    )?;
+    let ids = |v: Vec<RunRecord>| {
+        v.into_iter()
+            .map(|r| r.run_id.to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = ids(op(C, "runs", s.runs(&RunFilter::all()).await)?);
+    ensure(
+        all == ["bf-l4", "bf-l2", "bf-l3", "bf-l1"],
+        C,
+        CLAUSE,
+        || format!("listed {all:?}"),
+    )?;
+    let of_t = ids(op(
+        C,
+        "runs",
+        s.runs(&RunFilter::all().target("t").limit(2)).await,
+    )?);
+    ensure(of_t == ["bf-l4", "bf-l2"], C, CLAUSE, || {
+        format!("target t, limit 2: listed {of_t:?}")
+    })?;
+    let running = ids(op(
+        C,
+        "runs",
+        s.runs(&RunFilter::all().state(RunState::Running)).await,
+    )?);
+    ensure(running == ["bf-l2"], C, CLAUSE, || {
+        format!("state running: listed {running:?}")
+    })
+}
+
+/// Clause 10: `complete_chunk` stores the outcome's artifact (and counts and digests) with the ledger
+/// row, and `chunks` returns it.
+pub async fn artifacts_are_stored_with_the_chunk(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "artifacts_are_stored_with_the_chunk";
+    const CLAUSE: &str = "complete_chunk stores the outcome's artifact with the ledger row";
+    op(C, "plan", s.put_plan(&plan("bf-a", 2)).await)?;
+    let run = RunId::from("bf-a");
+    let lease = op(
+        C,
+        "claim",
+        s.claim_chunk(&run, "w", t0(), Duration::from_secs(60))
+            .await,
+    )?
+    .ok_or_else(|| fail(C, "claim", "nothing to claim"))?;
+    let rows = crate::sink::rows(12, 0);
+    let outcome = ChunkOutcome {
+        input_count: 12,
+        output_count: 12,
+        digests: backfill_core::digest::PartitionDigests::of_rows(&rows),
+        artifact: StagedArtifact(serde_json::json!({
+            "table": "bfs_testkit_target_bf_a",
+            "chunk": lease.chunk_id.as_str(),
+            "attempt": lease.attempt,
+            "files": ["a b.parquet", "ünï.parquet"],
+        })),
+    };
+    op(
+        C,
+        "complete",
+        s.complete_chunk(&lease, &outcome, t0()).await,
+    )?;
+    let chunks = op(C, "chunks", s.chunks(&run).await)?;
+    let got = chunks.iter().find(|c| c.chunk_id == lease.chunk_id);
+    ensure(
+        got.is_some_and(|c| {
+            c.status == ChunkStatus::Done
+                && c.artifact == outcome.artifact
+                && c.digests == outcome.digests
+                && c.output_count == 12
+                && c.input_count == 12
+        }),
+        C,
+        CLAUSE,
+        || format!("ledger row {got:?}, completed with {outcome:?}"),
+    )
 }

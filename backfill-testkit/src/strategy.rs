@@ -95,7 +95,9 @@ pub fn months_of(from: NaiveDate, to_exclusive: NaiveDate) -> Vec<PartitionKey> 
 }
 
 /// A manifest that passes [`RunManifest::check`] without blocking findings: input `[from, to_exclusive)`
-/// of dates from a pinned memory source, publish range `publish` (the input range when `None`),
+/// of dates from a memory source pinned at snapshot `memory` (what
+/// [`MemorySource`](backfill_core::memory::MemorySource) resolves unless told otherwise; the runner
+/// refuses a plan at another snapshot), publish range `publish` (the input range when `None`),
 /// transform `test`/`1.0.0`, replace-partitions of the publish range's months on target `testkit_target`,
 /// side effects forbidden, checksums required, a row ceiling.
 pub fn valid_manifest(
@@ -111,8 +113,9 @@ pub fn valid_manifest(
     m.source = SourceSpec {
         kind: "memory".into(),
         name: "testkit_source".into(),
-        snapshot: Some("testkit-snapshot".into()),
+        snapshot: Some("memory".into()),
         range: Some(InputRange::Dates { from, to_exclusive }),
+        ..SourceSpec::default()
     };
     let (pf, pt) = publish.unwrap_or((from, to_exclusive));
     m.publish_range = publish.map(|(from, to_exclusive)| InputRange::Dates { from, to_exclusive });
@@ -125,6 +128,7 @@ pub fn valid_manifest(
         mutation: Some(Mutation::ReplacePartitions),
         partitions: months_of(pf, pt),
         consumers: vec!["testkit".into()],
+        ..TargetSpec::default()
     };
     m.safety.side_effects = Some(SideEffectPolicy::default());
     m.safety.max_rows_expected = Some(1_000_000);

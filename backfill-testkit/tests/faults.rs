@@ -8,16 +8,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backfill_core::ids::{ChunkId, PartitionKey, RunId};
+use backfill_core::memory::MemoryStore;
 use backfill_core::memory::{ChunkBy, MemoryPublisher, MemorySink, MemorySource};
 use backfill_core::prelude::*;
 use backfill_core::publish::{PublishRequest, RollbackRequest};
 use backfill_core::sink::StageRequest;
-use backfill_testkit::faults::{FaultKind, FaultySink, PublisherCall, SinkFault};
+use backfill_testkit::faults::{
+    FaultKind, FaultySink, FaultyStore, PublisherCall, SinkFault, StoreFault,
+};
 use backfill_testkit::idempotency::check_idempotent_staging;
-use backfill_testkit::partial_failure::{PartialFailure, Scenario};
+use backfill_testkit::partial_failure::Adapters;
+use backfill_testkit::partial_failure::{Crash, PartialFailure, Scenario};
 use backfill_testkit::strategy::{valid_manifest, Keyed};
-use chrono::{NaiveDate, TimeZone, Utc};
-use common::AppendingSink;
+use chrono::{TimeZone, Utc};
+use common::{day, records, AppendingSink};
 use futures::stream::{BoxStream, StreamExt};
 
 type Rec = Keyed<i64>;
@@ -47,22 +51,6 @@ impl DeterministicTransform for Double {
         });
         Ok(())
     }
-}
-
-fn day(m: u32, d: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(2025, m, d).unwrap()
-}
-
-fn records() -> Vec<Rec> {
-    (0..90u64)
-        .flat_map(|i| {
-            ["a", "b"].map(|k| Keyed {
-                key: k.to_owned(),
-                day: day(1, 1) + chrono::Days::new(i),
-                value: i as i64,
-            })
-        })
-        .collect()
 }
 
 fn scenario() -> Scenario<Double> {
@@ -125,7 +113,12 @@ async fn a_fault_that_never_fires_is_reported() {
 
 #[tokio::test]
 async fn a_sink_that_appends_on_restage_does_not_converge_after_a_crash() {
-    let s = scenario().with_sink(|| Arc::new(AppendingSink::default()));
+    let s = scenario().with_pair(|| {
+        let sink = AppendingSink::new();
+        let target = MemoryPublisher::new("testkit_target", sink.inner());
+        let pair: Adapters<Rec> = (Arc::new(sink), Arc::new(target));
+        pair
+    });
     // Without faults it looks fine.
     s.uninterrupted().await.unwrap();
     let f = s
@@ -137,8 +130,8 @@ async fn a_sink_that_appends_on_restage_does_not_converge_after_a_crash() {
         PartialFailure::StateDiverged {
             expected, actual, ..
         } => {
-            assert_eq!(*expected, RunState::Published);
-            assert_eq!(*actual, RunState::Rejected);
+            assert_eq!(expected, &RunState::Published);
+            assert_eq!(actual, &RunState::Rejected);
         }
         other => panic!("unexpected {other}"),
     }
@@ -151,28 +144,45 @@ async fn an_unknown_publish_outcome_is_inspected_and_published_once() {
     assert!(out.invocations >= 2);
 }
 
-/// A publisher whose `inspect` does not answer from the target.
+/// A publisher whose `inspect` (or `inspect_rollback`, with `true`) does not answer from the target.
 #[derive(Debug)]
-struct Forgetful(MemoryPublisher<Rec>);
+struct Forgetful(MemoryPublisher<Rec>, bool);
 
 #[async_trait]
-impl Publisher<Rec> for Forgetful {
+impl Publisher for Forgetful {
     fn descriptor(&self) -> SinkDescriptor {
         self.0.descriptor()
     }
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<Rec>,
-    ) -> backfill_core::Result<PublishReceipt> {
-        self.0.publish(req, staged).await
+    fn capabilities(&self) -> PublisherCapabilities {
+        self.0.capabilities()
     }
-    async fn inspect(&self, _: &RunId) -> backfill_core::Result<Option<PublishReceipt>> {
-        Ok(None)
+    async fn publish(&self, req: PublishRequest<'_>) -> backfill_core::Result<PublishReceipt> {
+        self.0.publish(req).await
+    }
+    async fn inspect(&self, run_id: &RunId) -> backfill_core::Result<Option<PublishReceipt>> {
+        if self.1 {
+            self.0.inspect(run_id).await
+        } else {
+            Ok(None)
+        }
     }
     async fn rollback(&self, req: RollbackRequest<'_>) -> backfill_core::Result<PublishReceipt> {
         self.0.rollback(req).await
     }
+    async fn inspect_rollback(
+        &self,
+        from: &RunId,
+        to: &RunId,
+    ) -> backfill_core::Result<Option<PublishReceipt>> {
+        if self.1 {
+            Ok(None)
+        } else {
+            self.0.inspect_rollback(from, to).await
+        }
+    }
+}
+
+impl TargetReader<Rec> for Forgetful {
     fn read_current<'a>(
         &'a self,
         p: &'a PartitionKey,
@@ -181,19 +191,46 @@ impl Publisher<Rec> for Forgetful {
     }
 }
 
+/// The scenario over a [`Forgetful`] target.
+fn forgetful(rollbacks: bool) -> Scenario<Double> {
+    scenario().with_pair(move || {
+        let sink = Arc::new(MemorySink::new("s"));
+        let target = Forgetful(MemoryPublisher::new("testkit_target", &sink), rollbacks);
+        let pair: Adapters<Rec> = (sink, Arc::new(target));
+        pair
+    })
+}
+
 #[tokio::test]
 async fn a_publisher_that_cannot_inspect_is_published_twice() {
-    let s = scenario().with_publisher(|| Arc::new(Forgetful(MemoryPublisher::new("t"))));
+    let s = forgetful(false);
     let f = s.check_unknown_publish_outcome().await.unwrap_err();
     match &f {
         PartialFailure::PublishedTwice { commits, calls } => {
-            assert_eq!(*commits, 2, "{f}");
+            assert_eq!(commits, &2, "{f}");
             assert!(calls
                 .iter()
                 .any(|c| matches!(c, PublisherCall::Inspect { found: false, .. })));
         }
         other => panic!("unexpected {other}"),
     }
+}
+
+#[tokio::test]
+async fn a_publisher_named_after_another_target_is_refused_up_front() {
+    let s = scenario().with_pair(|| {
+        let sink = Arc::new(MemorySink::new("s"));
+        let pair: Adapters<Rec> = (
+            sink.clone(),
+            Arc::new(MemoryPublisher::new("elsewhere", &sink)),
+        );
+        pair
+    });
+    let f = s.uninterrupted().await.unwrap_err();
+    assert!(
+        matches!(&f, PartialFailure::Baseline { error } if error.contains("`elsewhere`")),
+        "{f}"
+    );
 }
 
 fn rows() -> Vec<Rec> {
@@ -206,7 +243,7 @@ async fn idempotent_staging_passes_on_memory_and_fails_on_appending() {
     check_idempotent_staging(&memory, &"bf-idem".into(), &rows())
         .await
         .unwrap();
-    let f = check_idempotent_staging(&AppendingSink::default(), &"bf-idem".into(), &rows())
+    let f = check_idempotent_staging(&AppendingSink::new(), &"bf-idem".into(), &rows())
         .await
         .unwrap_err();
     assert_eq!(f.check, "idempotent_staging");
@@ -238,4 +275,131 @@ async fn a_batch_fault_reaches_the_wrapped_sink_as_a_failing_stream() {
     // Fired once: the next attempt passes through.
     let ok = faulty.stage(req, batches()).await.unwrap();
     assert_eq!((ok.rows, faulty.fired(), faulty.stage_calls()), (50, 1, 2));
+}
+
+// ---- crashes inside publication and rollback ------------------------------------------------------
+
+/// The scenario with another mutation mode.
+fn scenario_with(mutation: Mutation) -> Scenario<Double> {
+    let at = Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0).unwrap();
+    let mut m = valid_manifest(
+        "bf-crash",
+        ExecutionMode::Backfill,
+        day(1, 1),
+        day(4, 1),
+        None,
+    );
+    m.target.mutation = Some(mutation);
+    let source = MemorySource::by_date(records(), |r: &Rec| r.day).chunk_by(ChunkBy::Days(30));
+    Scenario::new(
+        m.approve("owner", at).unwrap(),
+        Arc::new(Double),
+        Arc::new(source),
+        at,
+    )
+}
+
+const MEMORY_MODES: [Mutation; 4] = [
+    Mutation::ReplacePartitions,
+    Mutation::AppendWithRunId,
+    Mutation::ShadowSwap,
+    Mutation::VersionedOutput,
+];
+
+#[tokio::test]
+async fn a_publication_interrupted_in_any_window_converges_on_retry() {
+    for mutation in MEMORY_MODES {
+        let s = scenario_with(mutation.clone());
+        for crash in Crash::ALL {
+            let out = s
+                .check_publish_crash(crash)
+                .await
+                .unwrap_or_else(|f| panic!("{} {crash:?}: {f}", mutation.name()));
+            assert_eq!(out.report.state, RunState::Published);
+            let error = out.last_error.unwrap_or_default();
+            assert!(error.contains("injected fault"), "{crash:?}: {error}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rollback_interrupted_in_any_window_converges_on_retry() {
+    for mutation in MEMORY_MODES {
+        let s = scenario_with(mutation.clone());
+        for crash in Crash::ALL {
+            let out = s
+                .check_rollback_crash(crash)
+                .await
+                .unwrap_or_else(|f| panic!("{} {crash:?}: {f}", mutation.name()));
+            // The base run is visible and accepted again.
+            assert_eq!(out.report.state, RunState::Published);
+            assert_eq!(out.report.run_id.as_str(), "bf-crash-base");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_publication_outcome_without_inspect_publishes_twice() {
+    let f = forgetful(false)
+        .check_publish_crash(Crash::AfterTargetCommit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(f, PartialFailure::PublishedTwice { commits: 2, .. }),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_rollback_outcome_without_inspect_rolls_back_twice() {
+    let f = forgetful(true)
+        .check_rollback_crash(Crash::AfterTargetCommit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(f, PartialFailure::RolledBackTwice { commits: 2, .. }),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_fault_fires_at_the_chosen_call_then_passes_through() {
+    let at = Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0).unwrap();
+    let run = RunId::from("bf-store");
+    let note = |i: u32| backfill_core::store::EvidenceRecord::Note {
+        name: format!("n{i}"),
+        detail: serde_json::Value::Null,
+    };
+    let inner = Arc::new(MemoryStore::new());
+    let store = FaultyStore::new(
+        inner.clone(),
+        StoreFault::AppendEvidence(2),
+        FaultKind::Fatal,
+    );
+    let results: Vec<bool> = {
+        let mut v = Vec::new();
+        for i in 0..5 {
+            v.push(store.append_evidence(&run, at, "t", &note(i)).await.is_ok());
+        }
+        v
+    };
+    assert_eq!(results, [true, true, false, true, true]);
+    assert_eq!(inner.evidence(&run).await.unwrap().len(), 4);
+    // After the commit: the record is there, the call fails.
+    let store = FaultyStore::new(
+        inner.clone(),
+        StoreFault::Evidence(backfill_core::store::EvidenceKind::Note),
+        FaultKind::Transient,
+    )
+    .after_commit();
+    let e = store
+        .append_evidence(&run, at, "t", &note(9))
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_retryable() && e.to_string().contains("committed"),
+        "{e}"
+    );
+    assert_eq!(inner.evidence(&run).await.unwrap().len(), 5);
+    assert_eq!(store.fired(), 1);
 }

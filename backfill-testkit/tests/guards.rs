@@ -376,18 +376,22 @@ async fn a_run_reconciles_with_the_golden_dataset() {
         d(2025, 4, 1),
         None,
     );
-    let publisher = Arc::new(MemoryPublisher::new("testkit_target"));
-    let runner = Runner::builder(
-        Arc::new(MemoryStore::new()),
+    let sink = Arc::new(MemorySink::new("staging"));
+    let publisher = Arc::new(MemoryPublisher::new("testkit_target", &sink));
+    let control = Control::new(Arc::new(MemoryStore::new()))
+        .with_clock(Arc::new(FixedClock(at())))
+        .with_target(publisher.clone())
+        .unwrap();
+    let runner = Executor::builder(
+        control,
         Arc::new(MemorySource::by_date(records(), |r: &Rec| r.day)),
         Arc::new(Double { march_bug: false }),
-        Arc::new(MemorySink::new("staging")),
+        sink,
         publisher.clone(),
     )
-    .clock(Arc::new(FixedClock(at())))
     .build();
     let approved = m.clone().approve("owner", at()).unwrap();
-    runner.submit(&approved).await.unwrap();
+    runner.control().submit(&approved).await.unwrap();
     assert_eq!(
         runner.run(approved.run_id()).await.unwrap().state,
         RunState::Published

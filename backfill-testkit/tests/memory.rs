@@ -6,14 +6,17 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backfill_core::ids::RunId;
+use backfill_core::ids::{PartitionKey, RunId};
+use backfill_core::manifest::Mutation;
 use backfill_core::memory::{MemoryPublisher, MemorySink, MemoryStore};
-use backfill_core::publish::{PublishReceipt, PublishRequest, Publisher, RollbackRequest};
+use backfill_core::publish::{
+    PublishReceipt, PublishRequest, Publisher, PublisherCapabilities, RollbackRequest, TargetReader,
+};
 use backfill_core::sink::{SinkDescriptor, StagingSink};
 use backfill_core::state::Transition;
 use backfill_core::store::RunStore;
-use backfill_testkit::{PublisherHarness, SinkHarness, StoreHarness, TestRow};
-use common::AppendingSink;
+use backfill_testkit::{PublishTarget, PublisherHarness, SinkHarness, StoreHarness, TestRow};
+use common::{AppendingSink, UnfencedSink};
 use futures::stream::BoxStream;
 
 struct Memory;
@@ -38,16 +41,23 @@ impl SinkHarness for Memory {
     }
 }
 
+type Pair = (
+    Arc<dyn StagingSink<TestRow>>,
+    Arc<dyn PublishTarget<TestRow>>,
+);
+
+/// A memory sink and its publisher.
+fn memory_pair() -> (Arc<MemorySink<TestRow>>, MemoryPublisher<TestRow>) {
+    let sink = Arc::new(MemorySink::new("staging"));
+    let publisher = MemoryPublisher::new("target", &sink);
+    (sink, publisher)
+}
+
 #[async_trait]
 impl PublisherHarness for Memory {
-    async fn build(
-        &self,
-        _: &str,
-    ) -> backfill_core::Result<(Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>)> {
-        Ok((
-            Arc::new(MemorySink::new("staging")),
-            Arc::new(MemoryPublisher::new("target")),
-        ))
+    async fn build(&self, _: &str) -> backfill_core::Result<Pair> {
+        let (sink, publisher) = memory_pair();
+        Ok((sink, Arc::new(publisher)))
     }
     async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
         Ok(())
@@ -62,7 +72,7 @@ struct Appending;
 #[async_trait]
 impl SinkHarness for Appending {
     async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn StagingSink<TestRow>>> {
-        Ok(Arc::new(AppendingSink::default()))
+        Ok(Arc::new(AppendingSink::new()))
     }
     async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
         Ok(())
@@ -78,52 +88,96 @@ async fn a_sink_that_appends_on_restage_fails() {
     assert!(f.clause.contains("never adds"), "{f}");
 }
 
-/// A publisher that republishes (with a new receipt) every time.
+/// A publisher that wraps the memory target and changes one behaviour.
 #[derive(Debug)]
-struct NotIdempotent(MemoryPublisher<TestRow>, std::sync::atomic::AtomicU32);
+struct Broken {
+    inner: MemoryPublisher<TestRow>,
+    bug: PublisherBug,
+    publishes: std::sync::atomic::AtomicU32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublisherBug {
+    /// Republishes (with a new receipt) every time.
+    NotIdempotent,
+    /// `inspect_rollback` never answers.
+    ForgetsRollbacks,
+    /// Lists merge_by_key, which the memory target cannot do.
+    OverstatesModes,
+    /// Declares only replace-partitions, without rollback (not a bug: a smaller publisher).
+    ReplaceOnly,
+}
 
 #[async_trait]
-impl Publisher<TestRow> for NotIdempotent {
+impl Publisher for Broken {
     fn descriptor(&self) -> SinkDescriptor {
-        self.0.descriptor()
+        self.inner.descriptor()
     }
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<TestRow>,
-    ) -> backfill_core::Result<PublishReceipt> {
-        let mut r = self.0.publish(req, staged).await?;
-        r.reference = format!(
-            "attempt {}",
-            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        );
+    fn capabilities(&self) -> PublisherCapabilities {
+        let caps = self.inner.capabilities();
+        match self.bug {
+            PublisherBug::OverstatesModes => {
+                let mut modes: Vec<&'static str> = caps.mutations.iter().copied().collect();
+                modes.push("merge_by_key");
+                PublisherCapabilities::with_mutations(modes)
+                    .rollback(true)
+                    .read_back(true)
+                    .atomic_multi_partition(true)
+            }
+            PublisherBug::ReplaceOnly => {
+                PublisherCapabilities::with_mutations([Mutation::ReplacePartitions.name()])
+                    .read_back(true)
+            }
+            _ => caps,
+        }
+    }
+    async fn publish(&self, req: PublishRequest<'_>) -> backfill_core::Result<PublishReceipt> {
+        let mut r = self.inner.publish(req).await?;
+        if self.bug == PublisherBug::NotIdempotent {
+            let n = self
+                .publishes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            r.reference = format!("attempt {n}");
+        }
         Ok(r)
     }
     async fn inspect(&self, run_id: &RunId) -> backfill_core::Result<Option<PublishReceipt>> {
-        self.0.inspect(run_id).await
+        self.inner.inspect(run_id).await
     }
     async fn rollback(&self, req: RollbackRequest<'_>) -> backfill_core::Result<PublishReceipt> {
-        self.0.rollback(req).await
+        self.inner.rollback(req).await
     }
-    fn read_current<'a>(
-        &'a self,
-        p: &'a backfill_core::ids::PartitionKey,
-    ) -> BoxStream<'a, backfill_core::Result<Vec<TestRow>>> {
-        self.0.read_current(p)
+    async fn inspect_rollback(
+        &self,
+        from: &RunId,
+        to: &RunId,
+    ) -> backfill_core::Result<Option<PublishReceipt>> {
+        match self.bug {
+            PublisherBug::ForgetsRollbacks => Ok(None),
+            _ => self.inner.inspect_rollback(from, to).await,
+        }
     }
 }
 
-struct Broken;
+impl TargetReader<TestRow> for Broken {
+    fn read_current<'a>(
+        &'a self,
+        p: &'a PartitionKey,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<TestRow>>> {
+        self.inner.read_current(p)
+    }
+}
+
 #[async_trait]
-impl PublisherHarness for Broken {
-    async fn build(
-        &self,
-        _: &str,
-    ) -> backfill_core::Result<(Arc<dyn StagingSink<TestRow>>, Arc<dyn Publisher<TestRow>>)> {
-        Ok((
-            Arc::new(MemorySink::new("s")),
-            Arc::new(NotIdempotent(MemoryPublisher::new("t"), Default::default())),
-        ))
+impl PublisherHarness for PublisherBug {
+    async fn build(&self, _: &str) -> backfill_core::Result<Pair> {
+        let (sink, inner) = memory_pair();
+        let broken = Broken {
+            inner,
+            bug: *self,
+            publishes: Default::default(),
+        };
+        Ok((sink, Arc::new(broken)))
     }
     async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
         Ok(())
@@ -132,10 +186,91 @@ impl PublisherHarness for Broken {
 
 #[tokio::test]
 async fn a_publisher_that_is_not_idempotent_fails() {
-    let f = backfill_testkit::publisher::run_check(&Broken, "publish_is_idempotent")
+    let f = backfill_testkit::publisher::run_check(
+        &PublisherBug::NotIdempotent,
+        "publish_is_idempotent",
+    )
+    .await
+    .unwrap_err();
+    assert!(f.clause.contains("idempotent"), "{f}");
+    // The first mode the memory target lists names the failure.
+    assert!(f.details.starts_with("with replace_partitions:"), "{f}");
+}
+
+#[tokio::test]
+async fn a_publisher_that_cannot_inspect_its_rollbacks_fails() {
+    let f = backfill_testkit::publisher::run_check(
+        &PublisherBug::ForgetsRollbacks,
+        "rollback_is_idempotent_and_inspectable",
+    )
+    .await
+    .unwrap_err();
+    assert!(f.clause.contains("inspect_rollback"), "{f}");
+}
+
+#[tokio::test]
+async fn a_mode_the_publisher_lists_but_cannot_do_fails_with_its_name() {
+    let f = backfill_testkit::publisher::run_check(
+        &PublisherBug::OverstatesModes,
+        "publish_makes_staged_rows_visible",
+    )
+    .await
+    .unwrap_err();
+    assert!(f.details.starts_with("with merge_by_key:"), "{f}");
+}
+
+#[tokio::test]
+async fn modes_and_rollback_a_publisher_does_not_declare_are_skipped_not_failed() {
+    for (check, result) in backfill_testkit::publisher::run_all(&PublisherBug::ReplaceOnly).await {
+        result.unwrap_or_else(|f| panic!("{check}: {f}"));
+    }
+}
+
+/// The memory target lists four modes; the publisher suite (expanded above) exercises each.
+#[test]
+fn the_publisher_suite_exercises_the_four_modes_of_the_memory_target() {
+    let caps = memory_pair().1.capabilities();
+    let exercised: Vec<&str> = backfill_testkit::publisher::known_modes()
+        .iter()
+        .map(|m| m.name())
+        .filter(|m| caps.supports(m))
+        .collect();
+    assert_eq!(
+        exercised,
+        [
+            "replace_partitions",
+            "append_with_run_id",
+            "shadow_swap",
+            "versioned_output"
+        ]
+    );
+}
+
+struct Unfenced;
+#[async_trait]
+impl SinkHarness for Unfenced {
+    async fn build(&self, _: &str) -> backfill_core::Result<Arc<dyn StagingSink<TestRow>>> {
+        Ok(Arc::new(UnfencedSink::default()))
+    }
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_without_fencing_fails_and_passes_the_rest() {
+    let f = backfill_testkit::sink::run_check(&Unfenced, "stale_attempt_is_fenced")
         .await
         .unwrap_err();
-    assert!(f.clause.contains("idempotent"), "{f}");
+    assert!(f.clause.contains("Conflict"), "{f}");
+    assert!(f.details.contains("stale attempt staged 25 rows"), "{f}");
+    for check in backfill_testkit::sink::CHECKS {
+        if *check != "stale_attempt_is_fenced" {
+            backfill_testkit::sink::run_check(&Unfenced, check)
+                .await
+                .unwrap_or_else(|f| panic!("{f}"));
+        }
+    }
 }
 
 /// A store whose compare-and-set reads, yields, then writes: not atomic.
@@ -246,10 +381,9 @@ impl RunStore for RacyStore {
         r: &RunId,
         at: chrono::DateTime<chrono::Utc>,
         by: &str,
-        k: backfill_core::store::EvidenceKind,
-        d: serde_json::Value,
+        record: &backfill_core::store::EvidenceRecord,
     ) -> backfill_core::Result<u64> {
-        self.0.append_evidence(r, at, by, k, d).await
+        self.0.append_evidence(r, at, by, record).await
     }
     async fn evidence(
         &self,
@@ -269,6 +403,12 @@ impl RunStore for RacyStore {
         p: &backfill_core::store::AcceptedPointer,
     ) -> backfill_core::Result<()> {
         self.0.swap_accepted(e, p).await
+    }
+    async fn runs(
+        &self,
+        f: &backfill_core::store::RunFilter,
+    ) -> backfill_core::Result<Vec<backfill_core::store::RunRecord>> {
+        self.0.runs(f).await
     }
 }
 

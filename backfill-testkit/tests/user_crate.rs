@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backfill_core::ids::{ChunkId, RunId};
+use backfill_core::plan::{ChunkSpec, PlannedChunk, SourcePlan};
 use backfill_core::prelude::*;
-use backfill_core::sink::{StageReceipt, StageRequest};
+use backfill_core::sink::{StageReceipt, StageRequest, StagedArtifact};
 use backfill_testkit::determinism::check_transform;
 use backfill_testkit::idempotency::check_idempotent_staging;
 use backfill_testkit::strategy::{self, Keyed};
-use backfill_testkit::{SinkHarness, TestRow};
+use backfill_testkit::{SinkHarness, SourceFixture, SourceHarness, TestRow};
 use chrono::NaiveDate;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use proptest::prelude::*;
@@ -80,9 +81,13 @@ fn the_users_transform_is_deterministic() {
 
 // ---- the user's sink -----------------------------------------------------------------------------
 
-/// The user's staging sink: one slot per (run, chunk), written only when the stream completes.
+/// The user's staging sink: one slot per (run, chunk), written only when the stream completes, and
+/// fenced: a slot remembers the attempt that wrote it and refuses older ones.
 #[derive(Debug)]
-struct SlotSink<R>(Mutex<BTreeMap<(RunId, ChunkId), Vec<R>>>);
+struct SlotSink<R>(Mutex<SlotMap<R>>);
+
+/// Each chunk's rows and the attempt that wrote them.
+type SlotMap<R> = BTreeMap<(RunId, ChunkId), (u32, Vec<R>)>;
 
 impl<R> SlotSink<R> {
     fn new() -> Self {
@@ -104,11 +109,23 @@ impl<R: OutputRow> StagingSink<R> for SlotSink<R> {
         let n = batches.len() as u64;
         let all: Vec<R> = batches.into_iter().flatten().collect();
         let rows = all.len() as u64;
-        self.0
-            .lock()
-            .unwrap()
-            .insert((req.run_id.clone(), req.chunk_id.clone()), all);
-        Ok(StageReceipt { rows, batches: n })
+        let mut slots = self.0.lock().unwrap();
+        let key = (req.run_id.clone(), req.chunk_id.clone());
+        if let Some((current, _)) = slots.get(&key).filter(|(a, _)| *a > req.attempt) {
+            return Err(Error::Fenced {
+                run_id: req.run_id.clone(),
+                chunk_id: req.chunk_id.clone(),
+                attempt: req.attempt,
+                current: *current,
+            });
+        }
+        slots.insert(key, (req.attempt, all));
+        let artifact = StagedArtifact::of(&(req.chunk_id, req.attempt))?;
+        Ok(StageReceipt {
+            rows,
+            batches: n,
+            artifact,
+        })
     }
     fn read_staged<'a>(
         &'a self,
@@ -120,7 +137,7 @@ impl<R: OutputRow> StagingSink<R> for SlotSink<R> {
             .unwrap()
             .iter()
             .filter(|((r, _), _)| r == run_id)
-            .map(|(_, v)| Ok(v.clone()))
+            .map(|(_, (_, v))| Ok(v.clone()))
             .collect();
         stream::iter(chunks).boxed()
     }
@@ -165,6 +182,104 @@ async fn the_users_sink_stages_the_users_rows_idempotently() {
             .unwrap_or_else(|f| panic!("{f}"));
     }
 }
+
+// ---- the user's source ---------------------------------------------------------------------------
+
+/// The user's source: accounts keyed by id, planned as key ranges of the manifest's key range split
+/// at the given points, read in batches of three. The snapshot is the data's version.
+#[derive(Debug)]
+struct Accounts {
+    rows: Vec<(String, i64)>,
+    version: String,
+    splits: Vec<String>,
+}
+
+#[async_trait]
+impl BackfillSource<(String, i64)> for Accounts {
+    fn name(&self) -> &str {
+        "accounts"
+    }
+
+    async fn plan(&self, m: &RunManifest) -> backfill_core::Result<SourcePlan> {
+        let Some(InputRange::Keys { from, to_exclusive }) = &m.source.range else {
+            return Err(Error::InvalidManifest {
+                run_id: m.run_id.clone(),
+                field: "source.range".into(),
+                message: "accounts are planned by key range".into(),
+            });
+        };
+        let mut bounds = vec![from.clone()];
+        bounds.extend(
+            self.splits
+                .iter()
+                .filter(|s| *s > from && *s < to_exclusive)
+                .cloned(),
+        );
+        bounds.push(to_exclusive.clone());
+        let chunks = bounds
+            .windows(2)
+            .map(|w| {
+                let range = InputRange::Keys {
+                    from: w[0].clone(),
+                    to_exclusive: w[1].clone(),
+                };
+                ChunkSpec::new(range, format!("{}..{}", w[0], w[1]))
+            })
+            .collect();
+        Ok(SourcePlan {
+            snapshot: Some(self.version.clone()),
+            resolved_from: None,
+            chunks,
+        })
+    }
+
+    fn read(
+        &self,
+        chunk: &PlannedChunk,
+    ) -> BoxStream<'static, backfill_core::Result<Vec<(String, i64)>>> {
+        let InputRange::Keys { from, to_exclusive } = &chunk.range else {
+            return stream::empty().boxed();
+        };
+        let rows: Vec<(String, i64)> = self
+            .rows
+            .iter()
+            .filter(|(k, _)| k >= from && k < to_exclusive)
+            .cloned()
+            .collect();
+        let batches: Vec<backfill_core::Result<Vec<(String, i64)>>> =
+            rows.chunks(3).map(|b| Ok(b.to_vec())).collect();
+        stream::iter(batches).boxed()
+    }
+}
+
+struct AccountsHarness;
+
+#[async_trait]
+impl SourceHarness for AccountsHarness {
+    type Record = (String, i64);
+
+    async fn build(&self, _: &str) -> backfill_core::Result<SourceFixture<(String, i64)>> {
+        let rows: Vec<(String, i64)> = (0..40).map(|i| (format!("acct-{i:03}"), i * 10)).collect();
+        let source = Accounts {
+            rows,
+            version: "v7".into(),
+            splits: vec!["acct-010".into(), "acct-025".into()],
+        };
+        let mut m = RunManifest::new("bf-accounts", RunKind::Repair, ExecutionMode::Backfill);
+        m.source.snapshot = Some("v7".into());
+        m.source.range = Some(InputRange::Keys {
+            from: "acct-005".into(),
+            to_exclusive: "acct-030".into(),
+        });
+        Ok(SourceFixture::new(Arc::new(source), m).expect_records(25))
+    }
+
+    async fn teardown(&self, _: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+backfill_testkit::source_conformance!(accounts_source, || AccountsHarness);
 
 // ---- the public strategies -----------------------------------------------------------------------
 

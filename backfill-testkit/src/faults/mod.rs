@@ -1,54 +1,70 @@
-//! Fault injection by wrappers: [`FaultySink`] and [`FaultyPublisher`] implement the same trait as the
-//! adapter they wrap and fail where you tell them to, so a real runner meets the failure where a real
-//! backend would produce it.
+//! Fault injection by wrappers: [`FaultySink`], [`FaultyPublisher`] and [`FaultyStore`] implement the
+//! same trait as the part they wrap and fail where you tell them to, so a real runner and control
+//! plane meet the failure where a real backend would produce it.
 //!
-//! | fault | what the runner sees |
+//! | fault | what the runner or control plane sees |
 //! |---|---|
 //! | [`SinkFault::AtStageCall`] | the `k`-th stage call (0-based; with one worker, the `k`-th chunk staged) fails before writing |
 //! | [`SinkFault::AtBatch`] | the `n`-th batch written (0-based, counted over all calls) is replaced by an error, mid-stream: the wrapped sink sees a failing stream |
 //! | [`SinkFault::AfterStage`] | the `k`-th stage call commits in the wrapped sink, then fails: a crash between staging and the ledger's record of it |
 //! | [`PublishFault::CommitThenFail`] | publish commits in the target, then fails: the unknown outcome of a timeout after commit |
 //! | [`PublishFault::BeforeCommit`] | publish fails before the target changes |
+//! | [`PublishFault::RollbackCommitThenFail`] | rollback commits in the target, then fails |
+//! | [`PublishFault::RollbackBeforeCommit`] | rollback fails before the target changes |
+//! | [`StoreFault::TransitionTo`], [`StoreFault::Transition`] | a lifecycle compare-and-set fails (the target may have committed already) |
+//! | [`StoreFault::Evidence`], [`StoreFault::AppendEvidence`] | recording evidence (a receipt, a pointer move) fails |
+//! | [`StoreFault::SwapAccepted`] | moving the store's accepted pointer fails |
 //!
-//! Each fault fires `times` times (then the wrapper passes calls through), as [`FaultKind::Transient`]
-//! (retryable) or [`FaultKind::Fatal`]. The wrappers count what happened so tests can assert on it.
+//! Each fault fires `times` times (once by default; then the wrapper passes calls through), as
+//! [`FaultKind::Transient`] (retryable) or [`FaultKind::Fatal`]. The wrappers count what happened so
+//! tests can assert on it. A [`FaultyStore`] fault may also fire after the wrapped store committed
+//! ([`FaultyStore::after_commit`]), the store's own unknown outcome.
+
+mod publisher;
+mod store;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use backfill_core::digest::OutputRow;
-use backfill_core::ids::{PartitionKey, RunId};
-use backfill_core::publish::{PublishReceipt, PublishRequest, Publisher, RollbackRequest};
+use backfill_core::ids::RunId;
 use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
 use backfill_core::{Error, Result};
 use futures::stream::{BoxStream, StreamExt};
+
+pub use publisher::{FaultyPublisher, PublishFault, PublisherCall};
+pub use store::{FaultyStore, StoreFault};
 
 /// The adapter name injected errors carry.
 pub const ADAPTER: &str = "testkit-faults";
 
 /// How many times a fault may still fire.
 #[derive(Debug)]
-struct Budget {
+pub(crate) struct Budget {
     times: u32,
     fired: AtomicU32,
 }
 
 impl Budget {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             times: 1,
             fired: AtomicU32::new(0),
         }
     }
 
-    fn fired(&self) -> u32 {
+    pub(crate) fn fired(&self) -> u32 {
         self.fired.load(Ordering::SeqCst)
     }
 
+    pub(crate) fn set_times(&mut self, times: u32) {
+        self.times = times;
+    }
+
     /// Takes one firing if any is left.
-    fn take(&self) -> bool {
+    pub(crate) fn take(&self) -> bool {
         self.fired
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |f| {
                 (f < self.times).then_some(f + 1)
@@ -81,7 +97,34 @@ impl fmt::Display for InjectedFault {
 
 impl std::error::Error for InjectedFault {}
 
-fn injected(kind: FaultKind, what: String) -> Error {
+/// Runs `write` with a fault injected when `fire`: before it (nothing changes) or, with
+/// `after_commit`, after it committed (the caller cannot know it did). `log` hears whether the
+/// wrapped call committed.
+pub(crate) async fn inject<T>(
+    kind: FaultKind,
+    fire: bool,
+    after_commit: bool,
+    what: String,
+    write: impl std::future::Future<Output = Result<T>> + Send,
+    log: impl FnOnce(bool) + Send,
+) -> Result<T> {
+    if fire && !after_commit {
+        log(false);
+        return Err(injected(kind, format!("{what} failed before commit")));
+    }
+    let result = write.await;
+    log(result.is_ok());
+    let out = result?;
+    if fire {
+        return Err(injected(
+            kind,
+            format!("{what} committed, then failed (unknown outcome)"),
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn injected(kind: FaultKind, what: String) -> Error {
     let e = InjectedFault { what };
     match kind {
         FaultKind::Transient => Error::transient(ADAPTER, e),
@@ -129,7 +172,7 @@ impl<S: ?Sized> FaultySink<S> {
 
     /// Fires the fault `times` times in all (consecutive stage calls or batches).
     pub fn times(mut self, times: u32) -> Self {
-        self.budget.times = times;
+        self.budget.set_times(times);
         self
     }
 
@@ -210,171 +253,5 @@ impl<R: OutputRow, S: StagingSink<R> + ?Sized> StagingSink<R> for FaultySink<S> 
 
     async fn discard(&self, run_id: &RunId) -> Result<()> {
         self.inner.discard(run_id).await
-    }
-}
-
-/// Where a [`FaultyPublisher`] fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishFault {
-    /// The wrapped publisher commits, then the call fails: the caller cannot know it committed.
-    CommitThenFail,
-    /// The call fails before the wrapped publisher is called.
-    BeforeCommit,
-}
-
-/// One call a [`FaultyPublisher`] received, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublisherCall {
-    /// `publish` of a run; `committed` when the wrapped publisher returned a receipt.
-    Publish {
-        /// The run.
-        run_id: RunId,
-        /// Whether the wrapped publisher committed.
-        committed: bool,
-    },
-    /// `inspect` of a run; `found` when the wrapped publisher answered with a receipt.
-    Inspect {
-        /// The run.
-        run_id: RunId,
-        /// Whether a receipt was found.
-        found: bool,
-    },
-    /// `rollback` from one run to another.
-    Rollback {
-        /// The run rolled back.
-        from: RunId,
-        /// The run restored.
-        to: RunId,
-    },
-}
-
-/// A publisher that injects a [`PublishFault`] into the publisher it wraps and logs every call.
-#[derive(Debug)]
-pub struct FaultyPublisher<P: ?Sized> {
-    inner: Arc<P>,
-    fault: PublishFault,
-    kind: FaultKind,
-    budget: Budget,
-    calls: Mutex<Vec<PublisherCall>>,
-}
-
-impl<P: ?Sized> FaultyPublisher<P> {
-    /// Wraps `inner` (an `Arc<dyn Publisher<R>>` works too); the fault fires on the first publish call,
-    /// as `kind`.
-    pub fn new(inner: Arc<P>, fault: PublishFault, kind: FaultKind) -> Self {
-        Self {
-            inner,
-            fault,
-            kind,
-            budget: Budget::new(),
-            calls: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Fires the fault on the first `times` publish calls.
-    pub fn times(mut self, times: u32) -> Self {
-        self.budget.times = times;
-        self
-    }
-
-    /// The wrapped publisher.
-    pub fn inner(&self) -> &Arc<P> {
-        &self.inner
-    }
-
-    /// Every call so far, in order.
-    pub fn calls(&self) -> Vec<PublisherCall> {
-        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// How many publish calls committed in the wrapped publisher.
-    pub fn commits(&self) -> usize {
-        self.calls()
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c,
-                    PublisherCall::Publish {
-                        committed: true,
-                        ..
-                    }
-                )
-            })
-            .count()
-    }
-
-    /// How many times the fault fired.
-    pub fn fired(&self) -> u32 {
-        self.budget.fired()
-    }
-
-    fn log(&self, call: PublisherCall) {
-        if let Ok(mut c) = self.calls.lock() {
-            c.push(call);
-        }
-    }
-
-    fn fire(&self) -> bool {
-        self.budget.take()
-    }
-}
-
-#[async_trait]
-impl<R: OutputRow, P: Publisher<R> + ?Sized> Publisher<R> for FaultyPublisher<P> {
-    fn descriptor(&self) -> SinkDescriptor {
-        self.inner.descriptor()
-    }
-
-    async fn publish(
-        &self,
-        req: PublishRequest<'_>,
-        staged: &dyn StagingSink<R>,
-    ) -> Result<PublishReceipt> {
-        let run_id = req.run_id.clone();
-        let fire = self.fire();
-        if fire && self.fault == PublishFault::BeforeCommit {
-            self.log(PublisherCall::Publish {
-                run_id: run_id.clone(),
-                committed: false,
-            });
-            return Err(injected(
-                self.kind,
-                format!("publish of run {run_id} failed before commit"),
-            ));
-        }
-        let result = self.inner.publish(req, staged).await;
-        self.log(PublisherCall::Publish {
-            run_id: run_id.clone(),
-            committed: result.is_ok(),
-        });
-        let receipt = result?;
-        if fire {
-            return Err(injected(
-                self.kind,
-                format!("publish of run {run_id} committed, then failed (unknown outcome)"),
-            ));
-        }
-        Ok(receipt)
-    }
-
-    async fn inspect(&self, run_id: &RunId) -> Result<Option<PublishReceipt>> {
-        let found = self.inner.inspect(run_id).await?;
-        self.log(PublisherCall::Inspect {
-            run_id: run_id.clone(),
-            found: found.is_some(),
-        });
-        Ok(found)
-    }
-
-    async fn rollback(&self, req: RollbackRequest<'_>) -> Result<PublishReceipt> {
-        self.log(PublisherCall::Rollback {
-            from: req.from.clone(),
-            to: req.to.clone(),
-        });
-        self.inner.rollback(req).await
-    }
-
-    fn read_current<'a>(&'a self, partition: &'a PartitionKey) -> BoxStream<'a, Result<Vec<R>>> {
-        self.inner.read_current(partition)
     }
 }

@@ -1,17 +1,28 @@
 //! Partial-failure checks: a run that meets a fault, retries and resumes must end exactly where an
-//! uninterrupted run ends, and must never publish twice.
+//! uninterrupted run ends, must never publish twice, and a publication or rollback interrupted at
+//! any point must converge when retried.
 //!
 //! A [`Scenario`] holds an approved manifest, a transform and a source. It runs backfill-core's
-//! [`Runner`] over a fresh [`MemoryStore`] per run, with staging sinks and publishers from factories
-//! (memory ones by default; give your adapter's with [`Scenario::with_sink`] and
-//! [`Scenario::with_publisher`] to check it). Each invocation of `run` is a new `Runner`, as a restarted
-//! process; invocations repeat until the run reaches a resting state.
+//! [`Executor`] and [`Control`] plane over a fresh [`MemoryStore`] per run, with a staging sink and
+//! its paired publisher from a factory (memory ones by default; give your adapter's with
+//! [`Scenario::with_adapters`] or [`Scenario::with_pair`] to check it). Each invocation is a fresh
+//! `Control` and `Executor`, as a restarted process; invocations repeat until the run reaches a
+//! resting state.
 //!
 //! - [`Scenario::check_sink_fault`] wraps the sink in a [`FaultySink`] and checks that the ledger's
 //!   digests, the rows made visible and the final state equal the uninterrupted run's.
 //! - [`Scenario::check_unknown_publish_outcome`] wraps the publisher in a [`FaultyPublisher`] that
-//!   commits and then reports an error, and checks that recovery asked [`Publisher::inspect`] before
-//!   publishing again and that the target committed exactly once.
+//!   commits and then reports an error, and checks that recovery asked
+//!   [`Publisher::inspect`](backfill_core::publish::Publisher::inspect) before publishing again and
+//!   that the target committed exactly once.
+//! - [`Scenario::check_publish_crash`] and [`Scenario::check_rollback_crash`] interrupt a
+//!   publication (over an earlier published run) or a rollback at one of the [`Crash`] windows, with
+//!   a [`FaultyPublisher`] or a [`FaultyStore`](crate::faults::FaultyStore), retry through a fresh
+//!   [`Control`], and check convergence: the store's accepted pointer is what the target says, one
+//!   receipt is recorded, run states and transitions agree, the target committed once, and readers
+//!   see what an uninterrupted sequence shows.
+
+mod crash;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -19,32 +30,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backfill_core::context::FixedClock;
+use backfill_core::control::Control;
 use backfill_core::digest::PartitionDigests;
-use backfill_core::ids::PartitionKey;
+use backfill_core::ids::{PartitionKey, RunId};
 use backfill_core::manifest::ApprovedManifest;
 use backfill_core::memory::{MemoryPublisher, MemorySink, MemoryStore};
-use backfill_core::publish::Publisher;
-use backfill_core::runner::{RetryPolicy, RunReport, Runner, RunnerOptions};
+use backfill_core::runner::{Executor, RetryPolicy, RunReport, RunnerOptions};
 use backfill_core::sink::StagingSink;
 use backfill_core::source::BackfillSource;
 use backfill_core::state::RunState;
+use backfill_core::store::{EvidenceKind, RunStore};
 use backfill_core::transform::DeterministicTransform;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
 use futures::stream::TryStreamExt;
 
+pub use crash::Crash;
+
+use crate::conformance::{publisher_of, reader_of, PublishTarget};
 use crate::faults::{
     FaultKind, FaultyPublisher, FaultySink, PublishFault, PublisherCall, SinkFault,
 };
 
-type SinkFactory<R> = Arc<dyn Fn() -> Arc<dyn StagingSink<R>> + Send + Sync>;
-type PublisherFactory<R> = Arc<dyn Fn() -> Arc<dyn Publisher<R>> + Send + Sync>;
-/// A staging sink and the publisher that reads from it, fresh and empty.
-pub type Adapters<R> = (Arc<dyn StagingSink<R>>, Arc<dyn Publisher<R>>);
+/// A staging sink and the target that publishes what it staged, fresh and empty.
+pub type Adapters<R> = (Arc<dyn StagingSink<R>>, Arc<dyn PublishTarget<R>>);
 type AdapterFactory<R> = Arc<dyn Fn() -> BoxFuture<'static, Adapters<R>> + Send + Sync>;
 
 /// How a faulty run failed to converge to the uninterrupted one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PartialFailure {
     /// The uninterrupted run itself did not finish (the scenario is wrong, not the adapter).
     Baseline {
@@ -97,10 +111,65 @@ pub enum PartialFailure {
         /// Every publisher call, in order.
         calls: Vec<PublisherCall>,
     },
+    /// The target rolled back more than once.
+    RolledBackTwice {
+        /// Rollbacks committed on the wrapped publisher.
+        commits: usize,
+        /// Every publisher call, in order.
+        calls: Vec<PublisherCall>,
+    },
     /// After the unknown outcome, recovery did not ask the target whether the run had published.
     NotInspected {
         /// Every publisher call, in order.
         calls: Vec<PublisherCall>,
+    },
+    /// Retrying the interrupted publication or rollback through a fresh control plane failed.
+    RetryFailed {
+        /// The error.
+        error: String,
+    },
+    /// The store's accepted pointer is not the run the target shows.
+    PointerDiverged {
+        /// The target.
+        target: String,
+        /// The store's accepted run.
+        store: Option<RunId>,
+        /// The run the target shows.
+        expected: RunId,
+    },
+    /// The target does not confirm what the store recorded (`inspect` or `inspect_rollback`).
+    TargetDisagrees {
+        /// The run.
+        run_id: RunId,
+        /// What differs.
+        detail: String,
+    },
+    /// A run's evidence holds the wrong number of records of one kind.
+    EvidenceCount {
+        /// The run.
+        run_id: RunId,
+        /// The record kind.
+        kind: EvidenceKind,
+        /// Records found.
+        count: usize,
+        /// What was expected, such as `exactly one`.
+        expected: &'static str,
+    },
+    /// A run is in another state than the converged sequence leaves it in.
+    RunStateInconsistent {
+        /// The run.
+        run_id: RunId,
+        /// The state it should be in.
+        expected: RunState,
+        /// The state it is in.
+        actual: RunState,
+    },
+    /// A run's recorded transitions do not chain from `draft` to its current state.
+    TransitionsBroken {
+        /// The run.
+        run_id: RunId,
+        /// Where the chain breaks.
+        detail: String,
     },
 }
 
@@ -144,10 +213,49 @@ impl fmt::Display for PartialFailure {
             Self::PublishedTwice { commits, calls } => {
                 write!(f, "the target committed {commits} times: {calls:?}")
             }
+            Self::RolledBackTwice { commits, calls } => {
+                write!(f, "the target rolled back {commits} times: {calls:?}")
+            }
             Self::NotInspected { calls } => write!(
                 f,
                 "recovery published again without inspecting the target: {calls:?}"
             ),
+            Self::RetryFailed { error } => {
+                write!(f, "retrying through a fresh control plane failed: {error}")
+            }
+            Self::PointerDiverged {
+                target,
+                store,
+                expected,
+            } => write!(
+                f,
+                "the store's accepted pointer of {target} is {}, the target shows run {expected}",
+                store.as_ref().map_or("none", |r| r.as_str())
+            ),
+            Self::TargetDisagrees { run_id, detail } => {
+                write!(
+                    f,
+                    "the target disagrees with the store on run {run_id}: {detail}"
+                )
+            }
+            Self::EvidenceCount {
+                run_id,
+                kind,
+                count,
+                expected,
+            } => write!(
+                f,
+                "run {run_id} has {count} {} evidence records, expected {expected}",
+                kind.as_str()
+            ),
+            Self::RunStateInconsistent {
+                run_id,
+                expected,
+                actual,
+            } => write!(f, "run {run_id} is {actual}, expected {expected}"),
+            Self::TransitionsBroken { run_id, detail } => {
+                write!(f, "the transitions of run {run_id} do not chain: {detail}")
+            }
         }
     }
 }
@@ -161,22 +269,21 @@ pub struct Outcome {
     pub report: RunReport,
     /// Digests of the rows readers see, per partition of the ledger and of the manifest's target.
     pub visible: PartitionDigests,
-    /// `Runner::run` invocations made.
+    /// Invocations made (of `Executor::run`, or the crashed call and its retry).
     pub invocations: u32,
     /// The last error an invocation returned, if any.
     pub last_error: Option<String>,
 }
 
-/// A run to break: an approved manifest, a transform, a source, an instant, and factories for the
-/// staging sink and publisher (fresh, empty ones per call).
+/// A run to break: an approved manifest, a transform, a source, an instant, and a factory for the
+/// staging sink and its paired target (fresh, empty ones per call).
 pub struct Scenario<T: DeterministicTransform> {
     approved: ApprovedManifest,
+    base: Option<ApprovedManifest>,
     transform: Arc<T>,
     source: Arc<dyn BackfillSource<T::Input>>,
     at: DateTime<Utc>,
-    sink: SinkFactory<T::Output>,
-    publisher: PublisherFactory<T::Output>,
-    adapters: Option<AdapterFactory<T::Output>>,
+    adapters: AdapterFactory<T::Output>,
     max_invocations: u32,
 }
 
@@ -192,7 +299,8 @@ impl<T: DeterministicTransform> fmt::Debug for Scenario<T> {
 }
 
 impl<T: DeterministicTransform> Scenario<T> {
-    /// A scenario over memory staging and a memory target, at most five invocations per run.
+    /// A scenario over memory staging and a memory target named after the manifest's target, at
+    /// most five invocations per run.
     pub fn new(
         approved: ApprovedManifest,
         transform: Arc<T>,
@@ -200,39 +308,35 @@ impl<T: DeterministicTransform> Scenario<T> {
         at: DateTime<Utc>,
     ) -> Self {
         let target = approved.manifest().target.name.clone();
+        let memory: AdapterFactory<T::Output> = Arc::new(move || {
+            let sink = Arc::new(MemorySink::new("testkit_staging"));
+            let publisher = Arc::new(MemoryPublisher::new(target.clone(), &sink));
+            let pair: Adapters<T::Output> = (sink, publisher);
+            futures::future::ready(pair).boxed()
+        });
         Self {
             approved,
+            base: None,
             transform,
             source,
             at,
-            sink: Arc::new(|| Arc::new(MemorySink::new("testkit_staging"))),
-            publisher: Arc::new(move || Arc::new(MemoryPublisher::new(target.clone()))),
-            adapters: None,
+            adapters: memory,
             max_invocations: 5,
         }
     }
 
-    /// Builds staging sinks with `make` (each call: a fresh, empty sink).
-    pub fn with_sink(
+    /// Builds each run's staging sink and target together with `make` (each call: a fresh, empty
+    /// pair, the target publishing what the sink stages).
+    pub fn with_pair(
         mut self,
-        make: impl Fn() -> Arc<dyn StagingSink<T::Output>> + Send + Sync + 'static,
+        make: impl Fn() -> Adapters<T::Output> + Send + Sync + 'static,
     ) -> Self {
-        self.sink = Arc::new(make);
+        self.adapters = Arc::new(move || futures::future::ready(make()).boxed());
         self
     }
 
-    /// Builds publishers with `make` (each call: a fresh, empty target).
-    pub fn with_publisher(
-        mut self,
-        make: impl Fn() -> Arc<dyn Publisher<T::Output>> + Send + Sync + 'static,
-    ) -> Self {
-        self.publisher = Arc::new(make);
-        self
-    }
-
-    /// Builds each run's staging sink and publisher together with `make`, for adapters whose setup is
-    /// async or shared (a fresh database schema per run, with a sink and a publisher on it). Takes
-    /// precedence over [`with_sink`](Self::with_sink) and [`with_publisher`](Self::with_publisher).
+    /// Builds each run's staging sink and target together with `make`, for adapters whose setup is
+    /// async or shared (a fresh database schema per run, with a sink and a publisher on it).
     ///
     /// ```no_run
     /// # #![allow(dead_code)]
@@ -242,11 +346,11 @@ impl<T: DeterministicTransform> Scenario<T> {
     /// # use backfill_testkit::TestRow;
     /// # fn demo<T: backfill_core::prelude::DeterministicTransform<Output = TestRow>>(s: Scenario<T>) -> Scenario<T> {
     /// s.with_adapters(|| async {
-    ///     // Here: create a schema, connect, build your sink and publisher on it.
-    ///     let pair: Adapters<TestRow> = (
-    ///         Arc::new(MemorySink::new("staging")),
-    ///         Arc::new(MemoryPublisher::new("target")),
-    ///     );
+    ///     // Here: create a schema, connect, build your sink and publisher on it. The publisher's
+    ///     // descriptor name must be the manifest's target name.
+    ///     let sink = Arc::new(MemorySink::new("staging"));
+    ///     let publisher = Arc::new(MemoryPublisher::new("testkit_target", &sink));
+    ///     let pair: Adapters<TestRow> = (sink, publisher);
     ///     pair
     /// })
     /// # }
@@ -256,76 +360,125 @@ impl<T: DeterministicTransform> Scenario<T> {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Adapters<T::Output>> + Send + 'static,
     {
-        self.adapters = Some(Arc::new(move || make().boxed()));
+        self.adapters = Arc::new(move || make().boxed());
         self
     }
 
-    /// A fresh sink and publisher for one run.
-    async fn fresh(&self) -> Adapters<T::Output> {
-        match &self.adapters {
-            Some(make) => make().await,
-            None => ((self.sink)(), (self.publisher)()),
-        }
+    /// The earlier run the crash checks publish first (on the same target), so that a publication
+    /// supersedes it and a rollback restores it. By default: the scenario's manifest under the run
+    /// id `<run id>-base`, approved by the same owner.
+    pub fn with_base(mut self, base: ApprovedManifest) -> Self {
+        self.base = Some(base);
+        self
     }
 
-    /// Allows `n` invocations of `Runner::run` per run.
+    /// Allows `n` invocations per run.
     pub fn max_invocations(mut self, n: u32) -> Self {
         self.max_invocations = n.max(1);
         self
     }
 
-    /// Runs the scenario once, without faults.
-    pub async fn uninterrupted(&self) -> Result<Outcome, PartialFailure> {
-        let (sink, publisher) = self.fresh().await;
-        let out = self.run_with(sink, publisher).await;
-        match out {
-            Ok(o) if o.last_error.is_none() => Ok(o),
-            Ok(o) => Err(PartialFailure::Baseline {
-                error: o.last_error.unwrap_or_default(),
-            }),
-            Err(PartialFailure::DidNotConverge { last_error, .. }) => {
-                Err(PartialFailure::Baseline { error: last_error })
-            }
-            Err(e) => Err(e),
-        }
+    /// A fresh sink and target for one run.
+    async fn fresh(&self) -> Adapters<T::Output> {
+        (self.adapters)().await
     }
 
-    /// Runs with `sink` and `publisher` over a fresh store, invoking the runner again after each error,
-    /// until the run rests (published, validated for a manual publish or dry run, or refused).
+    /// The earlier run of the crash checks.
+    fn base(&self) -> Result<ApprovedManifest, PartialFailure> {
+        if let Some(b) = &self.base {
+            return Ok(b.clone());
+        }
+        let mut m = self.approved.manifest().clone();
+        m.run_id = RunId::from(format!("{}-base", self.approved.run_id()));
+        m.approve(&self.approved.approval().approved_by, self.at)
+            .map_err(|e| PartialFailure::Baseline {
+                error: format!("approving the base run: {e}"),
+            })
+    }
+
+    /// A fresh control plane over `store` with `target` registered, at the scenario's instant.
+    fn control(
+        &self,
+        store: Arc<dyn RunStore>,
+        target: &Arc<dyn PublishTarget<T::Output>>,
+    ) -> Result<Control, PartialFailure> {
+        let name = target.descriptor().name;
+        let wanted = &self.approved.manifest().target.name;
+        if name != *wanted {
+            return Err(PartialFailure::Baseline {
+                error: format!(
+                    "the publisher's descriptor name is `{name}`, the manifest's target is `{wanted}`"
+                ),
+            });
+        }
+        Control::new(store)
+            .with_clock(Arc::new(FixedClock(self.at)))
+            .with_target(publisher_of(target))
+            .map_err(|e| PartialFailure::Baseline {
+                error: e.to_string(),
+            })
+    }
+
+    /// A fresh executor (a restarted worker).
+    fn executor(
+        &self,
+        control: Control,
+        sink: &Arc<dyn StagingSink<T::Output>>,
+        target: &Arc<dyn PublishTarget<T::Output>>,
+    ) -> Executor<T> {
+        Executor::builder(
+            control,
+            Arc::clone(&self.source),
+            Arc::clone(&self.transform),
+            Arc::clone(sink),
+            reader_of(target),
+        )
+        .options(
+            RunnerOptions::worker("testkit")
+                .with_lease(Duration::from_secs(30))
+                .with_retry(RetryPolicy::new(3, Duration::from_millis(1))),
+        )
+        .build()
+    }
+
+    /// Runs the scenario once, without faults.
+    pub async fn uninterrupted(&self) -> Result<Outcome, PartialFailure> {
+        let (sink, target) = self.fresh().await;
+        baseline(self.run_with(sink, target).await)
+    }
+
+    /// Runs with `sink` and `target` over a fresh store, invoking a fresh executor again after each
+    /// error, until the run rests (published, validated for a manual publish or dry run, or refused).
     pub async fn run_with(
         &self,
         sink: Arc<dyn StagingSink<T::Output>>,
-        publisher: Arc<dyn Publisher<T::Output>>,
+        target: Arc<dyn PublishTarget<T::Output>>,
     ) -> Result<Outcome, PartialFailure> {
-        let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
-        let runner = || {
-            Runner::builder(
-                Arc::clone(&store) as _,
-                Arc::clone(&self.source),
-                Arc::clone(&self.transform),
-                Arc::clone(&sink),
-                Arc::clone(&publisher),
-            )
-            .clock(Arc::new(FixedClock(self.at)))
-            .options(
-                RunnerOptions::worker("testkit")
-                    .with_lease(Duration::from_secs(30))
-                    .with_retry(RetryPolicy::new(3, Duration::from_millis(1))),
-            )
-            .build()
-        };
-        let run_id = self.approved.run_id();
-        runner()
-            .submit(&self.approved)
+        let store: Arc<dyn RunStore> = Arc::new(MemoryStore::new());
+        self.drive(&store, &sink, &target, &self.approved).await
+    }
+
+    /// Submits `approved` and runs it to rest with fresh executors over `store`.
+    async fn drive(
+        &self,
+        store: &Arc<dyn RunStore>,
+        sink: &Arc<dyn StagingSink<T::Output>>,
+        target: &Arc<dyn PublishTarget<T::Output>>,
+        approved: &ApprovedManifest,
+    ) -> Result<Outcome, PartialFailure> {
+        let run_id = approved.run_id();
+        self.control(Arc::clone(store), target)?
+            .submit(approved)
             .await
             .map_err(|e| PartialFailure::Baseline {
                 error: format!("submit: {e}"),
             })?;
         let mut last_error = None;
         for n in 1..=self.max_invocations {
-            match runner().run(run_id).await {
+            let executor = self.executor(self.control(Arc::clone(store), target)?, sink, target);
+            match executor.run(run_id).await {
                 Ok(report) => {
-                    let visible = self.visible(publisher.as_ref(), &report).await;
+                    let visible = self.visible(target.as_ref(), &report).await;
                     return Ok(Outcome {
                         report,
                         visible,
@@ -344,7 +497,7 @@ impl<T: DeterministicTransform> Scenario<T> {
 
     async fn visible(
         &self,
-        publisher: &dyn Publisher<T::Output>,
+        target: &dyn PublishTarget<T::Output>,
         report: &RunReport,
     ) -> PartitionDigests {
         let partitions: BTreeSet<PartitionKey> = report
@@ -356,7 +509,7 @@ impl<T: DeterministicTransform> Scenario<T> {
             .collect();
         let mut out = PartitionDigests::default();
         for p in &partitions {
-            let rows: Vec<T::Output> = publisher
+            let rows: Vec<T::Output> = target
                 .read_current(p)
                 .try_concat()
                 .await
@@ -374,9 +527,9 @@ impl<T: DeterministicTransform> Scenario<T> {
         kind: FaultKind,
     ) -> Result<Outcome, PartialFailure> {
         let clean = self.uninterrupted().await?;
-        let (sink, publisher) = self.fresh().await;
+        let (sink, target) = self.fresh().await;
         let faulty = Arc::new(FaultySink::new(sink, fault, kind));
-        let out = self.run_with(Arc::clone(&faulty) as _, publisher).await?;
+        let out = self.run_with(Arc::clone(&faulty) as _, target).await?;
         if faulty.fired() == 0 {
             return Err(PartialFailure::FaultNeverFired {
                 fault: format!("{fault:?}"),
@@ -391,39 +544,62 @@ impl<T: DeterministicTransform> Scenario<T> {
     /// and that the run converges to the uninterrupted run.
     pub async fn check_unknown_publish_outcome(&self) -> Result<Outcome, PartialFailure> {
         let clean = self.uninterrupted().await?;
-        let (sink, publisher) = self.fresh().await;
+        let (sink, target) = self.fresh().await;
         let faulty = Arc::new(FaultyPublisher::new(
-            publisher,
+            target,
             PublishFault::CommitThenFail,
             FaultKind::Transient,
         ));
         let out = self.run_with(sink, Arc::clone(&faulty) as _).await?;
-        let calls = faulty.calls();
         if faulty.fired() == 0 {
             return Err(PartialFailure::FaultNeverFired {
                 fault: "CommitThenFail".into(),
             });
         }
-        if faulty.commits() != 1 {
-            return Err(PartialFailure::PublishedTwice {
-                commits: faulty.commits(),
-                calls,
-            });
-        }
-        // After the failed publish, an inspect must come before any further publish, and must be there.
-        let first = calls
-            .iter()
-            .position(|c| matches!(c, PublisherCall::Publish { .. }));
-        let after = first.map_or(&[][..], |i| &calls[i + 1..]);
-        let inspected = after
-            .iter()
-            .take_while(|c| !matches!(c, PublisherCall::Publish { .. }))
-            .any(|c| matches!(c, PublisherCall::Inspect { found: true, .. }));
-        if !inspected {
-            return Err(PartialFailure::NotInspected { calls });
-        }
+        committed_once_after_inspecting(&faulty)?;
         converged(&clean, &out)?;
         Ok(out)
+    }
+}
+
+/// A run that must finish without faults: its failure is the scenario's, not the adapter's.
+fn baseline(out: Result<Outcome, PartialFailure>) -> Result<Outcome, PartialFailure> {
+    match out {
+        Ok(o) if o.last_error.is_none() => Ok(o),
+        Ok(o) => Err(PartialFailure::Baseline {
+            error: o.last_error.unwrap_or_default(),
+        }),
+        Err(PartialFailure::DidNotConverge { last_error, .. }) => {
+            Err(PartialFailure::Baseline { error: last_error })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The target committed exactly once, and after the first (failed) publish call an `inspect` that
+/// found the receipt came before any further publish.
+fn committed_once_after_inspecting<P: ?Sized>(
+    faulty: &FaultyPublisher<P>,
+) -> Result<(), PartialFailure> {
+    let calls = faulty.calls();
+    if faulty.commits() != 1 {
+        return Err(PartialFailure::PublishedTwice {
+            commits: faulty.commits(),
+            calls,
+        });
+    }
+    let first = calls
+        .iter()
+        .position(|c| matches!(c, PublisherCall::Publish { .. }));
+    let after = first.map_or(&[][..], |i| &calls[i + 1..]);
+    let inspected = after
+        .iter()
+        .take_while(|c| !matches!(c, PublisherCall::Publish { .. }))
+        .any(|c| matches!(c, PublisherCall::Inspect { found: true, .. }));
+    if inspected {
+        Ok(())
+    } else {
+        Err(PartialFailure::NotInspected { calls })
     }
 }
 
