@@ -2,7 +2,7 @@
 
 mod common;
 
-use backfill_sql::{Dialect, Ident, SqlPool, SqlSink, SqlType};
+use backfill_sql::{Dialect, Ident, QualifiedName, SqlPool, SqlSink, SqlType};
 use proptest::prelude::*;
 
 fn hostile() -> impl Strategy<Value = String> {
@@ -36,6 +36,25 @@ proptest! {
             Err(e) => {
                 prop_assert_eq!(e.kind(), backfill_core::ErrorKind::Permanent);
                 prop_assert!(e.to_string().contains("invalid identifier"));
+            }
+        }
+    }
+
+    #[test]
+    fn qualified_names_are_refused_or_safe(schema in hostile(), table in hostile()) {
+        let name = format!("{schema}.{table}");
+        match QualifiedName::parse(&name) {
+            Ok(q) => {
+                // Both parts passed Ident's rules; each is quoted on its own.
+                let (s, t) = (Ident::new(&schema).unwrap(), Ident::new(&table).unwrap());
+                prop_assert_eq!(q.to_string(), name);
+                prop_assert_eq!(q.quoted(Dialect::Postgres), format!("{}.{}", s.quoted(Dialect::Postgres), t.quoted(Dialect::Postgres)));
+                prop_assert_eq!(q.quoted(Dialect::MySql), format!("`{schema}`.`{table}`"));
+                prop_assert_eq!(q.quoted(Dialect::Sqlite), format!("\"{schema}__{table}\""));
+            }
+            Err(e) => {
+                prop_assert!(Ident::new(&schema).is_err() || Ident::new(&table).is_err() || table.contains('.') || schema.contains('.'));
+                prop_assert_eq!(e.kind(), backfill_core::ErrorKind::Permanent);
             }
         }
     }
