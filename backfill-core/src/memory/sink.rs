@@ -13,7 +13,8 @@ use crate::error::Result;
 use crate::ids::{ChunkId, RunId};
 use crate::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSink};
 
-type Staged<R> = BTreeMap<RunId, BTreeMap<ChunkId, Vec<R>>>;
+/// Each chunk's rows as the batches they arrived in (kept as they are: no copying into one vector).
+type Staged<R> = BTreeMap<RunId, BTreeMap<ChunkId, Vec<Vec<R>>>>;
 
 /// Staging in memory: one slot per `(run, chunk)`, replaced whole by each successful attempt.
 pub struct MemorySink<R> {
@@ -48,7 +49,11 @@ impl<R: OutputRow> MemorySink<R> {
         self.staged
             .lock()
             .ok()
-            .and_then(|s| s.get(run_id).and_then(|c| c.get(chunk_id)).cloned())
+            .and_then(|s| {
+                s.get(run_id)
+                    .and_then(|c| c.get(chunk_id))
+                    .map(|b| b.concat())
+            })
             .unwrap_or_default()
     }
 }
@@ -66,19 +71,14 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
     ) -> Result<StageReceipt> {
         // Collect the whole attempt first: a failed or dropped attempt never touches the slot.
         let mut all = Vec::new();
-        let mut batches = 0u64;
+        let mut receipt = StageReceipt::default();
         while let Some(batch) = rows.try_next().await? {
-            batches += 1;
-            if all.is_empty() {
-                all = batch;
-            } else {
-                all.extend(batch);
+            receipt.batches += 1;
+            receipt.rows += batch.len() as u64;
+            if !batch.is_empty() {
+                all.push(batch);
             }
         }
-        let receipt = StageReceipt {
-            rows: all.len() as u64,
-            batches,
-        };
         self.staged
             .lock()
             .map_err(|_| poisoned())?
@@ -94,7 +94,7 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
             .lock()
             .map(|s| {
                 s.get(run_id)
-                    .map(|c| c.values().cloned().collect())
+                    .map(|c| c.values().flatten().cloned().collect())
                     .unwrap_or_default()
             })
             .map_err(|_| poisoned());
