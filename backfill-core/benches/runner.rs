@@ -1,6 +1,7 @@
 //! The runner against a hand-written loop doing the same per-row work.
 //!
-//! Both sides derive a sha256 output id per input, build the output row, encode it canonically, add it
+//! Both sides derive a sha256 output id per input, build the output row, encode it canonically (the
+//! default compact binary encoding), add it
 //! to its partition's multiset digest and count it. The runner additionally plans, leases chunks from
 //! the memory store, streams batches through the staging sink, records the ledger and evidence, and
 //! validates (no validators attached: the digest read-back is measured separately). The ratio
@@ -36,13 +37,6 @@ const MONTHS: [&str; 12] = [
 impl OutputRow for Out {
     fn partition(&self) -> Cow<'_, str> {
         Cow::Borrowed(self.month)
-    }
-
-    fn encode_canonical(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.id.as_bytes());
-        out.extend_from_slice(&self.key.to_be_bytes());
-        out.extend_from_slice(self.month.as_bytes());
-        out.extend_from_slice(&self.amount.to_be_bytes());
     }
 }
 
@@ -124,7 +118,7 @@ fn hand_loop(records: &[(u64, i64)]) -> (PartitionDigests, u64, Vec<Out>) {
     for r in records {
         let row = transform_one(r, "bf-bench");
         scratch.clear();
-        row.encode_canonical(&mut scratch);
+        row.encode_canonical(&mut scratch).unwrap();
         digests.add_encoded(&row.partition(), &scratch);
         count += 1;
         staged.push(row);

@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod digest;
+pub mod encode;
 pub mod error;
 pub mod ids;
 pub mod manifest;
