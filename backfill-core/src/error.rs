@@ -255,6 +255,15 @@ pub enum Error {
         #[source]
         source: TransformError,
     },
+    /// An output row could not be encoded canonically, so it can be neither digested nor staged.
+    #[error("run {run_id}: {source}")]
+    Encode {
+        /// The run.
+        run_id: RunId,
+        /// Why the row could not be encoded.
+        #[source]
+        source: crate::encode::EncodeError,
+    },
     /// An error inside a chunk, wrapped with the run, chunk and attempt it happened in.
     #[error("run {run_id} chunk {chunk_id} attempt {attempt}: {source}")]
     Chunk {
@@ -336,7 +345,7 @@ impl Error {
             }
             Self::Chunk { source, .. } => source.kind(),
             Self::Transient { .. } => ErrorKind::Transient,
-            Self::Adapter { .. } => ErrorKind::Permanent,
+            Self::Adapter { .. } | Self::Encode { .. } => ErrorKind::Permanent,
             Self::NotSupported { .. } => ErrorKind::NotSupported,
         }
     }

@@ -6,6 +6,7 @@
 pub mod context;
 pub mod control;
 pub mod digest;
+pub mod encode;
 pub mod error;
 pub mod evidence;
 pub mod finding;

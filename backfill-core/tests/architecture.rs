@@ -24,7 +24,14 @@ fn resolve(path: &[&str]) -> Option<PathBuf> {
 
 /// The module files a source file imports with `use crate::…` or names as `crate::…::`.
 fn imports(file: &Path) -> BTreeSet<PathBuf> {
-    let text = std::fs::read_to_string(file).expect("readable source file");
+    let full = std::fs::read_to_string(file).expect("readable source file");
+    // Code only: doc comments may link anywhere, and unit tests are not part of the graph.
+    let code = full.split("#[cfg(test)]").next().unwrap_or_default();
+    let text: String = code
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut out = BTreeSet::new();
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + "crate::".len()..];
@@ -71,6 +78,7 @@ fn the_error_type_depends_on_nothing_in_the_domain() {
         "mode.rs",
         "finding.rs",
         "transform/error.rs",
+        "encode.rs",
     ]
     .iter()
     .map(|f| src().join(f))

@@ -444,3 +444,88 @@ async fn cancel_stops_between_chunks() {
         .count();
     assert_eq!(done, 1);
 }
+
+/// A row whose canonical encoding fails in February: the run must fail, not digest a partial row.
+#[derive(Debug, Clone)]
+struct Fragile {
+    month: String,
+}
+
+impl serde::Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.month == "2025-02" {
+            return Err(serde::ser::Error::custom("february has no canonical form"));
+        }
+        s.serialize_str(&self.month)
+    }
+}
+
+impl OutputRow for Fragile {
+    fn partition(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Borrowed(&self.month)
+    }
+}
+
+#[derive(Debug)]
+struct MakeFragile;
+
+impl DeterministicTransform for MakeFragile {
+    type Input = Event;
+    type Output = Fragile;
+
+    fn name(&self) -> &str {
+        "scale"
+    }
+
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+
+    fn apply(
+        &self,
+        e: &Event,
+        _ctx: &TransformContext,
+        out: &mut Vec<Fragile>,
+    ) -> Result<(), TransformError> {
+        out.push(Fragile {
+            month: e.day.format("%Y-%m").to_string(),
+        });
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_row_that_cannot_be_encoded_fails_the_run() {
+    let store = Arc::new(backfill_core::memory::MemoryStore::new());
+    let sink = Arc::new(MemorySink::<Fragile>::new("staging"));
+    let publisher = Arc::new(MemoryPublisher::<Fragile>::new("amounts_daily", &sink));
+    let control = Control::new(store.clone())
+        .with_target(publisher.clone())
+        .unwrap();
+    let runner = Executor::builder(
+        control,
+        Arc::new(source()),
+        Arc::new(MakeFragile),
+        sink,
+        publisher.clone(),
+    )
+    .build();
+    let approved = approve(manifest("bf-encode"));
+    runner.control().submit(&approved).await.unwrap();
+    let err = runner.run(approved.run_id()).await.unwrap_err();
+    assert!(matches!(err.root(), Error::Encode { .. }), "{err}");
+    assert!(
+        err.to_string().contains("february has no canonical form"),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Permanent);
+    let run = store.run(approved.run_id()).await.unwrap().unwrap();
+    assert_eq!(run.state, RunState::Failed);
+    // January was digested and recorded; February never was.
+    let chunks = store.chunks(approved.run_id()).await.unwrap();
+    assert!(chunks
+        .iter()
+        .filter(|c| c.status == ChunkStatus::Done)
+        .all(|c| !c.digests.0.contains_key("2025-02")));
+    assert!(publisher.snapshot().is_empty());
+}

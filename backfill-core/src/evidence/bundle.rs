@@ -217,7 +217,12 @@ pub async fn verify_rows<R: OutputRow>(
         let mut stream = sink.read_staged(bundle.run_id());
         while let Some(batch) = stream.try_next().await? {
             for r in &batch {
-                digests.add_row(r, &mut scratch);
+                digests
+                    .add_row(r, &mut scratch)
+                    .map_err(|source| Error::Encode {
+                        run_id: bundle.run_id().clone(),
+                        source,
+                    })?;
             }
         }
         let diff = differing(&ledger, &digests);
@@ -239,7 +244,12 @@ pub async fn verify_rows<R: OutputRow>(
             let mut stream = reader.read_current(p);
             while let Some(batch) = stream.try_next().await? {
                 for r in &batch {
-                    digests.add_row(r, &mut scratch);
+                    digests
+                        .add_row(r, &mut scratch)
+                        .map_err(|source| Error::Encode {
+                            run_id: bundle.run_id().clone(),
+                            source,
+                        })?;
                 }
             }
             let want = ledger.0.get(p).copied().unwrap_or_default();

@@ -76,7 +76,7 @@ impl<R: OutputRow> MemoryPublisher<R> {
 
     /// The staged rows named by the request's artifacts, refusing an artifact whose attempt is no
     /// longer the one staged.
-    fn staged_rows(&self, req: &PublishRequest<'_>) -> Result<Vec<std::sync::Arc<Vec<R>>>> {
+    fn staged_rows(&self, req: &PublishRequest<'_>) -> Result<Vec<std::sync::Arc<Vec<Vec<R>>>>> {
         let area = self.staging.lock().map_err(|_| poisoned())?;
         let mut out = Vec::with_capacity(req.artifacts.len());
         for a in req.artifacts {
@@ -97,7 +97,7 @@ impl<R: OutputRow> MemoryPublisher<R> {
                     current: slot.attempt,
                 });
             }
-            out.push(std::sync::Arc::clone(&slot.rows));
+            out.push(std::sync::Arc::clone(&slot.batches));
         }
         Ok(out)
     }
@@ -152,7 +152,7 @@ impl<R: OutputRow> Publisher for MemoryPublisher<R> {
         // Gather everything first, then switch under one lock: readers see all or nothing.
         let mut rows: Partitions<R> = BTreeMap::new();
         for chunk in self.staged_rows(&req)? {
-            for r in chunk.iter() {
+            for r in chunk.iter().flatten() {
                 let p = r.partition();
                 match rows.get_mut(p.as_ref()) {
                     Some(v) => v.push(r.clone()),

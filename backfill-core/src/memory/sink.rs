@@ -13,10 +13,11 @@ use crate::error::{Error, Result};
 use crate::ids::{ChunkId, RunId};
 use crate::sink::{SinkDescriptor, StageReceipt, StageRequest, StagedArtifact, StagingSink};
 
-/// One chunk's staged rows and the attempt that wrote them.
+/// One chunk's staged rows, as the batches they arrived in (kept as they are: no copying into one
+/// vector), and the attempt that wrote them.
 pub(super) struct Slot<R> {
     pub(super) attempt: u32,
-    pub(super) rows: Arc<Vec<R>>,
+    pub(super) batches: Arc<Vec<Vec<R>>>,
 }
 
 pub(super) struct Area<R> {
@@ -77,7 +78,7 @@ impl<R: OutputRow> MemorySink<R> {
                 s.staged
                     .get(run_id)
                     .and_then(|c| c.get(chunk_id))
-                    .map(|slot| slot.rows.as_ref().clone())
+                    .map(|slot| slot.batches.concat())
             })
             .unwrap_or_default()
     }
@@ -95,8 +96,8 @@ impl<R: OutputRow> MemorySink<R> {
         else {
             return false;
         };
-        let rows = Arc::make_mut(&mut slot.rows);
-        match rows.get_mut(index) {
+        let batches = Arc::make_mut(&mut slot.batches);
+        match batches.iter_mut().flatten().nth(index) {
             Some(r) => {
                 *r = row;
                 true
@@ -119,24 +120,21 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
     ) -> Result<StageReceipt> {
         // Collect the whole attempt first: a failed or dropped attempt never touches the slot.
         let mut all = Vec::new();
-        let mut batches = 0u64;
-        while let Some(batch) = rows.try_next().await? {
-            batches += 1;
-            if all.is_empty() {
-                all = batch;
-            } else {
-                all.extend(batch);
-            }
-        }
-        let receipt = StageReceipt {
-            rows: all.len() as u64,
-            batches,
+        let mut receipt = StageReceipt {
             artifact: StagedArtifact::of(&MemoryArtifact {
                 sink: self.descriptor.name.clone(),
                 chunk_id: req.chunk_id.clone(),
                 attempt: req.attempt,
             })?,
+            ..StageReceipt::default()
         };
+        while let Some(batch) = rows.try_next().await? {
+            receipt.batches += 1;
+            receipt.rows += batch.len() as u64;
+            if !batch.is_empty() {
+                all.push(batch);
+            }
+        }
         let mut area = self.area.lock().map_err(|_| poisoned())?;
         let fence = area
             .fences
@@ -155,7 +153,7 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
             req.chunk_id.clone(),
             Slot {
                 attempt: req.attempt,
-                rows: Arc::new(all),
+                batches: Arc::new(all),
             },
         );
         Ok(receipt)
@@ -168,7 +166,11 @@ impl<R: OutputRow> StagingSink<R> for MemorySink<R> {
             .map(|s| {
                 s.staged
                     .get(run_id)
-                    .map(|c| c.values().map(|slot| slot.rows.as_ref().clone()).collect())
+                    .map(|c| {
+                        c.values()
+                            .flat_map(|slot| slot.batches.iter().cloned())
+                            .collect()
+                    })
                     .unwrap_or_default()
             })
             .map_err(|_| poisoned());

@@ -433,20 +433,33 @@ impl<T: DeterministicTransform> Executor<T> {
         let mut bytes = 0u64;
         for row in &out {
             let partition = row.partition();
-            if let Some(allowed) = &sh.allowed {
-                if !allowed.contains(partition.as_ref()) {
-                    sh.metrics.rejected.increment(1);
-                    return Err(Error::OutOfScope {
-                        run_id: run_id.clone(),
-                        chunk_id: lease.chunk_id.clone(),
-                        partition: partition.into_owned(),
-                    });
+            // One map lookup per row: a partition already in the chunk's digests passed the scope check.
+            let digest = outcome.digests.0.get_mut(partition.as_ref());
+            if digest.is_none() {
+                if let Some(allowed) = &sh.allowed {
+                    if !allowed.contains(partition.as_ref()) {
+                        sh.metrics.rejected.increment(1);
+                        return Err(Error::OutOfScope {
+                            run_id: run_id.clone(),
+                            chunk_id: lease.chunk_id.clone(),
+                            partition: partition.into_owned(),
+                        });
+                    }
                 }
             }
             scratch.clear();
-            row.encode_canonical(scratch);
+            if let Err(source) = row.encode_canonical(scratch) {
+                sh.metrics.rejected.increment(1);
+                return Err(Error::Encode {
+                    run_id: run_id.clone(),
+                    source,
+                });
+            }
             bytes += scratch.len() as u64;
-            outcome.digests.add_encoded(&partition, scratch);
+            match digest {
+                Some(d) => d.add_encoded(scratch),
+                None => outcome.digests.add_encoded(&partition, scratch),
+            }
         }
         outcome.input_count += batch.len() as u64;
         outcome.output_count += out.len() as u64;

@@ -22,8 +22,19 @@ impl<R: OutputRow> Validator<R> for DigestMatchesLedger {
     async fn validate(&self, cx: &ValidationContext<'_, R>) -> Result<ValidationOutcome> {
         let mut staged = PartitionDigests::default();
         let mut scratch = Vec::new();
-        cx.for_each_staged(|r| staged.add_row(r, &mut scratch))
-            .await?;
+        let mut failed = None;
+        cx.for_each_staged(|r| {
+            if failed.is_none() {
+                failed = staged.add_row(r, &mut scratch).err();
+            }
+        })
+        .await?;
+        if let Some(source) = failed {
+            return Err(crate::Error::Encode {
+                run_id: cx.run_id.clone(),
+                source,
+            });
+        }
         let mut mismatched = Vec::new();
         let keys: std::collections::BTreeSet<_> =
             staged.0.keys().chain(cx.ledger.0.keys()).collect();
