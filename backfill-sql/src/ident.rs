@@ -184,20 +184,37 @@ impl QualifiedName {
 
     /// Creates the schema if it is missing: `CREATE SCHEMA IF NOT EXISTS` on PostgreSQL,
     /// `CREATE DATABASE IF NOT EXISTS` on MySQL/MariaDB, nothing on SQLite (see the type's docs).
-    /// Idempotent and safe to race.
+    /// The catalog is asked first, so a role without the right to create schemas can use one that
+    /// exists. Idempotent and safe to race.
     pub async fn ensure_schema(&self, pool: &crate::SqlPool) -> backfill_core::Result<()> {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
         let d = pool.dialect();
-        let sql = match d {
-            Dialect::Postgres => format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted(d)),
-            Dialect::MySql => format!("CREATE DATABASE IF NOT EXISTS {}", schema.quoted(d)),
+        let (exists, create) = match d {
+            Dialect::Postgres => (
+                "SELECT nspname::text FROM pg_namespace WHERE nspname = $1",
+                format!("CREATE SCHEMA IF NOT EXISTS {}", schema.quoted(d)),
+            ),
+            Dialect::MySql => (
+                "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name = ?",
+                format!("CREATE DATABASE IF NOT EXISTS {}", schema.quoted(d)),
+            ),
             Dialect::Sqlite => return Ok(()),
         };
-        let r = crate::pool::with_pool!(pool, p => sqlx::query(&sql).execute(p).await.map(drop));
+        let found = crate::pool::with_pool!(pool, p => {
+            sqlx::query_scalar::<_, String>(exists)
+                .bind(schema.as_str())
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(crate::error::db)?;
+        if found.is_some() {
+            return Ok(());
+        }
+        let r = crate::pool::with_pool!(pool, p => sqlx::query(&create).execute(p).await.map(drop));
         match r {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             // Two sessions creating the same schema at once: PostgreSQL's loser sees a unique violation.
             Err(e) if crate::error::is_unique_violation(&e) => Ok(()),
             Err(e) => Err(crate::error::db(e)),

@@ -454,6 +454,17 @@ async fn schema_qualified_target_stages_beside_it() {
             art.table
         );
         assert_eq!(staged(&sink, &run).await, rows(2, "q"));
+        // Again, into the schema that exists now (found in the catalog, not created).
+        stage(
+            &sink,
+            &run,
+            &chunk,
+            2,
+            stream::iter([Ok(rows(3, "q"))]).boxed(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(staged(&sink, &run).await, rows(3, "q"));
         sink.discard(&run).await.unwrap();
         assert!(staged(&sink, &run).await.is_empty());
         if engine.name != "sqlite" {
