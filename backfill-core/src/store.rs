@@ -104,6 +104,9 @@ pub struct ChunkRecord {
     /// What the successful attempt staged, for the publisher.
     #[serde(default)]
     pub artifact: StagedArtifact,
+    /// The [digest format](crate::digest::DIGEST_FORMAT_VERSION) the digests were computed with.
+    #[serde(default = "format_one")]
+    pub digest_format: u32,
     /// Last error message.
     pub last_error: Option<String>,
     /// First claim.
@@ -132,7 +135,7 @@ pub struct ChunkLease {
 }
 
 /// What a finished chunk recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkOutcome {
     /// Input records read.
     pub input_count: u64,
@@ -143,6 +146,27 @@ pub struct ChunkOutcome {
     /// What the sink staged.
     #[serde(default)]
     pub artifact: StagedArtifact,
+    /// The [digest format](crate::digest::DIGEST_FORMAT_VERSION) of `digests`.
+    #[serde(default = "format_one")]
+    pub digest_format: u32,
+}
+
+impl Default for ChunkOutcome {
+    /// Nothing read or staged yet, digests in this release's format.
+    fn default() -> Self {
+        Self {
+            input_count: 0,
+            output_count: 0,
+            digests: PartitionDigests::default(),
+            artifact: StagedArtifact::default(),
+            digest_format: crate::digest::DIGEST_FORMAT_VERSION,
+        }
+    }
+}
+
+/// Ledger rows written before formats were recorded used format 1 (JSON rows).
+fn format_one() -> u32 {
+    1
 }
 
 /// The accepted run of a target (data product).
@@ -176,7 +200,8 @@ pub struct AcceptedPointer {
 /// 7. `append_evidence` assigns increasing sequence numbers per run; evidence is never changed.
 /// 8. `swap_accepted` sets the pointer only if the current accepted run equals `expected`, atomically.
 /// 9. `runs` lists runs matching the filter, newest first (by `created_at`, then run id).
-/// 10. `complete_chunk` stores the outcome's artifact with the ledger row; `chunks` returns it.
+/// 10. `complete_chunk` stores the outcome's artifact and digest format with the ledger row; `chunks`
+///     returns them.
 #[async_trait]
 pub trait RunStore: fmt::Debug + Send + Sync + 'static {
     /// Stores a manifest version.

@@ -527,3 +527,46 @@ fn the_default_worker_id_is_unique_per_process() {
     assert_eq!(id, RunnerOptions::default().worker_id);
     assert_ne!(id, "local");
 }
+
+#[tokio::test]
+async fn chunks_digested_in_another_format_are_not_resumed() {
+    use backfill_core::store::ChunkOutcome;
+    let parts = Parts::new();
+    let src = Arc::new(source());
+    let runner = parts.runner(src.clone(), Scale::default()).build();
+    let approved = approve(manifest("bf-format"));
+    runner.control().submit(&approved).await.unwrap();
+    // Plan with a fresh executor, then record one chunk as an older release (format 1) would have.
+    let plan = backfill_core::plan::ResolvedPlan::new(
+        approved.run_id(),
+        approved.digest().clone(),
+        src.plan(approved.manifest()).await.unwrap(),
+        at(),
+    );
+    parts.store.put_plan(&plan).await.unwrap();
+    let lease = parts
+        .store
+        .claim_chunk(
+            approved.run_id(),
+            "old-release",
+            at(),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let old = ChunkOutcome {
+        digest_format: 1,
+        ..ChunkOutcome::default()
+    };
+    parts
+        .store
+        .complete_chunk(&lease, &old, at())
+        .await
+        .unwrap();
+    let err = runner.run(approved.run_id()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { what, .. } if what.contains("format 1")),
+        "{err}"
+    );
+}

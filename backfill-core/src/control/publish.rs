@@ -122,6 +122,11 @@ impl Control {
                 }
             }
         }
+        let moved = EvidenceRecord::PointerMoved {
+            target: m.target.name.clone(),
+            from: previous.clone(),
+            to: run_id.clone(),
+        };
         if current.as_ref().map(|p| &p.run_id) != Some(run_id) {
             let pointer = AcceptedPointer {
                 target: m.target.name.clone(),
@@ -132,11 +137,9 @@ impl Control {
             self.store
                 .swap_accepted(current.as_ref().map(|p| &p.run_id), &pointer)
                 .await?;
-            let moved = EvidenceRecord::PointerMoved {
-                target: m.target.name.clone(),
-                from: previous.clone(),
-                to: run_id.clone(),
-            };
+            self.store.append_evidence(run_id, now, by, &moved).await?;
+        } else if !pointer_recorded(&evidence, run_id) {
+            // The pointer moved but a crash lost its record: record it now.
             self.store.append_evidence(run_id, now, by, &moved).await?;
         }
         RunMetrics::new(m)
@@ -179,11 +182,31 @@ impl Control {
         if current.run_id == *to {
             // Done already (the pointer moves last), or there is nothing to roll back.
             let evidence = self.store.evidence(to).await?;
-            return rollback_receipt(&evidence, None, to).ok_or_else(|| Error::IllegalEvent {
-                run_id: to.clone(),
-                state: RunState::Published,
-                event: Event::Reinstate,
+            let done = evidence.iter().rev().find_map(|e| match &e.record {
+                EvidenceRecord::RolledBack { from, receipt, .. } => {
+                    Some((from.clone(), receipt.clone()))
+                }
+                _ => None,
             });
+            let Some((from, receipt)) = done else {
+                return Err(Error::IllegalEvent {
+                    run_id: to.clone(),
+                    state: RunState::Published,
+                    event: Event::Reinstate,
+                });
+            };
+            if !pointer_recorded(&evidence, to) {
+                // The pointer moved back but a crash lost its record: record it now.
+                let moved = EvidenceRecord::PointerMoved {
+                    target: target.into(),
+                    from: Some(from),
+                    to: to.clone(),
+                };
+                self.store
+                    .append_evidence(to, self.clock.now(), by, &moved)
+                    .await?;
+            }
+            return Ok(receipt);
         }
         let from = current.run_id.clone();
         let (from_manifest, from_record) = self.load(&from).await?;
@@ -259,6 +282,19 @@ impl Control {
         self.store.append_evidence(to, now, by, &moved).await?;
         Ok(receipt)
     }
+}
+
+/// Whether the run's evidence records the pointer moving to it after its latest publication or
+/// rollback record.
+fn pointer_recorded(evidence: &[Evidence], to: &RunId) -> bool {
+    for e in evidence.iter().rev() {
+        match &e.record {
+            EvidenceRecord::PointerMoved { to: t, .. } if t == to => return true,
+            EvidenceRecord::Published { .. } | EvidenceRecord::RolledBack { .. } => return false,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The previous accepted run recorded by this run's publication.

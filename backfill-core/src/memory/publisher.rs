@@ -243,16 +243,24 @@ impl<R: OutputRow> Publisher for MemoryPublisher<R> {
             .get(req.from)
             .ok_or_else(|| not_found(req.from))?;
         let to = state.runs.get(req.to).ok_or_else(|| not_found(req.to))?;
-        let mut restore: Partitions<R> = BTreeMap::new();
-        for p in from.rows.keys() {
-            let rows = to
+        let whole_table =
+            |m: &str| m == Mutation::ShadowSwap.name() || m == Mutation::VersionedOutput.name();
+        // Whole-table modes make `to`'s whole table visible again; the others undo exactly what
+        // `from` changed, partition by partition.
+        let (restore, replace_all): (Partitions<R>, bool) = if whole_table(&from.receipt.mutation) {
+            if whole_table(&to.receipt.mutation) {
+                (to.rows.clone(), true)
+            } else {
+                (from.replaced.clone(), true)
+            }
+        } else {
+            let undo = from
                 .rows
-                .get(p)
-                .or_else(|| from.replaced.get(p))
-                .cloned()
-                .unwrap_or_default();
-            restore.insert(p.clone(), rows);
-        }
+                .keys()
+                .map(|p| (p.clone(), from.replaced.get(p).cloned().unwrap_or_default()))
+                .collect();
+            (undo, false)
+        };
         let receipt = PublishReceipt {
             run_id: req.to.clone(),
             target: to.receipt.target.clone(),
@@ -263,8 +271,12 @@ impl<R: OutputRow> Publisher for MemoryPublisher<R> {
             reference: format!("memory:rollback:{}", req.from),
             digests: to.receipt.digests.clone(),
         };
-        for (p, rows) in restore {
-            state.current.insert(p, rows);
+        if replace_all {
+            state.current = restore;
+        } else {
+            for (p, rows) in restore {
+                state.current.insert(p, rows);
+            }
         }
         state
             .rollbacks

@@ -210,6 +210,7 @@ impl RunStore for MemoryStore {
                 output_count: 0,
                 digests: Default::default(),
                 artifact: Default::default(),
+                digest_format: crate::digest::DIGEST_FORMAT_VERSION,
                 last_error: None,
                 started_at: None,
                 finished_at: None,
@@ -291,6 +292,7 @@ impl RunStore for MemoryStore {
         chunk.output_count = outcome.output_count;
         chunk.digests = outcome.digests.clone();
         chunk.artifact = outcome.artifact.clone();
+        chunk.digest_format = outcome.digest_format;
         chunk.lease_expires_at = None;
         chunk.finished_at = Some(now);
         chunk.last_error = None;

@@ -121,6 +121,21 @@ impl<T: DeterministicTransform> Executor<T> {
         let run_id = approved.run_id();
         let plan = self.ensure_plan(approved).await?;
         let chunks = self.control.store().chunks(run_id).await?;
+        if let Some(old) = chunks.iter().find(|c| {
+            c.status == ChunkStatus::Done && c.digest_format != crate::digest::DIGEST_FORMAT_VERSION
+        }) {
+            return Err(Error::Unsupported {
+                run_id: run_id.clone(),
+                part: format!(
+                    "this release (digest format {})",
+                    crate::digest::DIGEST_FORMAT_VERSION
+                ),
+                what: format!(
+                    "resume chunk {} digested with format {}: amend the manifest into a new run",
+                    old.chunk_id, old.digest_format
+                ),
+            });
+        }
         let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)

@@ -479,8 +479,16 @@ impl<T: DeterministicTransform> Executor<T> {
                         Err(e) => Err(e),
                     }
                 }
+                RunState::Published => {
+                    // A publication interrupted before the store's pointer moved is finished here
+                    // (idempotent: the target is inspected, nothing is published twice).
+                    let accepted = self.control.store().accepted(&m.target.name).await?;
+                    if accepted.as_ref().map(|p| &p.run_id) != Some(run_id) {
+                        self.control.publish(run_id, &actor).await?;
+                    }
+                    break;
+                }
                 RunState::AwaitingReview
-                | RunState::Published
                 | RunState::Superseded
                 | RunState::RolledBack
                 | RunState::Rejected
