@@ -37,10 +37,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "core_v2",
         sql: include_str!("../migrations/0004_core_v2.sql"),
     },
+    Migration {
+        version: 5,
+        name: "digest_format",
+        sql: include_str!("../migrations/0005_digest_format.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

@@ -216,6 +216,10 @@ async fn zombie_stage_is_refused_and_successor_rows_stay() {
         let rec = &store.chunks(&run).await.unwrap()[0];
         assert_eq!(rec.status, ChunkStatus::Done);
         assert_eq!(rec.artifact, receipt.artifact);
+        assert_eq!(
+            rec.digest_format,
+            backfill_core::digest::DIGEST_FORMAT_VERSION
+        );
         let again = stage(
             &sink,
             &run,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use backfill_core::digest::PartitionDigests;
+use backfill_core::digest::{PartitionDigests, DIGEST_FORMAT_VERSION};
 use backfill_core::ids::RunId;
 use backfill_core::manifest::InputRange;
 use backfill_core::plan::ResolvedPlan;
@@ -38,10 +38,10 @@ pub(super) async fn put_plan(pool: &SqlPool, plan: &ResolvedPlan) -> backfill_co
             Err(e) => Err(db(e)),
             Ok(_) => {
                 // Multi-row inserts, as many rows per statement as the engine's parameter limit allows.
-                const COLS: usize = 8;
+                const COLS: usize = 7;
                 for batch in plan.chunks.chunks((d.max_params() / COLS).min(1000)) {
-                    let values = vec!["(?, ?, ?, ?, 'pending', 0, 0, 0, '{}', ?, ?)"; batch.len()].join(", ");
-                    let sql = format!("INSERT INTO bf_chunks (run_id, chunk_id, idx, range_json, status, attempts, input_count, output_count, digests_json, last_error, worker) VALUES {values}");
+                    let values = vec!["(?, ?, ?, ?, 'pending', 0, 0, 0, '{}', ?, ?, ?)"; batch.len()].join(", ");
+                    let sql = format!("INSERT INTO bf_chunks (run_id, chunk_id, idx, range_json, status, attempts, input_count, output_count, digests_json, last_error, worker, digest_format) VALUES {values}");
                     let sql = d.sql(&sql);
                     let mut q = sqlx::query(&sql);
                     for c in batch {
@@ -51,7 +51,8 @@ pub(super) async fn put_plan(pool: &SqlPool, plan: &ResolvedPlan) -> backfill_co
                             .bind(i64::from(c.index))
                             .bind(to_json(&c.range))
                             .bind(Option::<String>::None)
-                            .bind(Option::<String>::None);
+                            .bind(Option::<String>::None)
+                            .bind(i64::from(DIGEST_FORMAT_VERSION));
                     }
                     q.execute(&mut *tx).await.map_err(db)?;
                 }
@@ -296,12 +297,13 @@ pub(super) async fn complete(
     update_held(
         pool,
         lease,
-        "status = 'done', input_count = ?, output_count = ?, digests_json = ?, artifact = ?, lease_expires_at = ?, finished_at = ?, last_error = NULL",
+        "status = 'done', input_count = ?, output_count = ?, digests_json = ?, artifact = ?, digest_format = ?, lease_expires_at = ?, finished_at = ?, last_error = NULL",
         vec![
             Bind::I(i64::try_from(outcome.input_count).unwrap_or(i64::MAX)),
             Bind::I(i64::try_from(outcome.output_count).unwrap_or(i64::MAX)),
             Bind::S(to_json(&outcome.digests)),
             Bind::S(to_json(&outcome.artifact)),
+            Bind::I(i64::from(outcome.digest_format)),
             Bind::OptI(None),
             Bind::I(micros(now)),
         ],
@@ -347,9 +349,10 @@ pub(super) async fn list(
         Option<i64>,
         Option<i64>,
         Option<String>,
+        i64,
     );
     let rows: Vec<Raw> = with_pool!(pool, p => {
-        sqlx::query(&d.sql("SELECT chunk_id, idx, range_json, status, attempts, worker, lease_expires_at, input_count, output_count, digests_json, last_error, started_at, finished_at, artifact FROM bf_chunks WHERE run_id = ? ORDER BY idx"))
+        sqlx::query(&d.sql("SELECT chunk_id, idx, range_json, status, attempts, worker, lease_expires_at, input_count, output_count, digests_json, last_error, started_at, finished_at, artifact, digest_format FROM bf_chunks WHERE run_id = ? ORDER BY idx"))
             .bind(run_id.as_str())
             .fetch_all(p)
             .await
@@ -371,6 +374,7 @@ pub(super) async fn list(
                     r.try_get("started_at")?,
                     r.try_get("finished_at")?,
                     r.try_get("artifact")?,
+                    r.try_get("digest_format")?,
                 ))
             })
             .collect::<Result<Vec<_>, _>>()
@@ -394,6 +398,7 @@ pub(super) async fn list(
                 started,
                 finished,
                 artifact,
+                digest_format,
             )| {
                 Ok(ChunkRecord {
                     run_id: run_id.clone(),
@@ -412,6 +417,8 @@ pub(super) async fn list(
                         .map(|a| json("chunk artifact", &a))
                         .transpose()?
                         .unwrap_or_default(),
+                    digest_format: u32::try_from(digest_format)
+                        .map_err(|e| corrupt("digest format", e))?,
                     last_error,
                     started_at: started.map(from_micros).transpose()?,
                     finished_at: finished.map(from_micros).transpose()?,
