@@ -547,7 +547,8 @@ pub async fn runs_are_listed_newest_first(s: &dyn RunStore) -> CheckResult {
 /// row, and `chunks` returns it.
 pub async fn artifacts_are_stored_with_the_chunk(s: &dyn RunStore) -> CheckResult {
     const C: &str = "artifacts_are_stored_with_the_chunk";
-    const CLAUSE: &str = "complete_chunk stores the outcome's artifact with the ledger row";
+    const CLAUSE: &str =
+        "complete_chunk stores the outcome's artifact and digest format with the ledger row";
     op(C, "plan", s.put_plan(&plan("bf-a", 2)).await)?;
     let run = RunId::from("bf-a");
     let lease = op(
@@ -568,6 +569,8 @@ pub async fn artifacts_are_stored_with_the_chunk(s: &dyn RunStore) -> CheckResul
             "attempt": lease.attempt,
             "files": ["a b.parquet", "ünï.parquet"],
         })),
+        // Not this release's format, so a store that drops the field is caught.
+        digest_format: backfill_core::digest::DIGEST_FORMAT_VERSION + 5,
     };
     op(
         C,
@@ -580,6 +583,7 @@ pub async fn artifacts_are_stored_with_the_chunk(s: &dyn RunStore) -> CheckResul
         got.is_some_and(|c| {
             c.status == ChunkStatus::Done
                 && c.artifact == outcome.artifact
+                && c.digest_format == outcome.digest_format
                 && c.digests == outcome.digests
                 && c.output_count == 12
                 && c.input_count == 12

@@ -200,7 +200,7 @@ impl<T: DeterministicTransform> Scenario<T> {
     ///
     /// - the store's accepted pointer is the run, and the target's `inspect` answers the receipt the
     ///   run's evidence recorded;
-    /// - exactly one `Published` record in the run's evidence, at most one pointer move to it;
+    /// - exactly one `Published` record in the run's evidence, exactly one pointer move to it;
     /// - the run is `Published`, the base `Superseded`, and each run's transitions chain from
     ///   `draft` to its state;
     /// - the target committed the run once (after the unknown outcome, only after `inspect`);
@@ -256,7 +256,7 @@ impl<T: DeterministicTransform> Scenario<T> {
                 ),
             });
         }
-        at_most_one_move(store, run, run, None).await?;
+        exactly_one_move(store, run, run, None).await?;
         state_is(store, run, RunState::Published).await?;
         state_is(store, w.base.run_id(), RunState::Superseded).await?;
         for r in [run, w.base.run_id()] {
@@ -272,7 +272,7 @@ impl<T: DeterministicTransform> Scenario<T> {
     ///
     /// - the store's accepted pointer is the base again, and the target's `inspect_rollback` answers;
     /// - exactly one `RolledBack` record in each run's evidence, still one `Published` record each,
-    ///   at most one pointer move back to the base;
+    ///   exactly one pointer move back to the base;
     /// - the run is `RolledBack`, the base `Published`, and each run's transitions chain from
     ///   `draft` to its state;
     /// - the target rolled back once;
@@ -336,7 +336,7 @@ impl<T: DeterministicTransform> Scenario<T> {
             published_receipt(store, r).await?;
             chained(store, r).await?;
         }
-        at_most_one_move(store, base, base, Some(run)).await?;
+        exactly_one_move(store, base, base, Some(run)).await?;
         state_is(store, run, RunState::RolledBack).await?;
         state_is(store, base, RunState::Published).await?;
         let out = self
@@ -501,8 +501,8 @@ async fn published_receipt(
     }
 }
 
-/// At most one `PointerMoved` record on `run` moving the pointer to `to` (from `from`, when given).
-async fn at_most_one_move(
+/// Exactly one `PointerMoved` record on `run` moving the pointer to `to` (from `from`, when given).
+async fn exactly_one_move(
     store: &dyn RunStore,
     run: &RunId,
     to: &RunId,
@@ -513,14 +513,14 @@ async fn at_most_one_move(
             if t == to && from.is_none_or(|x| f.as_ref() == Some(x)))
     })
     .await?;
-    if moves <= 1 {
+    if moves == 1 {
         Ok(())
     } else {
         Err(PartialFailure::EvidenceCount {
             run_id: run.clone(),
             kind: EvidenceKind::PointerMoved,
             count: moves,
-            expected: "at most one",
+            expected: "exactly one",
         })
     }
 }
