@@ -149,15 +149,15 @@ fn run<T: DeterministicTransform>(
         out.clear();
         t.apply(input, ctx, &mut out)
             .map_err(|e| format!("record {i}: {e}"))?;
-        per.push(
-            out.iter()
-                .map(|r| {
-                    let mut b = Vec::new();
-                    r.encode_canonical(&mut b);
-                    b
-                })
-                .collect(),
-        );
+        let encoded = out
+            .iter()
+            .map(|r| {
+                let mut b = Vec::new();
+                r.encode_canonical(&mut b).map(|()| b)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("record {i}: output has no canonical encoding: {e}"))?;
+        per.push(encoded);
         all.append(&mut out);
     }
     Ok((per, all))
