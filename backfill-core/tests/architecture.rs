@@ -78,7 +78,7 @@ fn the_error_type_depends_on_nothing_in_the_domain() {
         "mode.rs",
         "finding.rs",
         "transform/error.rs",
-        "encode.rs",
+        "encode/mod.rs",
     ]
     .iter()
     .map(|f| src().join(f))
