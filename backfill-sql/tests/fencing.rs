@@ -289,12 +289,15 @@ async fn fence_without_a_ledger_refuses_older_attempts() {
     }
 }
 
-/// A stream that yields `rows` once `gate` opens.
+/// A stream that yields `rows` once `gate` opens, and tells `locked` when the sink first polls it:
+/// by then the stage transaction holds its fence and ledger locks.
 fn gated(
     rows: Vec<Row>,
+    locked: tokio::sync::oneshot::Sender<()>,
     gate: tokio::sync::oneshot::Receiver<()>,
 ) -> stream::BoxStream<'static, backfill_core::Result<Vec<Row>>> {
     stream::once(async move {
+        let _ = locked.send(());
         let _ = gate.await;
         Ok(rows)
     })
@@ -311,16 +314,17 @@ async fn overlapping(engine: &common::Engine, first: u32, second: u32) -> Vec<Ro
     let run = RunId::from("bf-fence-overlap");
     let chunk = ChunkId::from("c0");
     let (open, gate) = tokio::sync::oneshot::channel();
+    let (locked, first_holds) = tokio::sync::oneshot::channel();
     let second_done = AtomicBool::new(false);
     let a = stage(
         &sink,
         &run,
         &chunk,
         first,
-        gated(rows(3, &first.to_string()), gate),
+        gated(rows(3, &first.to_string()), locked, gate),
     );
     let b = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        first_holds.await.unwrap();
         let r = stage(
             &sink,
             &run,
@@ -394,10 +398,17 @@ async fn a_chunk_being_staged_is_not_claimed_again() {
             .unwrap()
             .unwrap();
         let (open, gate) = tokio::sync::oneshot::channel();
-        let staging = stage(&sink, &run, &chunk, a.attempt, gated(rows(3, "a"), gate));
+        let (locked, a_holds) = tokio::sync::oneshot::channel();
+        let staging = stage(
+            &sink,
+            &run,
+            &chunk,
+            a.attempt,
+            gated(rows(3, "a"), locked, gate),
+        );
         let later = t0() + chrono::Duration::seconds(60);
         let claim = async {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            a_holds.await.unwrap();
             let c = store.claim_chunk(&run, "worker-b", later, lease).await;
             let _ = open.send(());
             c
