@@ -15,6 +15,7 @@ use backfill_core::Error as CoreError;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use crate::dialect::Dialect;
 use crate::error::{corrupt, db, is_unique_violation};
 use crate::migrate::migrate;
 use crate::pool::{with_pool, ConnectOptions, SqlPool};
@@ -377,9 +378,18 @@ impl RunStore for SqlStore {
         let kind = record.kind().as_str();
         let detail = record.to_json().to_string();
         // Concurrent appends may pick the same MAX + 1; the primary key refuses the loser, which retries.
-        for _ in 0..20 {
+        // On SQLite the transaction is IMMEDIATE: it holds the write lock before it reads MAX(seq), so
+        // appends queue on the busy timeout instead of failing on a stale read snapshot.
+        let begin = match d {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
+        };
+        for round in 0..20u32 {
+            if round > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(1 << round.min(7))).await;
+            }
             let r = with_pool!(&self.pool, p => {
-                let mut tx = p.begin().await.map_err(db)?;
+                let mut tx = p.begin_with(begin).await.map_err(db)?;
                 let seq: i64 = sqlx::query_scalar(&d.sql("SELECT COALESCE(MAX(seq), 0) + 1 FROM bf_evidence WHERE run_id = ?"))
                     .bind(run_id.as_str())
                     .fetch_one(&mut *tx)
