@@ -6,12 +6,17 @@
 //! 2. Writes, checks and approves a restatement manifest for v2.
 //! 3. Runs it: chunks are staged and validated; the business delta exceeds the manifest's threshold,
 //!    so the run waits for the data owner.
-//! 4. The owner accepts; the run publishes and supersedes v1.
-//! 5. Rolls back to v1 by moving the accepted pointer, then prints the evidence trail.
+//! 4. The owner accepts and publishes through the control plane; v1 is superseded.
+//! 5. Rolls back to v1 through the control plane, then prints the typed evidence trail and verifies
+//!    the exported bundle.
+//!
+//! Operator actions go through [`Control`]; the [`Executor`] only executes.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use backfill_core::evidence::bundle::verify_rows;
+use backfill_core::evidence::EvidenceRecord;
 use backfill_core::memory::{MemoryPublisher, MemorySink, MemorySource, MemoryStore};
 use backfill_core::prelude::*;
 use backfill_core::validate::{BusinessDelta, UniqueKey};
@@ -98,7 +103,7 @@ fn manifest(run_id: &str, version: &str) -> RunManifest {
     m.source = SourceSpec {
         kind: "memory".into(),
         name: "bronze.payments".into(),
-        snapshot: Some("snap-42".into()),
+        snapshot: Some(SNAPSHOT.into()),
         range: Some(InputRange::Dates {
             from: d(1),
             to_exclusive: d(4),
@@ -110,20 +115,29 @@ fn manifest(run_id: &str, version: &str) -> RunManifest {
     m.transform.git_commit = Some("8d91ab7".into());
     m.target = TargetSpec {
         kind: "memory".into(),
-        name: "silver.daily_amounts".into(),
+        name: TARGET.into(),
         mutation: Some(Mutation::ReplacePartitions),
         partitions: vec!["2025-01".into(), "2025-02".into(), "2025-03".into()],
         consumers: vec!["finance-dashboard".into()],
+        ..TargetSpec::default()
     };
     m.safety.side_effects = Some(SideEffectPolicy::default());
     m.safety.max_rows_expected = Some(1_000);
+    // The checks are the names of the validators the executor attaches.
     m.validation = Some(ValidationPlan {
         checksum_required: true,
         business_delta_max_pct: Some(5),
+        checks: vec!["unique(id)".into(), "business_delta(cents)".into()],
         ..Default::default()
     });
     m
 }
+
+const TARGET: &str = "silver.daily_amounts";
+type Staging = MemorySink<DailyAmount>;
+type Target = MemoryPublisher<DailyAmount>;
+const SNAPSHOT: &str = "snap-42";
+const OWNER: &str = "finance-owner";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -133,16 +147,23 @@ async fn main() -> Result<(), Error> {
         .unwrap_or_default();
     let store = Arc::new(MemoryStore::new());
     let staging = Arc::new(MemorySink::new("staging"));
-    let target = Arc::new(MemoryPublisher::new("silver.daily_amounts"));
-    let runner = |t: Amounts| {
-        Runner::builder(
-            Arc::<MemoryStore>::clone(&store),
-            Arc::new(MemorySource::by_date(payments(), |p: &Payment| p.day)),
+    let target = Arc::new(MemoryPublisher::new(TARGET, &staging));
+    // The control plane: every operator action (submit, approve, review, publish, rollback).
+    let control = Control::new(Arc::<MemoryStore>::clone(&store))
+        .with_clock(Arc::new(FixedClock(now)))
+        .with_target(Arc::<Target>::clone(&target))?;
+    // An executor per transform version: it plans, stages and validates (and publishes through the
+    // control plane when no review is needed).
+    let executor = |t: Amounts| {
+        let source = MemorySource::by_date(payments(), |p: &Payment| p.day).snapshot(SNAPSHOT);
+        Executor::builder(
+            control.clone(),
+            Arc::new(source),
             Arc::new(t),
-            Arc::<MemorySink<DailyAmount>>::clone(&staging),
-            Arc::<MemoryPublisher<DailyAmount>>::clone(&target),
+            Arc::<Staging>::clone(&staging),
+            Arc::<Target>::clone(&target),
         )
-        .clock(Arc::new(FixedClock(now)))
+        .options(RunnerOptions::worker("quickstart"))
         .validator(Arc::new(UniqueKey::new("id", |r: &DailyAmount| {
             r.id.clone()
         })))
@@ -153,12 +174,12 @@ async fn main() -> Result<(), Error> {
     };
 
     // 1. Accepted history.
-    let v1 = runner(Amounts {
+    let v1 = executor(Amounts {
         version: "1.0.0",
         fee_cents: 0,
     });
-    let approved = manifest("bf-amounts-v1", "1.0.0").approve("finance-owner", now)?;
-    v1.submit(&approved).await?;
+    let approved = manifest("bf-amounts-v1", "1.0.0").approve(OWNER, now)?;
+    control.submit(&approved).await?;
     let r = v1.run(approved.run_id()).await?;
     println!(
         "v1: {} rows in {} partitions -> {}",
@@ -167,7 +188,8 @@ async fn main() -> Result<(), Error> {
         r.state
     );
 
-    // 2. The restatement manifest: checked, then approved by someone other than the requester.
+    // 2. The restatement manifest: checked, submitted as a draft, approved by someone other than the
+    //    requester.
     let draft = manifest("bf-amounts-v2", "2.0.0");
     for f in draft
         .check()
@@ -177,16 +199,17 @@ async fn main() -> Result<(), Error> {
     {
         println!("check: {f}");
     }
-    let approved = draft.approve("finance-owner", now)?;
-    println!("approved {} as {}", approved.run_id(), approved.digest());
+    let v2_id = draft.run_id.clone();
+    control.submit_draft(&draft).await?;
+    let record = control.approve(&v2_id, OWNER).await?;
+    println!("approved {v2_id} as {}", record.manifest_digest);
 
     // 3. Run: staged and validated, but the business delta needs the owner.
-    let v2 = runner(Amounts {
+    let v2 = executor(Amounts {
         version: "2.0.0",
         fee_cents: 150,
     });
-    v2.submit(&approved).await?;
-    let r = v2.run(approved.run_id()).await?;
+    let r = v2.run(&v2_id).await?;
     for v in &r.validations {
         println!(
             "validation {:<28} {:?}: {}",
@@ -195,59 +218,79 @@ async fn main() -> Result<(), Error> {
     }
     println!("v2 -> {}", r.state);
 
-    // 4. Owner review, then publication (running again continues where it stopped).
-    v2.review(
-        approved.run_id(),
-        true,
-        "finance-owner",
-        "fee restated as agreed in FIN-1234",
-    )
-    .await?;
-    let r = v2.run(approved.run_id()).await?;
+    // 4. Owner review and publication, through the control plane.
+    control
+        .review(&v2_id, true, OWNER, "fee restated as agreed in FIN-1234")
+        .await?;
+    let receipt = control.publish(&v2_id, OWNER).await?;
+    println!("v2 -> published ({} rows)", receipt.rows);
     println!(
-        "v2 -> {} ({} rows)",
-        r.state,
-        r.receipt.map(|x| x.rows).unwrap_or(0)
+        "v1 -> {}",
+        control.run(&"bf-amounts-v1".into()).await?.state
     );
-    println!("v1 -> {}", v2.status(&"bf-amounts-v1".into()).await?.state);
 
-    // 5. Roll back by moving the pointer.
-    v2.rollback(
-        "silver.daily_amounts",
-        &"bf-amounts-v1".into(),
-        "finance-owner",
-        "dashboard owners not ready",
-    )
-    .await?;
-    let visible = target.snapshot();
-    let runs: std::collections::BTreeSet<_> = visible
+    // 5. Roll back to the run v2 replaced, through the control plane.
+    control
+        .rollback_run(&v2_id, OWNER, "dashboard owners not ready")
+        .await?;
+    let runs: std::collections::BTreeSet<_> = target
+        .snapshot()
         .values()
         .flatten()
         .map(|r| r.produced_by_run_id.clone())
         .collect();
     println!("after rollback readers see runs {runs:?}");
 
-    println!("\nevidence of bf-amounts-v2:");
-    for e in store.evidence(&"bf-amounts-v2".into()).await? {
+    // 6. The evidence, typed, and the exported bundle verified against the ledger and the target.
+    println!("\nevidence of {v2_id}:");
+    for e in store.evidence(&v2_id).await? {
         println!(
             "  #{:<3} {:<16} by {:<16} {}",
             e.seq,
-            format!("{:?}", e.kind),
+            e.kind().as_str(),
             e.by,
-            brief(&e.detail)
+            describe(&e.record)
         );
     }
+    let bundle = control.export(&v2_id).await?;
+    let v = verify_rows(&bundle, Some(staging.as_ref()), None).await?;
+    println!(
+        "bundle of {v2_id}: {} checks, {}",
+        v.checks.len(),
+        if v.passed() { "verified" } else { "FAILED" }
+    );
     Ok(())
 }
 
-fn brief(v: &serde_json::Value) -> String {
-    let s = v.to_string();
-    if s.len() > 90 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(90).map_or(s.len(), |(i, _)| i)]
-        )
-    } else {
-        s
+/// One line per evidence record, read from its typed fields.
+fn describe(r: &EvidenceRecord) -> String {
+    match r {
+        EvidenceRecord::ManifestStored {
+            digest, version, ..
+        } => {
+            format!("manifest v{version} {digest}")
+        }
+        EvidenceRecord::Approved(a) => format!("approved {}", a.digest),
+        EvidenceRecord::PlanResolved {
+            snapshot, chunks, ..
+        } => format!(
+            "{} chunks at snapshot {}",
+            chunks.len(),
+            snapshot.as_deref().unwrap_or("-")
+        ),
+        EvidenceRecord::Transition(t) => format!("{} -> {}: {}", t.from, t.to, t.reason),
+        EvidenceRecord::ChunkStaged {
+            chunk_id, output, ..
+        } => format!("chunk {chunk_id}: {output} rows"),
+        EvidenceRecord::Validation(o) => format!("{}: {:?}", o.validator, o.verdict),
+        EvidenceRecord::Review { accept, reason } => format!("accept={accept}: {reason}"),
+        EvidenceRecord::Published { receipt, previous } => format!(
+            "{} rows, replacing {}",
+            receipt.rows,
+            previous.as_ref().map_or("nothing", RunId::as_str)
+        ),
+        EvidenceRecord::PointerMoved { target, to, .. } => format!("{target} -> {to}"),
+        EvidenceRecord::RolledBack { to, reason, .. } => format!("back to {to}: {reason}"),
+        other => other.kind().as_str().to_owned(),
     }
 }

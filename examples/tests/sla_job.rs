@@ -1,52 +1,23 @@
 //! The main job, run as a process on fresh data directories, checked against an independent
 //! computation of the 2025 breach counts.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use backfill_core::digest::PartitionDigests;
+use backfill_core::evidence::EvidenceRecord;
 use backfill_core::prelude::*;
 use backfill_core::store::ChunkStatus;
 use backfill_examples::sla::calendar::{jurisdiction, BusinessCalendar, CALENDAR_RESTATED};
+use backfill_examples::sla::diff::{DiffAgainstAccepted, SlaDiff};
 use backfill_examples::sla::events::{generate, CaseHistory, EventKind, GeneratorConfig};
-use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET, TARGET_TABLE};
-use backfill_sql::SqlStore;
+use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET};
 use chrono::{Datelike, NaiveDate};
+use common::{job, published, store, table, text, warehouse};
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
-
-fn job(dir: &Path, extra: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_sla-restatement"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env_remove("BACKFILL_DATABASE_URL")
-        .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
-        .output()
-        .unwrap();
-    out
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn warehouse(dir: &Path) -> SqlitePool {
-    SqlitePool::connect(&format!("sqlite://{}", dir.join("warehouse.db").display()))
-        .await
-        .unwrap()
-}
-
-async fn store(dir: &Path) -> SqlStore {
-    SqlStore::connect(&format!("sqlite://{}", dir.join("runs.db").display()))
-        .await
-        .unwrap()
-}
 
 /// Breaches per (jurisdiction, month) in 2025, by walking every case day by day: a separate
 /// implementation of the SLA rules (local dates, business days, pauses, decision), sharing only the
@@ -116,10 +87,11 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
     let q = format!(
         "SELECT month, jurisdiction, produced_by_run_id, transform_version, reference_data_version, \
          restatement_reason, SUM(breached_in_month) AS breaches, COUNT(*) AS n \
-         FROM {TARGET_TABLE} GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2"
+         FROM {} GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2",
+        table()
     );
     let rows = sqlx::query(&q).fetch_all(&db).await.unwrap();
-    let mut published = BTreeMap::new();
+    let mut breaches_published = BTreeMap::new();
     let mut months = std::collections::BTreeSet::new();
     for r in &rows {
         let month: String = r.get("month");
@@ -132,7 +104,7 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
         );
         assert_eq!(r.get::<String, _>("restatement_reason"), "TIMEZONE_BUG_FIX");
         let breaches: i64 = r.get("breaches");
-        published.insert(
+        breaches_published.insert(
             (r.get::<String, _>("jurisdiction"), month.clone()),
             u64::try_from(breaches).unwrap(),
         );
@@ -143,7 +115,8 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
     assert_eq!(months.into_iter().collect::<Vec<_>>(), want);
     // ...but it was read: cases opened in December 2024 are in January's partition.
     let december_cases: i64 = sqlx::query_scalar(&format!(
-        "SELECT COUNT(*) FROM {TARGET_TABLE} WHERE month = '2025-01' AND opened_on < '2025-01-01'"
+        "SELECT COUNT(*) FROM {} WHERE month = '2025-01' AND opened_on < '2025-01-01'",
+        table()
     ))
     .fetch_one(&db)
     .await
@@ -153,8 +126,11 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
     // Breach counts by jurisdiction and month match the independent computation.
     let cases = generate(&GeneratorConfig::default());
     let expected = expected_breaches(&cases);
-    let published: BTreeMap<_, _> = published.into_iter().filter(|(_, n)| *n > 0).collect();
-    assert_eq!(published, expected);
+    let breaches_published: BTreeMap<_, _> = breaches_published
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(breaches_published, expected);
     assert!(expected.values().sum::<u64>() > 500);
 
     // The previously accepted run is superseded; the pointer names the restatement.
@@ -168,18 +144,17 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
 
     // Every changed case-month is in the owner's CSV, whose hash the evidence keeps.
     let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
-    let diff = trail
+    let diff: SlaDiff = trail
         .iter()
         .rev()
-        .find(|e| e.detail["validator"] == "diff_against_accepted")
-        .map(|e| e.detail["details"].clone())
+        .find_map(|e| match &e.record {
+            EvidenceRecord::Validation(o) if o.validator == DiffAgainstAccepted::NAME => {
+                Some(serde_json::from_value(o.details.clone()).unwrap())
+            }
+            _ => None,
+        })
         .expect("the diff is in evidence");
-    let changed: u64 = diff["months"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["changed_rows"].as_u64().unwrap())
-        .sum();
+    let changed: u64 = diff.months.iter().map(|m| m.changed_rows).sum();
     let csv_path = dir.path().join(format!("{RESTATEMENT_RUN}-diff.csv"));
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     assert_eq!(csv.lines().count() as u64, changed + 1);
@@ -188,15 +163,12 @@ async fn the_main_job_restates_2025_and_a_second_run_changes_nothing() {
         "sha256:{}",
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(csv.as_bytes()))
     );
-    assert!(
-        diff["csv"].as_str().unwrap().ends_with(&sha),
-        "{}",
-        diff["csv"]
-    );
+    let recorded = diff.csv.unwrap();
+    assert!(recorded.ends_with(&sha), "{recorded}");
 
     // Running again finds the published run: no new rows, evidence or publication.
     let total = |db: SqlitePool| async move {
-        sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {TARGET_TABLE}"))
+        sqlx::query_scalar::<_, i64>(&format!("SELECT COUNT(*) FROM {}", table()))
             .fetch_one(&db)
             .await
             .unwrap()
@@ -272,7 +244,8 @@ async fn a_killed_run_resumes_at_the_unfinished_chunk_with_the_same_digests() {
     }
     // And the published tables hold the same business rows.
     let q = format!(
-        "SELECT id, case_id, month, due_on, status, breached FROM {TARGET_TABLE} ORDER BY id"
+        "SELECT id, case_id, month, due_on, status, breached FROM {} ORDER BY id",
+        table()
     );
     let read = |dir: &Path| {
         let dir = dir.to_owned();
@@ -312,7 +285,8 @@ async fn nothing_is_visible_until_the_owner_accepts_in_a_later_invocation() {
     let db = warehouse(dir.path()).await;
     let producers = |db: SqlitePool| async move {
         sqlx::query_scalar::<_, String>(&format!(
-            "SELECT DISTINCT produced_by_run_id FROM {TARGET_TABLE}"
+            "SELECT DISTINCT produced_by_run_id FROM {}",
+            table()
         ))
         .fetch_all(&db)
         .await
@@ -331,10 +305,13 @@ async fn nothing_is_visible_until_the_owner_accepts_in_a_later_invocation() {
     let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
     let review = trail
         .iter()
-        .find(|e| e.kind == backfill_core::store::EvidenceKind::Review)
+        .find(|e| matches!(e.record, EvidenceRecord::Review { .. }))
         .unwrap();
     assert_eq!(review.by, "regulatory-reporting-owner");
-    assert_eq!(review.detail["accept"], true);
+    assert!(matches!(
+        review.record,
+        EvidenceRecord::Review { accept: true, .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,26 +320,18 @@ async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
     let waiting = job(dir.path(), &["--owner-decision", "wait"]);
     assert!(waiting.status.success(), "{}", text(&waiting));
     let db = warehouse(dir.path()).await;
-    let snapshot = |db: SqlitePool| async move {
-        sqlx::query_as::<_, (String, String, Option<String>, bool, String)>(&format!(
-            "SELECT id, month, due_on, breached, produced_by_run_id FROM {TARGET_TABLE} ORDER BY id"
-        ))
-        .fetch_all(&db)
-        .await
-        .unwrap()
-    };
-    let history_rows = snapshot(db.clone()).await;
+    let history_rows = published(&db).await;
     assert!(history_rows.iter().all(|r| r.4 == HISTORY_RUN));
 
-    let published = job(dir.path(), &[]);
-    assert!(published.status.success(), "{}", text(&published));
-    assert_ne!(snapshot(db.clone()).await, history_rows);
+    let accepted = job(dir.path(), &[]);
+    assert!(accepted.status.success(), "{}", text(&accepted));
+    assert_ne!(published(&db).await, history_rows);
 
     let rolled = job(dir.path(), &["--rollback", "dashboard owners not ready"]);
     assert!(rolled.status.success(), "{}", text(&rolled));
     assert!(text(&rolled).contains("rolled back by regulatory-reporting-owner"));
     // Exactly the accepted history again, row for row.
-    assert_eq!(snapshot(db.clone()).await, history_rows);
+    assert_eq!(published(&db).await, history_rows);
     let s = store(dir.path()).await;
     let state = |id: &str| {
         let s = &s;
@@ -376,11 +345,14 @@ async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
         HISTORY_RUN
     );
     let trail = s.evidence(&RESTATEMENT_RUN.into()).await.unwrap();
-    let rb = trail
+    let reason = trail
         .iter()
-        .find(|e| e.kind == backfill_core::store::EvidenceKind::RolledBack)
+        .find_map(|e| match &e.record {
+            EvidenceRecord::RolledBack { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
         .unwrap();
-    assert_eq!(rb.detail["reason"], "dashboard owners not ready");
+    assert_eq!(reason, "dashboard owners not ready");
 
     // Running the job again neither republishes the restatement nor rolls back twice.
     let again = job(dir.path(), &["--rollback", "dashboard owners not ready"]);
@@ -390,6 +362,6 @@ async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
         "{}",
         text(&again)
     );
-    assert_eq!(snapshot(db).await, history_rows);
+    assert_eq!(published(&db).await, history_rows);
     assert_eq!(state(RESTATEMENT_RUN).await, RunState::RolledBack);
 }

@@ -3,8 +3,9 @@
 use std::process::Command;
 
 use backfill_core::prelude::*;
-use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET_TABLE};
-use backfill_sql::SqlStore;
+use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET};
+use backfill_examples::sla::source::TABLE;
+use backfill_sql::{Dialect, QualifiedName, SqlStore};
 use sqlx::mysql::MySqlPool;
 use sqlx::postgres::PgPool;
 
@@ -41,12 +42,22 @@ async fn scalar(url: &str, sql: &str) -> i64 {
     }
 }
 
-/// Creates (or recreates) a database next to the server's default one and returns its URL.
+/// Creates (or recreates) a database next to the server's default one and returns its URL. On
+/// PostgreSQL the job's `silver` and `bronze` schemas live inside it; on MariaDB a schema is a
+/// database of its own, so those are dropped here (the servers are the test suite's throwaway ones,
+/// and this is the only test binary writing `silver.case_sla_monthly` or `bronze.case_events` there).
 async fn fresh_database(url: &str, name: &str) -> String {
-    let statements = [
+    let mut statements = vec![
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ];
+    if !url.starts_with("postgres") {
+        for qualified in [TARGET, TABLE] {
+            let schema = QualifiedName::parse(qualified).unwrap();
+            let schema = schema.schema().unwrap().quoted(Dialect::MySql);
+            statements.push(format!("DROP DATABASE IF EXISTS {schema}"));
+        }
+    }
     for sql in statements {
         if url.starts_with("postgres") {
             let admin = PgPool::connect(url).await.unwrap();
@@ -88,11 +99,26 @@ async fn the_job_runs_on(var: &str, tag: &str) {
     assert!(!reviews.join("runs.db").exists() && !reviews.join("warehouse.db").exists());
     assert!(reviews.join(format!("{RESTATEMENT_RUN}-diff.csv")).exists());
 
-    let all = format!("SELECT COUNT(*) FROM {TARGET_TABLE}");
-    let restated = format!(
-        "SELECT COUNT(*) FROM {TARGET_TABLE} WHERE produced_by_run_id = '{RESTATEMENT_RUN}'"
+    // The evidence bundle is exported next to the diff, and verified against the server's rows.
+    assert!(reviews
+        .join(format!("{RESTATEMENT_RUN}-evidence.json"))
+        .exists());
+    assert!(
+        log.contains("verified (6 checks") && log.contains("published_rows_match_ledger"),
+        "{log}"
     );
-    let warm_up = format!("SELECT COUNT(*) FROM {TARGET_TABLE} WHERE month < '2025-01'");
+
+    // The target is schema-qualified on the server too.
+    let dialect = if url.starts_with("postgres") {
+        Dialect::Postgres
+    } else {
+        Dialect::MySql
+    };
+    let target = QualifiedName::parse(TARGET).unwrap().quoted(dialect);
+    let all = format!("SELECT COUNT(*) FROM {target}");
+    let restated =
+        format!("SELECT COUNT(*) FROM {target} WHERE produced_by_run_id = '{RESTATEMENT_RUN}'");
+    let warm_up = format!("SELECT COUNT(*) FROM {target} WHERE month < '2025-01'");
     let rows = scalar(&db_url, &all).await;
     assert!(rows > 10_000, "{rows}");
     assert_eq!(scalar(&db_url, &restated).await, rows);

@@ -80,7 +80,7 @@ async fn due_date_check(t: &CaseSlaTransform, manifest: &RunManifest) -> Validat
     sink.stage(req, futures::stream::iter([Ok(rows)]).boxed())
         .await
         .unwrap();
-    let publisher = MemoryPublisher::new("silver.case_sla_monthly");
+    let publisher = MemoryPublisher::new("silver.case_sla_monthly", &sink);
     let cx = ValidationContext {
         run_id: &manifest.run_id,
         manifest,
@@ -88,6 +88,7 @@ async fn due_date_check(t: &CaseSlaTransform, manifest: &RunManifest) -> Validat
         ledger: &PartitionDigests::default(),
         staged: &sink,
         current: &publisher,
+        accepted: None,
     };
     let restated = BusinessCalendar::version(CALENDAR_RESTATED).unwrap();
     DueOnBusinessDays::new(restated)

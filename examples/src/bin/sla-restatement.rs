@@ -2,7 +2,8 @@
 //!
 //! `cargo run -p backfill-examples` creates `./sla-restatement-data` (SQLite run store and warehouse),
 //! publishes v2.4.1's 2025 output as accepted history, then plans, runs, validates, reviews and
-//! publishes the v3.1.0 restatement and prints its evidence. Running it again is safe.
+//! publishes the v3.1.0 restatement, prints its evidence and exports and verifies its evidence
+//! bundle. Running it again is safe.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,10 @@ struct Args {
     /// What the data owner decides when the run waits for review.
     #[arg(long, value_enum, default_value = "accept")]
     owner_decision: OwnerDecision,
+    /// Submit the restatement manifest as a draft and stop: its owner approves it later (by running
+    /// the job again, or with any tool over the control plane).
+    #[arg(long)]
+    submit_only: bool,
     /// After publishing, roll the restatement back to v2.4.1's history, recording this reason.
     #[arg(long, value_name = "REASON")]
     rollback: Option<String>,
@@ -47,6 +52,7 @@ async fn main() -> ExitCode {
         data_dir: args.data_dir,
         database_url: args.database_url,
         owner_decision: args.owner_decision,
+        submit_only: args.submit_only,
         crash_after_chunks: args.crash_after_chunks,
         rollback: args.rollback,
         generator: GeneratorConfig {
@@ -55,9 +61,15 @@ async fn main() -> ExitCode {
         },
     };
     match job::run(&cfg).await {
+        // The exported evidence does not match the ledger or the target: someone changed something.
+        Ok(out) if out.verification.as_ref().is_some_and(|v| !v.passed()) => {
+            eprintln!("the restatement's evidence bundle does not verify");
+            ExitCode::from(4)
+        }
         Ok(out) if out.restatement.state == RunState::Published => ExitCode::SUCCESS,
         // Rolled back by its owner: a resting state, not a failure of the job.
         Ok(out) if out.restatement.state == RunState::RolledBack => ExitCode::SUCCESS,
+        Ok(out) if out.restatement.state == RunState::Draft && cfg.submit_only => ExitCode::SUCCESS,
         Ok(out)
             if out.restatement.state == RunState::AwaitingReview
                 && cfg.owner_decision == OwnerDecision::Wait =>

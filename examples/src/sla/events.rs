@@ -227,7 +227,9 @@ fn one_case(rng: &mut Rng, j: &Jurisdiction, opened: NaiveDate, k: u64) -> CaseH
     }
 }
 
-/// The content hash of a set of cases: the bronze snapshot id a manifest pins.
+/// The content hash of a set of generated cases: what a load of `bronze.case_events` records, so the
+/// same cases are loaded once and other cases are refused. (The snapshot a manifest pins is the
+/// source's, see [`super::source::pinned_snapshot`].)
 pub fn snapshot_id(cases: &[CaseHistory]) -> String {
     let mut h = Sha256::new();
     for c in cases {

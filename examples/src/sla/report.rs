@@ -1,8 +1,10 @@
 //! Output a data owner can review: the manifest, validations, the diff table and the evidence summary.
 
+use std::path::Path;
+
+use backfill_core::evidence::bundle::Verification;
+use backfill_core::evidence::EvidenceRecord;
 use backfill_core::prelude::*;
-use backfill_core::store::EvidenceKind;
-use backfill_core::validate::Verdict;
 
 use super::diff::{DiffAgainstAccepted, SlaDiff};
 
@@ -148,14 +150,15 @@ pub fn diff_table(d: &SlaDiff) {
     }
 }
 
-/// Prints the evidence summary of a run: what changed, why, by whom, from which input and code.
-pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Result<()> {
+/// Prints the evidence summary of a run, read from its typed records: what changed, why, by whom,
+/// from which input and code.
+pub async fn evidence(control: &Control, run_id: &RunId) -> backfill_core::Result<()> {
+    let store = control.store();
     let Some(stored) = store.manifest(run_id).await? else {
         return Ok(());
     };
     let m = stored.manifest()?;
     let trail = store.evidence(run_id).await?;
-    let by = |k: EvidenceKind| trail.iter().rev().find(|e| e.kind == k);
     say!(
         "\nevidence of {run_id} ({} entries in the trail):",
         trail.len()
@@ -165,20 +168,40 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
         say!("   ticket     {t}");
     }
     say!("   requested  {}", m.requested_by);
-    if let Some(a) = &stored.approval {
-        say!(
-            "   approved   {} at {} (digest {})",
-            a.approved_by,
-            a.approved_at.format(TIME),
-            stored.digest
-        );
+    let (mut plan, mut review, mut published, mut rolled_back, mut pointer) =
+        (None, None, None, None, None);
+    let (mut pass, mut flagged, mut failed) = (0, 0, 0);
+    for e in &trail {
+        match &e.record {
+            EvidenceRecord::Approved(a) => say!(
+                "   approved   {} at {} (digest {})",
+                a.approved_by,
+                a.approved_at.format(TIME),
+                a.digest
+            ),
+            EvidenceRecord::PlanResolved {
+                snapshot, chunks, ..
+            } => plan = Some((snapshot.clone(), chunks.len())),
+            EvidenceRecord::Validation(v) => match v.verdict {
+                Verdict::Pass => pass += 1,
+                Verdict::NeedsReview => flagged += 1,
+                Verdict::Fail => failed += 1,
+            },
+            EvidenceRecord::Review { accept, reason } => review = Some((e, *accept, reason)),
+            EvidenceRecord::Published { receipt, .. } => published = Some((e, receipt)),
+            EvidenceRecord::RolledBack {
+                from, to, reason, ..
+            } => rolled_back = Some((e, from, to, reason)),
+            EvidenceRecord::PointerMoved { target, from, to } => pointer = Some((target, from, to)),
+            _ => {}
+        }
     }
-    if let Some(e) = by(EvidenceKind::Review) {
+    if let Some((e, accept, reason)) = review {
+        let verdict = if accept { "accepted" } else { "rejected" };
         say!(
-            "   reviewed   {} at {}: {}",
+            "   reviewed   {} at {}: {verdict}: {reason}",
             e.by,
-            e.at.format(TIME),
-            e.detail["reason"].as_str().unwrap_or("")
+            e.at.format(TIME)
         );
     }
     say!(
@@ -190,6 +213,12 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
             .as_ref()
             .map_or("-".into(), ToString::to_string)
     );
+    if let Some((snapshot, chunks)) = plan {
+        say!(
+            "   planned    {chunks} chunks at snapshot {}",
+            snapshot.as_deref().unwrap_or("-")
+        );
+    }
     say!(
         "   code       {}/{} @ {}; reference {}",
         m.transform.name,
@@ -202,30 +231,58 @@ pub async fn evidence(store: &dyn RunStore, run_id: &RunId) -> backfill_core::Re
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let validations = trail
-        .iter()
-        .filter(|e| e.kind == EvidenceKind::Validation)
-        .count();
-    say!("   validated  {validations} validator outcomes recorded");
-    if let Some(e) = by(EvidenceKind::Published) {
-        let r = &e.detail["receipt"];
+    if pass + flagged + failed > 0 {
+        say!("   validated  {pass} passed, {flagged} for review, {failed} failed");
+    }
+    if let Some((e, r)) = published {
         say!(
             "   published  {} rows, {} partitions of {} ({}) by {} at {}",
-            r["rows"],
-            r["partitions"].as_array().map_or(0, Vec::len),
-            r["target"].as_str().unwrap_or("-"),
-            r["mutation"].as_str().unwrap_or("-"),
+            r.rows,
+            r.partitions.len(),
+            r.target,
+            r.mutation,
             e.by,
             e.at.format(TIME)
         );
     }
-    if let Some(e) = by(EvidenceKind::PointerMoved) {
+    if let Some((target, from, to)) = pointer {
         say!(
-            "   supersedes {} (accepted pointer of {} moved to {})",
-            e.detail["from"].as_str().unwrap_or("nothing"),
-            e.detail["target"].as_str().unwrap_or("-"),
-            e.detail["to"].as_str().unwrap_or("-")
+            "   supersedes {} (accepted pointer of {target} moved to {to})",
+            from.as_ref().map_or("nothing", RunId::as_str)
+        );
+    }
+    if let Some((e, from, to, reason)) = rolled_back {
+        say!(
+            "   rollback   {from} -> {to} by {} at {}: {reason}",
+            e.by,
+            e.at.format(TIME)
         );
     }
     Ok(())
+}
+
+/// Prints the one-line result of verifying an exported evidence bundle.
+pub fn verification(path: &Path, v: &Verification) {
+    if v.passed() {
+        say!(
+            "\nevidence bundle {}: verified ({} checks: {})",
+            path.display(),
+            v.checks.len(),
+            v.checks
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        say!(
+            "\nevidence bundle {}: VERIFICATION FAILED: {}",
+            path.display(),
+            v.failures()
+                .iter()
+                .map(|c| format!("{} ({})", c.name, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
 }

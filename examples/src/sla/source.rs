@@ -1,35 +1,40 @@
-//! `bronze_case_events`: the case event table, and a [`BackfillSource`] of case histories over it.
+//! `bronze.case_events`: the case event table, loaded from the generator, and the case histories
+//! over it as a [`backfill_sql::SqlSource`].
 //!
-//! The table stores one row per event (UTC epoch seconds). A snapshot row records the content hash of
-//! what was loaded; a manifest pins that hash and planning refuses a table whose content changed.
+//! The table stores one row per event (UTC epoch seconds), with the instant the case was opened
+//! copied onto every event row. A load record keeps the generator's content hash, so loading the same
+//! cases again does nothing and loading other cases into a loaded table is refused.
 //!
-//! The source plans one chunk per calendar month of the input range: a chunk holds the cases opened
-//! in that month (by the UTC instant of their first event), each with all of its events before the end
-//! of the input range. So every case is in exactly one chunk, and a case opened in December 2024 is
-//! read, with its December events, by the December (warm-up) chunk.
+//! The source is `SqlSource` rows folded into case histories ([`SqlSource::grouped`]): one chunk per
+//! calendar month of the input range by the UTC date of the case's opening event (a column constant
+//! within a case, so every case is whole in exactly one chunk), each case with all of its events
+//! before the end of the input range. A case opened in December 2024 is read, with its December
+//! events, by the December (warm-up) chunk. The snapshot is SqlSource's content pin: planning reads
+//! the input range, records each chunk's row count and digest, and derives the snapshot id
+//! (`sql:sha256:…`) from them; [`pinned_snapshot`] computes the same id for the manifest, and a table
+//! whose content changed since is refused before any chunk runs.
 
-use async_trait::async_trait;
-use backfill_core::manifest::{InputRange, RunManifest};
-use backfill_core::plan::{ChunkSpec, PlannedChunk, SourcePlan};
-use backfill_core::prelude::BackfillSource;
+use backfill_core::manifest::InputRange;
 use backfill_core::Error;
-use backfill_sql::SqlPool;
-use chrono::{DateTime, Datelike as _, Months, NaiveDate, Utc};
-use futures::stream::{self, BoxStream, StreamExt};
-use sqlx::Row;
+use backfill_sql::{Column, Grouped, QualifiedName, SqlPool, SqlSource, SqlSourceBuilder, SqlType};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
 
 use super::events::{CaseEvent, CaseHistory};
 
-/// Cases per batch handed to the transform.
-const BATCH: usize = 256;
+/// The bronze table (on SQLite `bronze__case_events`, see [`QualifiedName`]).
+pub const TABLE: &str = "bronze.case_events";
+/// One row per load of [`TABLE`]: the generator's content hash and the number of event rows.
+const LOADS: &str = "bronze.case_event_loads";
+/// Event rows per page read (and case histories per batch handed to the transform).
+const BATCH: usize = 2000;
 /// Rows per multi-row INSERT when loading.
 const INSERT_ROWS: usize = 400;
-const TABLE: &str = "bronze_case_events";
 
 /// A failure that may pass (a lost connection, a busy database).
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Transient {
-        adapter: TABLE,
+        adapter: "bronze.case_events",
         source: format!("{what}: {e}").into(),
     }
 }
@@ -37,7 +42,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 /// A failure that retrying cannot fix.
 fn refused(message: String) -> Error {
     Error::Adapter {
-        adapter: TABLE,
+        adapter: "bronze.case_events",
         source: message.into(),
     }
 }
@@ -47,11 +52,87 @@ fn epoch(d: NaiveDate) -> i64 {
         .map_or(0, |t| t.and_utc().timestamp())
 }
 
-/// Case histories from `bronze_case_events` on SQLite, PostgreSQL or MariaDB/MySQL.
-#[derive(Debug, Clone)]
-pub struct CaseEventSource {
+/// One row of [`TABLE`], as the source reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EventRow {
+    /// Case id.
+    pub case_id: String,
+    /// Jurisdiction code.
+    pub jurisdiction: String,
+    /// Position in the case's history.
+    pub seq: i64,
+    /// When it happened, UTC epoch seconds.
+    pub at_epoch: i64,
+    /// What happened (`opened`, `paused`, ...).
+    pub kind: String,
+    /// When the case was opened, UTC epoch seconds (the chunk column).
+    pub opened_epoch: i64,
+}
+
+static COLUMNS: &[Column] = &[
+    Column::new("case_id", SqlType::Text),
+    Column::new("jurisdiction", SqlType::Text),
+    Column::new("seq", SqlType::BigInt),
+    Column::new("at_epoch", SqlType::BigInt),
+    Column::new("kind", SqlType::Text),
+    Column::new("opened_epoch", SqlType::BigInt),
+];
+
+/// Case histories over [`TABLE`]: event rows grouped by case.
+pub type CaseEventSource = Grouped<EventRow, CaseHistory>;
+
+/// Folds one case's event rows (in `seq` order) into its history.
+fn history(rows: Vec<EventRow>) -> backfill_core::Result<CaseHistory> {
+    let mut events = Vec::with_capacity(rows.len());
+    let (mut case_id, mut jurisdiction) = (String::new(), String::new());
+    for r in rows {
+        events.push(CaseEvent {
+            seq: u32::try_from(r.seq).map_err(|e| refused(format!("{}: seq: {e}", r.case_id)))?,
+            at: DateTime::<Utc>::from_timestamp(r.at_epoch, 0)
+                .ok_or_else(|| refused(format!("{}: at_epoch {}", r.case_id, r.at_epoch)))?,
+            kind: r
+                .kind
+                .parse()
+                .map_err(|e: String| refused(format!("{}: {e}", r.case_id)))?,
+        });
+        (case_id, jurisdiction) = (r.case_id, r.jurisdiction);
+    }
+    Ok(CaseHistory {
+        case_id,
+        jurisdiction,
+        events,
+    })
+}
+
+/// The source of case histories whose events happened before `events_before` (the input range's
+/// end): monthly chunks by opening date, keyset pages in `(case_id, seq)` order.
+pub fn case_event_source(
     pool: SqlPool,
     events_before: NaiveDate,
+) -> backfill_core::Result<CaseEventSource> {
+    let table = QualifiedName::parse(TABLE)?.quoted(pool.dialect());
+    // Written by the program from a validated name and an integer, never from input.
+    let query = format!(
+        "SELECT case_id, jurisdiction, seq, at_epoch, kind, opened_epoch FROM {table} WHERE at_epoch < {}",
+        epoch(events_before)
+    );
+    let rows: SqlSource<EventRow> = SqlSourceBuilder::query(pool, query)
+        .name(TABLE)
+        .columns(COLUMNS)
+        .key(&["case_id", "seq"])
+        .epoch_seconds_column("opened_epoch")
+        .chunk_by_month()
+        .batch_size(BATCH)
+        .build()?;
+    Ok(rows.grouped(|r: &EventRow| r.case_id.clone(), history))
+}
+
+/// The snapshot id planning records for `range`: what a manifest reading `range` must pin.
+pub async fn pinned_snapshot(
+    source: &CaseEventSource,
+    range: &InputRange,
+) -> backfill_core::Result<String> {
+    source.rows().snapshot(range).await
 }
 
 /// Runs `$body` with `$p` bound to the pool of whichever engine `$pool` is.
@@ -69,39 +150,51 @@ async fn exec(pool: &SqlPool, sql: &str) -> Result<(), Error> {
     on_pool!(pool, p => sqlx::query(sql).execute(p).await.map(drop)).map_err(|e| failed(sql, e))
 }
 
-/// Reads the loaded snapshot id, if the table was loaded.
-pub async fn loaded_snapshot(pool: &SqlPool) -> Result<Option<String>, Error> {
-    exec(
-        pool,
-        "CREATE TABLE IF NOT EXISTS bronze_snapshots (table_name VARCHAR(64) PRIMARY KEY, snapshot TEXT NOT NULL, event_rows BIGINT NOT NULL)",
-    )
-    .await?;
-    let sql = pool
-        .dialect()
-        .sql("SELECT snapshot FROM bronze_snapshots WHERE table_name = ?")
-        .into_owned();
-    on_pool!(pool, p => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await)
-        .map_err(|e| failed("reading the bronze snapshot", e))
-}
-
-/// Loads generated cases into `bronze_case_events` once, in one transaction, and returns the snapshot
-/// id. Loading the same cases again does nothing; loading other cases into a loaded table is refused.
-pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error> {
-    let snapshot = super::events::snapshot_id(cases);
-    if let Some(have) = loaded_snapshot(pool).await? {
-        if have == snapshot {
-            return Ok(snapshot);
-        }
-        return Err(refused(format!(
-            "already holds snapshot {have}, not {snapshot}: use a fresh data directory"
-        )));
-    }
-    exec(pool, &format!("CREATE TABLE IF NOT EXISTS {TABLE} (case_id VARCHAR(64) NOT NULL, jurisdiction VARCHAR(16) NOT NULL, seq BIGINT NOT NULL, at_epoch BIGINT NOT NULL, kind VARCHAR(16) NOT NULL, opened_epoch BIGINT NOT NULL, PRIMARY KEY (case_id, seq))")).await?;
+/// The generator hash of what was loaded into [`TABLE`], if it was loaded.
+pub async fn loaded(pool: &SqlPool) -> Result<Option<String>, Error> {
+    let loads = QualifiedName::parse(LOADS)?;
+    loads.ensure_schema(pool).await?;
+    let d = pool.dialect();
     exec(
         pool,
         &format!(
-            "CREATE INDEX IF NOT EXISTS {TABLE}_opened ON {TABLE} (opened_epoch, case_id, seq)"
+            "CREATE TABLE IF NOT EXISTS {} (table_name VARCHAR(64) PRIMARY KEY, content TEXT NOT NULL, event_rows BIGINT NOT NULL)",
+            loads.quoted(d)
         ),
+    )
+    .await?;
+    let sql = d
+        .sql(&format!(
+            "SELECT content FROM {} WHERE table_name = ?",
+            loads.quoted(d)
+        ))
+        .into_owned();
+    on_pool!(pool, p => sqlx::query_scalar(&sql).bind(TABLE).fetch_optional(p).await)
+        .map_err(|e| failed("reading the bronze load record", e))
+}
+
+/// Loads generated cases into [`TABLE`] once, in one transaction, and returns the generator's
+/// content hash. Loading the same cases again does nothing; loading other cases into a loaded table
+/// is refused.
+pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error> {
+    let content = super::events::snapshot_id(cases);
+    if let Some(have) = loaded(pool).await? {
+        if have == content {
+            return Ok(content);
+        }
+        return Err(refused(format!(
+            "already holds the cases {have}, not {content}: use a fresh data directory"
+        )));
+    }
+    let d = pool.dialect();
+    let name = QualifiedName::parse(TABLE)?;
+    let (table, loads) = (name.quoted(d), QualifiedName::parse(LOADS)?.quoted(d));
+    exec(pool, &format!("CREATE TABLE IF NOT EXISTS {table} (case_id VARCHAR(64) NOT NULL, jurisdiction VARCHAR(16) NOT NULL, seq BIGINT NOT NULL, at_epoch BIGINT NOT NULL, kind VARCHAR(16) NOT NULL, opened_epoch BIGINT NOT NULL, PRIMARY KEY (case_id, seq))")).await?;
+    // Index names are not schema-qualified (PostgreSQL puts an index in its table's schema).
+    let index = d.quote(&format!("{}_opened", name.catalog_parts(d).1));
+    exec(
+        pool,
+        &format!("CREATE INDEX IF NOT EXISTS {index} ON {table} (opened_epoch, case_id, seq)"),
     )
     .await?;
     let rows: Vec<(&CaseHistory, &CaseEvent, i64)> = cases
@@ -111,15 +204,16 @@ pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error
             c.events.iter().map(move |e| (c, e, opened))
         })
         .collect();
-    let d = pool.dialect();
     let insert = |n: usize| {
         let values = vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ");
-        d.sql(&format!("INSERT INTO {TABLE} (case_id, jurisdiction, seq, at_epoch, kind, opened_epoch) VALUES {values}")).into_owned()
+        d.sql(&format!("INSERT INTO {table} (case_id, jurisdiction, seq, at_epoch, kind, opened_epoch) VALUES {values}")).into_owned()
     };
     // One statement text for full batches, one for the shorter last batch.
     let (full, last) = (insert(INSERT_ROWS), insert(rows.len() % INSERT_ROWS));
     let record = d
-        .sql("INSERT INTO bronze_snapshots (table_name, snapshot, event_rows) VALUES (?, ?, ?)")
+        .sql(&format!(
+            "INSERT INTO {loads} (table_name, content, event_rows) VALUES (?, ?, ?)"
+        ))
         .into_owned();
     on_pool!(pool, p => {
         let mut tx = p.begin().await.map_err(|e| failed("begin", e))?;
@@ -141,135 +235,12 @@ pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error
         }
         sqlx::query(&record)
             .bind(TABLE)
-            .bind(snapshot.as_str())
+            .bind(content.as_str())
             .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
-            .map_err(|e| failed("recording the snapshot", e))?;
+            .map_err(|e| failed("recording the load", e))?;
         tx.commit().await.map_err(|e| failed("commit", e))?;
     });
-    Ok(snapshot)
-}
-
-impl CaseEventSource {
-    /// A source over `pool` reading events before `events_before` (the input range's end).
-    pub fn new(pool: SqlPool, events_before: NaiveDate) -> Self {
-        Self {
-            pool,
-            events_before,
-        }
-    }
-
-    async fn fetch(
-        pool: SqlPool,
-        from: i64,
-        to: i64,
-        before: i64,
-    ) -> Result<Vec<CaseHistory>, Error> {
-        let sql = pool.dialect().sql(&format!(
-            "SELECT case_id, jurisdiction, seq, at_epoch, kind FROM {TABLE} WHERE opened_epoch >= ? AND opened_epoch < ? AND at_epoch < ? ORDER BY case_id, seq"
-        )).into_owned();
-        let mut out: Vec<CaseHistory> = Vec::new();
-        on_pool!(&pool, p => {
-            let rows = sqlx::query(&sql)
-                .bind(from)
-                .bind(to)
-                .bind(before)
-                .fetch_all(p)
-                .await
-                .map_err(|e| failed("reading case events", e))?;
-            for r in rows {
-                let case_id: String = r.try_get(0).map_err(|e| failed("case_id", e))?;
-                let jurisdiction: String =
-                    r.try_get(1).map_err(|e| failed("jurisdiction", e))?;
-                let seq: i64 = r.try_get(2).map_err(|e| failed("seq", e))?;
-                let at: i64 = r.try_get(3).map_err(|e| failed("at_epoch", e))?;
-                let kind: String = r.try_get(4).map_err(|e| failed("kind", e))?;
-                let event = CaseEvent {
-                    seq: u32::try_from(seq).map_err(|e| failed("seq", e))?,
-                    at: DateTime::<Utc>::from_timestamp(at, 0)
-                        .ok_or_else(|| failed("at_epoch", at))?,
-                    kind: kind.parse().map_err(|e: String| failed(&case_id, e))?,
-                };
-                match out.last_mut() {
-                    Some(c) if c.case_id == case_id => c.events.push(event),
-                    _ => out.push(CaseHistory {
-                        case_id,
-                        jurisdiction,
-                        events: vec![event],
-                    }),
-                }
-            }
-        });
-        Ok(out)
-    }
-}
-
-#[async_trait]
-impl BackfillSource<CaseHistory> for CaseEventSource {
-    fn name(&self) -> &str {
-        TABLE
-    }
-
-    async fn plan(&self, manifest: &RunManifest) -> backfill_core::Result<SourcePlan> {
-        let snapshot = loaded_snapshot(&self.pool).await?;
-        if snapshot.is_none() || snapshot != manifest.source.snapshot {
-            return Err(refused(format!(
-                "run {}: the manifest pins snapshot {:?} but the table holds {snapshot:?}",
-                manifest.run_id, manifest.source.snapshot
-            )));
-        }
-        let Some(InputRange::Dates { from, to_exclusive }) = manifest.source.range else {
-            return Err(refused(format!(
-                "run {}: needs an input range of dates",
-                manifest.run_id
-            )));
-        };
-        if to_exclusive != self.events_before {
-            return Err(refused(format!(
-                "run {}: input ends {to_exclusive}, the source was opened for events before {}",
-                manifest.run_id, self.events_before
-            )));
-        }
-        let mut chunks = Vec::new();
-        let mut start = from;
-        while start < to_exclusive {
-            let next = start
-                .checked_add_months(Months::new(1))
-                .and_then(|d| d.with_day0(0))
-                .unwrap_or(to_exclusive)
-                .min(to_exclusive);
-            chunks.push(ChunkSpec {
-                range: InputRange::Dates {
-                    from: start,
-                    to_exclusive: next,
-                },
-                label: start.format("%Y-%m").to_string(),
-            });
-            start = next;
-        }
-        Ok(SourcePlan { snapshot, chunks })
-    }
-
-    fn read(
-        &self,
-        chunk: &PlannedChunk,
-    ) -> BoxStream<'static, backfill_core::Result<Vec<CaseHistory>>> {
-        let InputRange::Dates { from, to_exclusive } = chunk.range else {
-            let e = refused(format!("chunk {} is not a date range", chunk.id));
-            return stream::once(async move { Err(e) }).boxed();
-        };
-        let (pool, before) = (self.pool.clone(), epoch(self.events_before));
-        stream::once(
-            async move { Self::fetch(pool, epoch(from), epoch(to_exclusive), before).await },
-        )
-        .flat_map(|r| match r {
-            Ok(cases) => {
-                let batches: Vec<_> = cases.chunks(BATCH).map(|b| Ok(b.to_vec())).collect();
-                stream::iter(batches).boxed()
-            }
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        })
-        .boxed()
-    }
+    Ok(content)
 }
