@@ -189,6 +189,8 @@ async fn validation_plan_names_must_be_implemented() {
     );
     let mut m = manifest("bf-gate");
     m.validation.as_mut().unwrap().quality_gate = Some("finance".into());
+    // A check may name a validator of the gate.
+    m.validation.as_mut().unwrap().checks = vec!["unique(id)".into()];
     let approved = approve(m);
     runner.control().submit(&approved).await.unwrap();
     let err = runner.run(approved.run_id()).await.unwrap_err();

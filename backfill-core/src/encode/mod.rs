@@ -58,7 +58,7 @@
 //! * **Errors propagate.** A value that cannot be encoded (a `Serialize` impl returning an error, a
 //!   failing `Display` in `collect_str`) is an [`EncodeError`], never a silently shortened encoding.
 //!
-//! [`Serializer::is_human_readable`] is `false`: types with a compact form use it (for example a UUID
+//! [`Serializer::is_human_readable`](serde::Serializer::is_human_readable) is `false`: types with a compact form use it (for example a UUID
 //! writes 16 bytes). Struct and enum type names are not written.
 //!
 //! ```

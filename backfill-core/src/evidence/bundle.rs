@@ -154,7 +154,9 @@ impl EvidenceBundle {
             );
         }
         let mut mismatched = Vec::new();
+        let mut done = 0usize;
         for c in self.chunks.iter().filter(|c| c.status == ChunkStatus::Done) {
+            done += 1;
             let recorded = self.evidence.iter().rev().find_map(|e| match &e.record {
                 EvidenceRecord::ChunkStaged {
                     chunk_id,
@@ -172,7 +174,7 @@ impl EvidenceBundle {
             "chunk_evidence_matches_ledger",
             mismatched.is_empty(),
             if mismatched.is_empty() {
-                format!("{} done chunks", self.chunks.len())
+                format!("{done} done chunks of {}", self.chunks.len())
             } else {
                 format!(
                     "chunks differ from their staged evidence: {}",

@@ -39,10 +39,17 @@ impl<T: DeterministicTransform> Executor<T> {
             }
         }
         let builtins = self.builtins(m);
+        let gate = plan
+            .quality_gate
+            .as_ref()
+            .and_then(|g| self.gates.get(g))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let known: Vec<&str> = self
             .validators
             .iter()
             .chain(&builtins)
+            .chain(gate)
             .map(|v| v.name())
             .collect();
         for (i, check) in plan.checks.iter().enumerate() {
@@ -51,7 +58,7 @@ impl<T: DeterministicTransform> Executor<T> {
                     run_id: m.run_id.clone(),
                     field: format!("validation.checks[{i}]"),
                     message: format!(
-                        "no validator named `{check}` is attached (attached: {})",
+                        "no validator named `{check}` is attached, built in or in the quality gate (known: {})",
                         list(known.iter().copied())
                     ),
                 });
