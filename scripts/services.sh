@@ -96,6 +96,8 @@ services_start() {
     chmod 755 "$BACKFILL_SERVICES_DIR"
   fi
   trap services_stop EXIT
+  # The sqlite3 shell is the independent reader of SQLite output in the tests.
+  command -v sqlite3 >/dev/null 2>&1 || _apt_install sqlite3 || _svc_log "the sqlite3 shell could not be installed"
   if [ -z "${BACKFILL_TEST_PG_URL:-}" ]; then
     _start_pg || _svc_log "PostgreSQL could not be started"
   fi
