@@ -242,24 +242,7 @@ impl Control {
         }
         let m = approved.manifest();
         self.store_new_run(m, &stored).await?;
-        let approval = approved.approval();
-        self.apply(
-            run_id,
-            RunState::Draft,
-            Event::Approve,
-            &approval.approved_by,
-            "approved",
-            approval.approved_at,
-        )
-        .await?;
-        self.store
-            .append_evidence(
-                run_id,
-                approval.approved_at,
-                &approval.approved_by,
-                &EvidenceRecord::Approved(approval.clone()),
-            )
-            .await?;
+        self.record_approval(approved).await?;
         if let Some(prev) = &m.supersedes {
             self.cancel_superseded_version(&prev.run_id, run_id).await?;
         }
@@ -302,25 +285,31 @@ impl Control {
         }
         let approved = manifest.approve(approver, self.clock.now())?;
         self.store.put_manifest(&approved.to_stored()).await?;
+        self.record_approval(&approved).await?;
+        self.run(run_id).await
+    }
+
+    /// Moves a draft to `Approved` and records the approval, at the approval's instant.
+    async fn record_approval(&self, approved: &ApprovedManifest) -> Result<()> {
         let approval = approved.approval();
         self.apply(
-            run_id,
+            approved.run_id(),
             RunState::Draft,
             Event::Approve,
-            approver,
+            &approval.approved_by,
             "approved",
             approval.approved_at,
         )
         .await?;
         self.store
             .append_evidence(
-                run_id,
+                approved.run_id(),
                 approval.approved_at,
-                approver,
+                &approval.approved_by,
                 &EvidenceRecord::Approved(approval.clone()),
             )
             .await?;
-        self.run(run_id).await
+        Ok(())
     }
 
     async fn store_new_run(&self, m: &RunManifest, stored: &StoredManifest) -> Result<()> {

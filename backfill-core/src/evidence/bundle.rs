@@ -214,19 +214,7 @@ pub async fn verify_rows<R: OutputRow>(
     let mut v = bundle.verify();
     let ledger = bundle.ledger_digests();
     if let Some(sink) = staged {
-        let mut digests = PartitionDigests::default();
-        let mut scratch = Vec::new();
-        let mut stream = sink.read_staged(bundle.run_id());
-        while let Some(batch) = stream.try_next().await? {
-            for r in &batch {
-                digests
-                    .add_row(r, &mut scratch)
-                    .map_err(|source| Error::Encode {
-                        run_id: bundle.run_id().clone(),
-                        source,
-                    })?;
-            }
-        }
+        let digests = digest_stream(bundle.run_id(), sink.read_staged(bundle.run_id())).await?;
         let diff = differing(&ledger, &digests);
         v.push(
             "staged_rows_match_ledger",
@@ -241,19 +229,7 @@ pub async fn verify_rows<R: OutputRow>(
     if let (Some(reader), Some(receipt)) = (current, bundle.receipt()) {
         let mut diff = Vec::new();
         for p in &receipt.partitions {
-            let mut digests = PartitionDigests::default();
-            let mut scratch = Vec::new();
-            let mut stream = reader.read_current(p);
-            while let Some(batch) = stream.try_next().await? {
-                for r in &batch {
-                    digests
-                        .add_row(r, &mut scratch)
-                        .map_err(|source| Error::Encode {
-                            run_id: bundle.run_id().clone(),
-                            source,
-                        })?;
-                }
-            }
+            let digests = digest_stream(bundle.run_id(), reader.read_current(p)).await?;
             let want = ledger.0.get(p).copied().unwrap_or_default();
             let got = digests.0.get(p).copied().unwrap_or_default();
             if want != got {
@@ -271,6 +247,26 @@ pub async fn verify_rows<R: OutputRow>(
         );
     }
     Ok(v)
+}
+
+/// The digests of every row of a stream of batches.
+async fn digest_stream<R: OutputRow>(
+    run_id: &RunId,
+    mut stream: futures::stream::BoxStream<'_, Result<Vec<R>>>,
+) -> Result<PartitionDigests> {
+    let mut digests = PartitionDigests::default();
+    let mut scratch = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        for r in &batch {
+            digests
+                .add_row(r, &mut scratch)
+                .map_err(|source| Error::Encode {
+                    run_id: run_id.clone(),
+                    source,
+                })?;
+        }
+    }
+    Ok(digests)
 }
 
 fn differing(a: &PartitionDigests, b: &PartitionDigests) -> Vec<PartitionKey> {
