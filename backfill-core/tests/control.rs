@@ -110,11 +110,8 @@ impl BackfillSource<Event> for Gappy {
 async fn plans_with_gaps_or_overlaps_are_refused() {
     for (overlap, needle) in [(false, "gap [2025-02-02, 2025-02-03)"), (true, "overlap")] {
         let parts = Parts::new();
-        let runner = parts
-            .runner_with_sink(Arc::new(source()), Scale::default(), parts.sink.clone())
-            .build();
         let runner = Executor::builder(
-            runner.control().clone(),
+            parts.control(),
             Arc::new(Gappy { overlap }),
             Arc::new(Scale::default()),
             parts.sink.clone(),
