@@ -18,6 +18,7 @@ pub mod checks;
 pub mod diff;
 pub mod events;
 pub mod job;
+pub mod manifests;
 pub mod report;
 pub mod source;
 pub mod transform;
