@@ -24,7 +24,7 @@ pub const QUALITY_GATE: &str = "regulatory-sla";
 /// The checks of the history manifest: the names of the validators its executor attaches.
 pub const HISTORY_CHECKS: [&str; 1] = ["unique(id)"];
 /// The checks of the restatement manifest: the names of the validators its executor attaches
-/// ([`restatement_validators`]), in the order they run.
+/// ([`restatement_validators`](super::job::restatement_validators)), in the order they run.
 pub const RESTATEMENT_CHECKS: [&str; 7] = [
     "unique(id)",
     "business_delta(breaches)",
