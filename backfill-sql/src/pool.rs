@@ -11,7 +11,7 @@ use sqlx::sqlite::{
 
 use crate::dialect::Dialect;
 use crate::error::{db, Error};
-use crate::ident::Ident;
+use crate::ident::{Ident, QualifiedName};
 
 /// A pool on PostgreSQL, MySQL/MariaDB or SQLite.
 #[derive(Debug, Clone)]
@@ -175,6 +175,30 @@ impl SqlPool {
         with_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()).map_err(db))
     }
 
+    /// Runs `create`, a `CREATE [UNIQUE] INDEX IF NOT EXISTS` statement for the index named `index`
+    /// on `table`, unless that index is already there.
+    ///
+    /// On PostgreSQL the catalog is asked first: `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on
+    /// the table before it looks at the name, so even when it does nothing it conflicts with the
+    /// SHARE UPDATE EXCLUSIVE lock of a running VACUUM or ANALYZE. Against an autovacuum it waits
+    /// `deadlock_timeout` (1 s) and then cancels it, and the dead rows the vacuum was reclaiming slow
+    /// every later scan of the table. The lookup takes no lock on the table. `index` is the index's
+    /// bare name (PostgreSQL puts an index in its table's schema; see
+    /// [`QualifiedName::catalog_parts`]). Other engines run the statement as before.
+    pub(crate) async fn ensure_index(
+        &self,
+        index: &str,
+        table: &QualifiedName,
+        create: &str,
+    ) -> backfill_core::Result<()> {
+        if let Self::Postgres(p) = self {
+            if pg_index_exists(p, index, table).await? {
+                return Ok(());
+            }
+        }
+        self.execute(create).await.map(drop)
+    }
+
     /// Drops a namespace created by [`ConnectOptions::namespace`] (schema or database) with everything
     /// in it. For test harnesses.
     pub async fn drop_namespace(url: &str, ns: &Ident) -> backfill_core::Result<()> {
@@ -190,4 +214,21 @@ impl SqlPool {
         admin.close().await;
         Ok(())
     }
+}
+
+/// Whether `table` (as it would be written in SQL, resolved on the search path when unqualified)
+/// has an index named `index`. Reads only the catalog: no lock on the table.
+pub(crate) async fn pg_index_exists(
+    pg: &PgPool,
+    index: &str,
+    table: &QualifiedName,
+) -> backfill_core::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) AND c.relname = $2)",
+    )
+    .bind(table.quoted(Dialect::Postgres))
+    .bind(index)
+    .fetch_one(pg)
+    .await
+    .map_err(db)
 }

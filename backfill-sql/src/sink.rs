@@ -214,11 +214,18 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
                     ))
                     .await?;
                 // An index name is not schema-qualified: PostgreSQL puts it in the table's schema.
-                let idx = d.quote(&format!("{}_chunk", table.catalog_parts(d).1));
+                // Not a plain `execute`: see `ensure_index` (no SHARE lock per stage, which waited
+                // for an autovacuum of the staging table).
+                let idx = format!("{}_chunk", table.catalog_parts(d).1);
                 self.pool
-                    .execute(&format!(
-                        "CREATE INDEX IF NOT EXISTS {idx} ON {t} ({chunk})"
-                    ))
+                    .ensure_index(
+                        &idx,
+                        &table,
+                        &format!(
+                            "CREATE INDEX IF NOT EXISTS {} ON {t} ({chunk})",
+                            d.quote(&idx)
+                        ),
+                    )
                     .await?;
             }
         }

@@ -58,13 +58,18 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         let d = self.d();
         let quoted: Vec<String> = keys.iter().map(|k| k.quoted(d)).collect();
         let idx = hashed("bfu_", &[&self.target.to_string(), &key.join(",")]);
+        // Not a plain `execute`: see `ensure_index` (no SHARE lock on the target per publish).
         self.pool
-            .execute(&format!(
-                "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
-                idx.quoted(d),
-                self.target.quoted(d),
-                quoted.join(", ")
-            ))
+            .ensure_index(
+                idx.as_str(),
+                &self.target,
+                &format!(
+                    "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} ({})",
+                    idx.quoted(d),
+                    self.target.quoted(d),
+                    quoted.join(", ")
+                ),
+            )
             .await?;
         let k = self.keys_table(key);
         let defs = keys
@@ -87,12 +92,16 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .await?;
         let kidx = hashed("bfi_", &[&k.to_string(), KEY_RUN]);
         self.pool
-            .execute(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                kidx.quoted(d),
-                k.quoted(d),
-                self.q(KEY_RUN)
-            ))
+            .ensure_index(
+                kidx.as_str(),
+                &k,
+                &format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                    kidx.quoted(d),
+                    k.quoted(d),
+                    self.q(KEY_RUN)
+                ),
+            )
             .await?;
         Ok(())
     }

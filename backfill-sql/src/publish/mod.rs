@@ -216,12 +216,17 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             ))
             .await?;
         let idx = hashed("bfi_", &[&self.target.to_string(), "partition"]);
+        // Not a plain `execute`: see `ensure_index` (no SHARE lock on the target per publish).
         self.pool
-            .execute(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {t} ({})",
-                idx.quoted(d),
-                self.q(self.schema.partition_column)
-            ))
+            .ensure_index(
+                idx.as_str(),
+                &self.target,
+                &format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {t} ({})",
+                    idx.quoted(d),
+                    self.q(self.schema.partition_column)
+                ),
+            )
             .await?;
         Ok(())
     }
@@ -241,12 +246,16 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .await?;
         let idx = hashed("bfi_", &[&a.to_string(), ARCHIVED_BY]);
         self.pool
-            .execute(&format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                idx.quoted(d),
-                a.quoted(d),
-                self.q(ARCHIVED_BY)
-            ))
+            .ensure_index(
+                idx.as_str(),
+                &a,
+                &format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                    idx.quoted(d),
+                    a.quoted(d),
+                    self.q(ARCHIVED_BY)
+                ),
+            )
             .await?;
         Ok(())
     }
