@@ -3,8 +3,11 @@
 //! transaction (PostgreSQL's DDL is transactional). The detached tables are kept, so rollback swaps
 //! them back without reading staging.
 
+use std::collections::BTreeMap;
+
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::{PartitionKey, RunId};
+use backfill_core::publish::PublishRequest;
 use serde::de::DeserializeOwned;
 use sqlx::Row;
 
@@ -12,7 +15,7 @@ use crate::dialect::Dialect;
 use crate::error::db;
 use crate::ident::{Ident, QualifiedName};
 use crate::pool::SqlPool;
-use crate::publish::{hashed, refuse, Arg, Change, SqlPublisher, Stmt};
+use crate::publish::{counted, hashed, refuse, Arg, Change, SqlPublisher, Stmt};
 use crate::sink::column_list;
 
 /// Partition values go into `FOR VALUES IN ('…')`, which cannot be bound: only plain values are used.
@@ -44,14 +47,14 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         Ok(kind.as_deref() == Some("p"))
     }
 
-    /// The partition currently attached for `value`, schema-qualified.
-    async fn child_for(
+    /// The partitions currently attached, by their bound (`FOR VALUES IN ('…')`): the
+    /// schema-qualified name, or the name as the catalog has it when this crate cannot handle it
+    /// (refused only if the publication swaps that partition). One catalog query for all of them.
+    async fn children(
         &self,
-        run_id: &RunId,
-        value: &str,
-    ) -> backfill_core::Result<Option<QualifiedName>> {
+    ) -> backfill_core::Result<BTreeMap<String, Result<QualifiedName, String>>> {
         let SqlPool::Postgres(p) = &self.pool else {
-            return Ok(None);
+            return Ok(BTreeMap::new());
         };
         let rows = sqlx::query(
             "SELECT n.nspname::text AS nsp, c.relname::text AS rel, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = to_regclass($1)",
@@ -60,39 +63,42 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         .fetch_all(p)
         .await
         .map_err(db)?;
-        let want = format!("FOR VALUES IN ('{value}')");
+        let mut out = BTreeMap::new();
         for r in rows {
-            let bound: Option<String> = r.try_get("bound").map_err(db)?;
-            if bound.as_deref() == Some(want.as_str()) {
-                let nsp: String = r.try_get("nsp").map_err(db)?;
-                let rel: String = r.try_get("rel").map_err(db)?;
-                let name = Ident::new(&nsp)
-                    .and_then(|s| Ident::new(&rel).map(|t| QualifiedName::new(Some(s), t)))
-                    .map_err(|_| {
-                        refuse(
-                            run_id,
-                            format!("partition `{nsp}.{rel}` of {} has a name this crate does not handle", self.target),
-                        )
-                    })?;
-                return Ok(Some(name));
-            }
+            let Some(bound) = r.try_get::<Option<String>, _>("bound").map_err(db)? else {
+                continue;
+            };
+            let nsp: String = r.try_get("nsp").map_err(db)?;
+            let rel: String = r.try_get("rel").map_err(db)?;
+            let name = Ident::new(&nsp)
+                .and_then(|s| Ident::new(&rel).map(|t| QualifiedName::new(Some(s), t)))
+                .map_err(|_| format!("{nsp}.{rel}"));
+            out.insert(bound, name);
         }
-        Ok(None)
+        Ok(out)
     }
 
-    /// Builds one table per partition from staging and swaps it in, all inside the transaction.
+    /// The partitions the run replaces and the change that builds one table per partition from
+    /// staging and swaps it in, all inside the transaction.
+    ///
+    /// When the request's digests account for every staged row (see [`counted`]), their partitions
+    /// stand for the staged ones (no scan of staging) and each partition's INSERT must write exactly
+    /// its digest's rows, or the transaction is refused and nothing changes.
     pub(crate) async fn attach(
         &self,
         run_id: &RunId,
         staged: &crate::publish::Staged,
-        partitions: &[PartitionKey],
-    ) -> backfill_core::Result<Change> {
+        req: &PublishRequest<'_>,
+    ) -> backfill_core::Result<(Vec<PartitionKey>, Change)> {
+        let counted = counted(staged, req.digests);
+        let partitions = self.partitions(staged, req.manifest, counted).await?;
+        let children = self.children().await?;
         let d = Dialect::Postgres;
         let t = self.target.quoted(d);
         let cols = column_list(&self.schema, d, "");
         let part = d.quote(self.schema.partition_column);
         let mut stmts = Vec::new();
-        for p in partitions {
+        for p in &partitions {
             let lit = literal(run_id, p)?;
             let new = self.target.sibling(hashed(
                 "bfpart_",
@@ -107,15 +113,34 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 "ALTER TABLE {n} ADD CHECK ({part} IS NOT NULL AND {part} = {lit})"
             )));
             if let Some(src) = staged.source(d) {
-                stmts.push(Stmt::new(
+                let insert = Stmt::new(
                     format!(
                         "INSERT INTO {n} ({cols}) SELECT {} FROM {src} WHERE s.{part} = ?",
                         column_list(&self.schema, d, "s.")
                     ),
                     vec![p.as_str().into()],
-                ));
+                );
+                stmts.push(match counted {
+                    Some(digests) => insert.rows(
+                        digests.0.get(p).map_or(0, |d| d.rows),
+                        format!("staged rows of partition {p} (the ledger's digest counts)"),
+                    ),
+                    None => insert,
+                });
             }
-            let old = self.child_for(run_id, p.as_str()).await?;
+            let old = match children.get(&format!("FOR VALUES IN ({lit})")) {
+                None => None,
+                Some(Ok(old)) => Some(old.clone()),
+                Some(Err(name)) => {
+                    return Err(refuse(
+                        run_id,
+                        format!(
+                            "partition `{name}` of {} has a name this crate does not handle",
+                            self.target
+                        ),
+                    ))
+                }
+            };
             if let Some(old) = &old {
                 stmts.push(Stmt::plain(format!(
                     "ALTER TABLE {t} DETACH PARTITION {}",
@@ -136,11 +161,12 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 ],
             ));
         }
-        Ok(Change {
+        let change = Change {
             stmts,
             view: None,
             reference: format!("postgres:{} (detach/attach)", self.target),
-        })
+        };
+        Ok((partitions, change))
     }
 
     /// Swaps back the partitions `from` attached.

@@ -4,10 +4,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 use crate::dialect::Dialect;
 use crate::error::{db, Error};
@@ -76,6 +75,33 @@ impl ConnectOptions {
     }
 }
 
+/// A connection that sat idle in the pool for longer than this is pinged before it is handed out.
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool options every engine uses.
+///
+/// sqlx pings every connection it hands out by default (`test_before_acquire`): one more round trip
+/// before each statement run on the pool, about a dozen per publication. Here only a connection idle
+/// for [`PING_AFTER_IDLE`] or longer is pinged. The check still catches what it is for (a server
+/// restart, or a connection dropped by the network or an idle timeout while it sat in the pool),
+/// and sqlx also pings each connection when it is returned to the pool, closing it if that fails.
+/// What is left: a connection that broke less than a second after its release ping fails its next
+/// statement with an I/O error, which is transient (retryable), and sqlx then discards it.
+fn pool_options<DB: sqlx::Database>(opts: &ConnectOptions) -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
+        .max_connections(opts.max_connections)
+        .acquire_timeout(opts.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 impl SqlPool {
     /// Connects to `postgres://…`, `mysql://…` / `mariadb://…` or `sqlite:…` (the SQLite file is created
     /// if missing, in WAL mode with a busy timeout so several connections can share it).
@@ -106,12 +132,7 @@ impl SqlPool {
                 admin.close().await;
                 o = o.options([("search_path", ns.as_str())]);
             }
-            let pool = PgPoolOptions::new()
-                .max_connections(opts.max_connections)
-                .acquire_timeout(opts.acquire_timeout)
-                .connect_with(o)
-                .await
-                .map_err(db)?;
+            let pool = pool_options(opts).connect_with(o).await.map_err(db)?;
             Ok(Self::Postgres(pool))
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             let url = url.replacen("mariadb://", "mysql://", 1);
@@ -130,12 +151,7 @@ impl SqlPool {
                 admin.close().await;
                 o = o.database(ns.as_str());
             }
-            let pool = MySqlPoolOptions::new()
-                .max_connections(opts.max_connections)
-                .acquire_timeout(opts.acquire_timeout)
-                .connect_with(o)
-                .await
-                .map_err(db)?;
+            let pool = pool_options(opts).connect_with(o).await.map_err(db)?;
             Ok(Self::MySql(pool))
         } else if url.starts_with("sqlite:") {
             let o = SqliteConnectOptions::from_str(url)
@@ -144,12 +160,7 @@ impl SqlPool {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(opts.max_connections)
-                .acquire_timeout(opts.acquire_timeout)
-                .connect_with(o)
-                .await
-                .map_err(db)?;
+            let pool = pool_options(opts).connect_with(o).await.map_err(db)?;
             Ok(Self::Sqlite(pool))
         } else {
             Err(Error::Url(url.chars().take(20).collect()).into())
@@ -192,7 +203,7 @@ impl SqlPool {
         create: &str,
     ) -> backfill_core::Result<()> {
         if let Self::Postgres(p) = self {
-            if pg_index_exists(p, index, table).await? {
+            if pg_index_exists(p, table, index).await? {
                 return Ok(());
             }
         }
@@ -216,19 +227,32 @@ impl SqlPool {
     }
 }
 
-/// Whether `table` (as it would be written in SQL, resolved on the search path when unqualified)
-/// has an index named `index`. Reads only the catalog: no lock on the table.
-pub(crate) async fn pg_index_exists(
+/// What the catalog says of `table` (as it would be written in SQL, resolved on the search path
+/// when unqualified): its kind (`pg_class.relkind`: `r` table, `p` partitioned table, `v` view …)
+/// and whether it has an index named `index`; `None` when there is no such relation. One query that
+/// reads only the catalog: no lock on the table.
+pub(crate) async fn pg_relation(
     pg: &PgPool,
-    index: &str,
     table: &QualifiedName,
-) -> backfill_core::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) AND c.relname = $2)",
+    index: &str,
+) -> backfill_core::Result<Option<(String, bool)>> {
+    sqlx::query_as(
+        "SELECT c.relkind::text, EXISTS (SELECT 1 FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = c.oid AND x.relname = $2) FROM pg_class c WHERE c.oid = to_regclass($1)",
     )
     .bind(table.quoted(Dialect::Postgres))
     .bind(index)
-    .fetch_one(pg)
+    .fetch_optional(pg)
     .await
     .map_err(db)
+}
+
+/// Whether `table` has an index named `index` (see [`pg_relation`]).
+pub(crate) async fn pg_index_exists(
+    pg: &PgPool,
+    table: &QualifiedName,
+    index: &str,
+) -> backfill_core::Result<bool> {
+    Ok(pg_relation(pg, table, index)
+        .await?
+        .is_some_and(|(_, indexed)| indexed))
 }

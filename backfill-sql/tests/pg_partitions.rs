@@ -72,11 +72,27 @@ impl Target {
         data: Vec<Sla>,
         previous: Option<&str>,
     ) -> RunManifest {
+        let digests = PartitionDigests::of_rows(&data);
+        let (m, r) = self
+            .publish_with(run, months, data, &digests, previous)
+            .await;
+        r.unwrap();
+        m
+    }
+
+    /// Stages `data` as one chunk and publishes it with `digests` as the ledger's.
+    async fn publish_with(
+        &self,
+        run: &str,
+        months: &[&str],
+        data: Vec<Sla>,
+        digests: &PartitionDigests,
+        previous: Option<&str>,
+    ) -> (RunManifest, Result<PublishReceipt, Error>) {
         let at = Utc.with_ymd_and_hms(2026, 7, 4, 0, 0, 0).unwrap();
         let run_id = RunId::from(run);
         let ctx = TransformContext::fixed(run_id.clone(), ExecutionMode::Backfill, at);
         let chunk = ChunkId::from("c");
-        let digests = PartitionDigests::of_rows(&data);
         let receipt = self
             .sink
             .stage(
@@ -101,18 +117,18 @@ impl Target {
         m.target.mutation = Some(Mutation::ReplacePartitions);
         m.target.partitions = months.iter().map(|p| PartitionKey::from(*p)).collect();
         let prev = previous.map(RunId::from);
-        self.publisher
+        let r = self
+            .publisher
             .publish(PublishRequest {
                 run_id: &run_id,
                 manifest: &m,
-                digests: &digests,
+                digests,
                 artifacts: &artifacts,
                 previous: prev.as_ref(),
                 at,
             })
-            .await
-            .unwrap();
-        m
+            .await;
+        (m, r)
     }
 }
 
@@ -190,6 +206,7 @@ async fn replace_swaps_declarative_partitions_and_rolls_back() {
             .await;
         let receipt = t.publisher.inspect(&"bf-2".into()).await.unwrap().unwrap();
         assert!(receipt.reference.contains("detach/attach"), "{receipt:?}");
+        assert_eq!(receipt.rows, 6, "the rows swapped in");
         assert_eq!(
             current(&t.publisher, "2025-01").await,
             rows(&["2025-01"], 3, 7)
@@ -232,4 +249,80 @@ async fn replace_swaps_declarative_partitions_and_rolls_back() {
         .execute(pg)
         .await
         .unwrap();
+}
+
+/// The partitions to swap are the ledger's digests' when those account for every staged row (no
+/// scan of staging); each partition's INSERT must then write exactly its digest's rows, or nothing
+/// is published. Without usable digests the staged partitions are read from staging, as before.
+#[tokio::test]
+async fn attach_checks_every_partition_against_the_ledgers_digests() {
+    let Some(engine) = common::engine("postgres") else {
+        return;
+    };
+    let ns = engine.namespace("pgdigests");
+    let pool = ns.pool().await;
+    let SqlPool::Postgres(pg) = &pool else {
+        unreachable!()
+    };
+    sqlx::raw_sql(
+        "CREATE TABLE sla (case_id TEXT NOT NULL, month TEXT NOT NULL, breaches BIGINT NOT NULL, produced_by_run_id TEXT NOT NULL, produced_by_transform TEXT NOT NULL, transform_version TEXT NOT NULL, processing_mode TEXT NOT NULL, input_range TEXT NOT NULL, input_snapshot_id TEXT NULL, reference_data_version TEXT NOT NULL, produced_at TIMESTAMPTZ NOT NULL) PARTITION BY LIST (month); \
+         CREATE TABLE sla_01 PARTITION OF sla FOR VALUES IN ('2025-01'); \
+         CREATE TABLE sla_02 PARTITION OF sla FOR VALUES IN ('2025-02')",
+    )
+    .execute(pg)
+    .await
+    .unwrap();
+    let t = Target {
+        sink: SqlSink::new(pool.clone(), "sla").await.unwrap(),
+        publisher: SqlPublisher::new(pool.clone(), "sla").await.unwrap(),
+        name: "sla".into(),
+    };
+    let both = ["2025-01", "2025-02"];
+    t.publish("bf-1", &both, rows(&both, 5, 1), None).await;
+    let before = children(pg, "sla").await;
+
+    // Staging holds 3 + 3 rows; the digests claim 6 in January (the same total): January's INSERT
+    // writes 3 rows where they expect 6 (and February's 3 where they expect none), and the whole
+    // publication is refused.
+    let wrong = PartitionDigests::of_rows(&rows(&["2025-01"], 6, 2));
+    let (_, r) = t
+        .publish_with(
+            "bf-2",
+            &["2025-01"],
+            rows(&both, 3, 2),
+            &wrong,
+            Some("bf-1"),
+        )
+        .await;
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+    assert!(e.to_string().contains("the ledger's digest"), "{e}");
+    assert_eq!(t.publisher.inspect(&"bf-2".into()).await.unwrap(), None);
+    assert_eq!(children(pg, "sla").await, before, "nothing was swapped");
+    assert_eq!(
+        current(&t.publisher, "2025-01").await,
+        rows(&["2025-01"], 5, 1)
+    );
+
+    // Without digests (a caller that has none) the staged partitions are read from staging.
+    let (_, r) = t
+        .publish_with(
+            "bf-3",
+            &["2025-01"],
+            rows(&both, 3, 3),
+            &PartitionDigests::default(),
+            Some("bf-1"),
+        )
+        .await;
+    let receipt = r.unwrap();
+    assert_eq!(
+        receipt.partitions,
+        vec![PartitionKey::from("2025-01"), PartitionKey::from("2025-02")]
+    );
+    assert_eq!(receipt.rows, 6);
+    assert_eq!(
+        current(&t.publisher, "2025-02").await,
+        rows(&["2025-02"], 3, 3)
+    );
+    ns.drop().await;
 }

@@ -376,6 +376,45 @@ async fn artifacts_that_do_not_match_the_target_are_refused() {
     }
 }
 
+/// The staging table's rows per chunk are counted while the publishing transaction runs (on a spare
+/// connection when one is idle, else on the transaction's own) and the transaction commits only if
+/// they are the ledger's: both ways refuse a table that does not match, and publish nothing.
+#[tokio::test]
+async fn staged_counts_are_checked_before_the_commit_with_or_without_a_spare_connection() {
+    for engine in common::engines() {
+        for max in [1, 4] {
+            let ns = engine.namespace("counts");
+            let pool = ns.pool_with(max).await;
+            for (target, mutation) in [("sla_r", Mutation::ReplacePartitions), ("sla_m", merge())] {
+                let at = format!("{} {max} {target}", engine.name);
+                let parts = Parts::new(pool.clone(), target).await;
+                let m = manifest("bf-1", target, mutation, &["2025-01"]);
+                let data = rows(&["2025-01"], 6, 1, 1);
+                let digests = PartitionDigests::of_rows(&data);
+                let good = parts.stage(&m.run_id, data).await;
+                let mut bad = good.clone();
+                bad[0].rows += 1;
+                let e = parts.publish_staged(&m, &bad, &digests, None).await;
+                assert_eq!(e.unwrap_err().kind(), ErrorKind::Refused, "{at}");
+                // A row of the staging table moved to a chunk the ledger never accepted.
+                let stg = parts.sink.staging_table(&m.run_id).quoted(pool.dialect());
+                let moved = format!("UPDATE {stg} SET bf_chunk_id = 'zz' WHERE case_id = 'C-0000'");
+                exec(&pool, &moved).await;
+                let e = parts.publish_staged(&m, &good, &digests, None).await;
+                let e = e.unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Refused, "{at}: {e}");
+                assert!(e.to_string().contains("staging table"), "{at}: {e}");
+                assert_eq!(parts.pointer().await, None, "{at}");
+                assert!(parts.current("2025-01").await.is_empty(), "{at}");
+                exec(&pool, &moved.replace("'zz'", "'c0'")).await;
+                let r = parts.publish_staged(&m, &good, &digests, None).await;
+                assert_eq!(r.unwrap().rows, 6, "{at}");
+            }
+            ns.drop().await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn capabilities_list_every_mutation_and_the_descriptor_is_the_target() {
     let ns = common::engines()[0].namespace("caps");

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use backfill_core::digest::PartitionDigests;
 use backfill_core::ids::{ChunkId, PartitionKey, RunId};
+use backfill_core::manifest::RunManifest;
 use backfill_core::publish::PublishRequest;
 use backfill_core::Error as CoreError;
 
@@ -19,8 +21,10 @@ use crate::sink::{SqlArtifact, CHUNK_COLUMN};
 pub(crate) struct Staged {
     /// The staging table, or `None` when the run staged no chunk at all.
     pub(crate) table: Option<QualifiedName>,
-    /// Rows staged (the sum of the artifacts' row counts, which the table matched).
+    /// Rows staged (the sum of the artifacts' row counts, which the table must match).
     pub(crate) rows: u64,
+    /// Each artifact's chunk: the attempt and the rows the ledger recorded.
+    chunks: BTreeMap<String, (u32, u64)>,
 }
 
 impl Staged {
@@ -28,13 +32,65 @@ impl Staged {
     pub(crate) fn source(&self, d: Dialect) -> Option<String> {
         self.table.as_ref().map(|t| format!("{} s", t.quoted(d)))
     }
+
+    /// The query that counts the staging table's rows per chunk, for [`Self::verify_counts`];
+    /// `None` when nothing was staged.
+    pub(crate) fn count_sql(&self, d: Dialect) -> Option<String> {
+        let c = d.quote(CHUNK_COLUMN);
+        let t = self.table.as_ref()?;
+        Some(format!(
+            "SELECT {c}, COUNT(*) FROM {} GROUP BY {c}",
+            t.quoted(d)
+        ))
+    }
+
+    /// The table must hold exactly the artifacts' chunks, with the ledger's row counts: `counts`
+    /// is what [`Self::count_sql`] returned. The publishing transaction runs the count (beside its
+    /// statements, on a second connection when the pool has one idle) and commits only if this
+    /// passes.
+    pub(crate) fn verify_counts(
+        &self,
+        run: &RunId,
+        counts: Vec<(String, i64)>,
+    ) -> backfill_core::Result<()> {
+        let Some(table) = &self.table else {
+            return Ok(());
+        };
+        let chunks = &self.chunks;
+        let counts: BTreeMap<String, i64> = counts.into_iter().collect();
+        for (chunk, n) in &counts {
+            let Some((_, rows)) = chunks.get(chunk) else {
+                return Err(refuse(
+                    run,
+                    format!("staging table `{table}` holds chunk {chunk}, which the ledger has not accepted"),
+                ));
+            };
+            if u64::try_from(*n).ok() != Some(*rows) {
+                return Err(refuse(
+                    run,
+                    format!("chunk {chunk}: the ledger recorded {rows} rows, staging table `{table}` holds {n}"),
+                ));
+            }
+        }
+        if let Some((chunk, (_, rows))) = chunks
+            .iter()
+            .find(|(c, (_, rows))| *rows > 0 && !counts.contains_key(*c))
+        {
+            return Err(refuse(
+                run,
+                format!("chunk {chunk}: the ledger recorded {rows} rows, staging table `{table}` holds none"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl<R> SqlPublisher<R> {
     /// Parses the request's artifacts and checks them: each names a [`SqlArtifact`] of this target,
     /// staged beside it, for the chunk and attempt the ledger recorded; all name the one staging
-    /// table this database registered for the run; and that table holds exactly the artifacts'
-    /// chunks with the row counts the ledger recorded. Anything else is refused before publishing.
+    /// table this database registered for the run. Anything else is refused before publishing.
+    /// That the table holds exactly the artifacts' chunks with the row counts the ledger recorded
+    /// is checked before the publication commits ([`Staged::verify_counts`]).
     pub(crate) async fn staged(&self, req: &PublishRequest<'_>) -> backfill_core::Result<Staged> {
         let run = req.run_id;
         let target = self.target.to_string();
@@ -86,14 +142,15 @@ impl<R> SqlPublisher<R> {
             return Ok(Staged {
                 table: None,
                 rows: 0,
+                chunks,
             });
         };
         self.check_registered(run, &table).await?;
         self.check_fences(run, &chunks).await?;
-        self.check_counts(run, &table, &chunks).await?;
         Ok(Staged {
             table: Some(table),
             rows: chunks.values().map(|(_, rows)| rows).sum(),
+            chunks,
         })
     }
 
@@ -161,51 +218,30 @@ impl<R> SqlPublisher<R> {
         Ok(())
     }
 
-    /// The table must hold exactly the artifacts' chunks, with the ledger's row counts.
-    async fn check_counts(
+    /// The partitions a publication covers: the staged rows' and the manifest's, sorted.
+    ///
+    /// The staged rows' partitions are read from the staging table (one scan), unless `counted`
+    /// gives the ledger's digests and they account for every staged row: then their partitions are
+    /// taken as they are, and the caller must check in its transaction that each partition holds
+    /// exactly its digest's rows (see [`counted`]).
+    pub(crate) async fn partitions(
         &self,
-        run: &RunId,
-        table: &QualifiedName,
-        chunks: &BTreeMap<String, (u32, u64)>,
-    ) -> backfill_core::Result<()> {
-        let d = self.pool.dialect();
-        let c = d.quote(CHUNK_COLUMN);
-        let sql = format!("SELECT {c}, COUNT(*) FROM {} GROUP BY {c}", table.quoted(d));
-        let counts: Vec<(String, i64)> = with_pool!(&self.pool, p => {
-            sqlx::query_as(&sql).fetch_all(p).await.map_err(db)?
-        });
-        let counts: BTreeMap<String, i64> = counts.into_iter().collect();
-        for (chunk, n) in &counts {
-            let Some((_, rows)) = chunks.get(chunk) else {
-                return Err(refuse(
-                    run,
-                    format!("staging table `{table}` holds chunk {chunk}, which the ledger has not accepted"),
-                ));
-            };
-            if u64::try_from(*n).ok() != Some(*rows) {
-                return Err(refuse(
-                    run,
-                    format!("chunk {chunk}: the ledger recorded {rows} rows, staging table `{table}` holds {n}"),
-                ));
-            }
-        }
-        if let Some((chunk, (_, rows))) = chunks
-            .iter()
-            .find(|(c, (_, rows))| *rows > 0 && !counts.contains_key(*c))
-        {
-            return Err(refuse(
-                run,
-                format!("chunk {chunk}: the ledger recorded {rows} rows, staging table `{table}` holds none"),
-            ));
-        }
-        Ok(())
+        staged: &Staged,
+        manifest: &RunManifest,
+        counted: Option<&PartitionDigests>,
+    ) -> backfill_core::Result<Vec<PartitionKey>> {
+        let mut partitions = match counted {
+            Some(digests) => digests.0.keys().cloned().collect(),
+            None => self.staged_partitions(staged).await?,
+        };
+        partitions.extend(manifest.target.partitions.iter().cloned());
+        partitions.sort();
+        partitions.dedup();
+        Ok(partitions)
     }
 
     /// The distinct partitions of the staged rows.
-    pub(crate) async fn staged_partitions(
-        &self,
-        staged: &Staged,
-    ) -> backfill_core::Result<Vec<PartitionKey>> {
+    async fn staged_partitions(&self, staged: &Staged) -> backfill_core::Result<Vec<PartitionKey>> {
         let d = self.pool.dialect();
         let Some(src) = staged.source(d) else {
             return Ok(Vec::new());
@@ -215,6 +251,17 @@ impl<R> SqlPublisher<R> {
         let v: Vec<String> = with_pool!(&self.pool, pool => sqlx::query_scalar(&sql).fetch_all(pool).await.map_err(db)?);
         Ok(v.into_iter().map(PartitionKey::from).collect())
     }
+}
+
+/// The request's digests when their row counts add up to the staged rows (checked against the
+/// staging table), so that their partitions can stand for the staged rows' partitions. Not when
+/// nothing was staged, nor when a caller passed no digests or digests of other rows.
+pub(crate) fn counted<'a>(
+    staged: &Staged,
+    digests: &'a PartitionDigests,
+) -> Option<&'a PartitionDigests> {
+    let total: u64 = digests.0.values().map(|d| d.rows).sum();
+    (staged.rows > 0 && total == staged.rows).then_some(digests)
 }
 
 fn fenced(run: &RunId, chunk: &ChunkId, attempt: u32, current: u32) -> CoreError {

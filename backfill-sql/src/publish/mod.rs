@@ -31,13 +31,13 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use tx::{Arg, Stmt};
 
-pub(crate) use self::artifacts::Staged;
+pub(crate) use self::artifacts::{counted, Staged};
 use self::tx::{commit, Outcome};
 use self::view::ViewSwitch;
 use crate::dialect::Dialect;
 use crate::ident::{Ident, QualifiedName};
 use crate::migrate::migrate;
-use crate::pool::SqlPool;
+use crate::pool::{pg_relation, SqlPool};
 use crate::row::{RowSchema, SqlRow};
 use crate::sink::{check_columns, column_ddl};
 
@@ -203,10 +203,18 @@ impl<R> SqlPublisher<R> {
 }
 
 impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
-    /// Creates the target's schema and table (with an index on the partition column) if missing.
-    /// DDL runs outside the publishing transaction: MySQL commits implicitly around it.
-    pub(crate) async fn ensure_target(&self) -> backfill_core::Result<()> {
+    /// Creates the target's schema and table (with an index on the partition column) if missing,
+    /// and says whether the target is a declaratively partitioned PostgreSQL table. DDL runs outside
+    /// the publishing transaction: MySQL commits implicitly around it. On PostgreSQL, when the
+    /// target and its index are there, one catalog query answers all of it.
+    pub(crate) async fn ensure_target(&self) -> backfill_core::Result<bool> {
         let d = self.d();
+        let idx = hashed("bfi_", &[&self.target.to_string(), "partition"]);
+        if let SqlPool::Postgres(pg) = &self.pool {
+            if let Some((kind, true)) = pg_relation(pg, &self.target, idx.as_str()).await? {
+                return Ok(kind == "p");
+            }
+        }
         self.target.ensure_schema(&self.pool).await?;
         let t = self.target.quoted(d);
         self.pool
@@ -215,7 +223,6 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 column_ddl(&self.schema, d)
             ))
             .await?;
-        let idx = hashed("bfi_", &[&self.target.to_string(), "partition"]);
         // Not a plain `execute`: see `ensure_index` (no SHARE lock on the target per publish).
         self.pool
             .ensure_index(
@@ -228,7 +235,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 ),
             )
             .await?;
-        Ok(())
+        self.is_partitioned().await
     }
 
     /// Creates the archive table if missing.
@@ -260,16 +267,17 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         Ok(())
     }
 
-    /// What publishing `run_id` with `mutation` changes (DDL it needs has run when this returns).
+    /// The partitions publishing `run_id` with `mutation` covers (the staged rows' and the
+    /// manifest's, sorted) and what it changes (DDL it needs has run when this returns).
     async fn change(
         &self,
         mutation: &Mutation,
         run_id: &RunId,
         staged: &Staged,
-        partitions: &[PartitionKey],
-    ) -> backfill_core::Result<Change> {
-        match mutation {
-            Mutation::ReplacePartitions => self.replace(run_id, staged, partitions).await,
+        req: &PublishRequest<'_>,
+    ) -> backfill_core::Result<(Vec<PartitionKey>, Change)> {
+        let change = match mutation {
+            Mutation::ReplacePartitions => return self.replace(run_id, staged, req).await,
             Mutation::MergeByKey {
                 key,
                 version_column,
@@ -281,7 +289,8 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 adapter: crate::error::ADAPTER,
                 operation: "publish correction_events to a SQL table",
             }),
-        }
+        }?;
+        Ok((self.partitions(staged, req.manifest, None).await?, change))
     }
 
     /// Adds the view switch to the transaction where DDL is transactional; otherwise returns it
@@ -353,11 +362,7 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
                 });
             }
         }
-        let mut partitions = self.staged_partitions(&staged).await?;
-        partitions.extend(req.manifest.target.partitions.iter().cloned());
-        partitions.sort();
-        partitions.dedup();
-        let change = self.change(&mutation, run, &staged, &partitions).await?;
+        let (partitions, change) = self.change(&mutation, run, &staged, &req).await?;
         let relation = self.relation_for(mutation.name())?;
         let receipt = PublishReceipt {
             run_id: run.clone(),
@@ -373,7 +378,7 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
         stmts.extend(change.stmts);
         stmts.push(self.move_pointer(current, run, mutation.name(), &relation.to_string(), req.at));
         let after = self.place_switch(&mut stmts, change.view);
-        if commit(&self.pool, run, &stmts).await? == Outcome::AlreadyRecorded {
+        if commit(&self.pool, run, &stmts, Some(&staged)).await? == Outcome::AlreadyRecorded {
             return self.finish(run).await;
         }
         if let Some(s) = after {
@@ -458,7 +463,7 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
             req.at,
         ));
         let after = self.place_switch(&mut stmts, change.view);
-        if commit(&self.pool, req.from, &stmts).await? == Outcome::AlreadyRecorded {
+        if commit(&self.pool, req.from, &stmts, None).await? == Outcome::AlreadyRecorded {
             return self
                 .finish_rollback(req.from, req.to)
                 .await?

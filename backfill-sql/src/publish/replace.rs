@@ -5,6 +5,7 @@
 
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::{PartitionKey, RunId};
+use backfill_core::publish::PublishRequest;
 use serde::de::DeserializeOwned;
 
 use super::artifacts::Staged;
@@ -30,17 +31,18 @@ pub(crate) fn in_list(partitions: &[PartitionKey]) -> (String, Vec<Arg>) {
 }
 
 impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
-    /// Archive the run's partitions, delete them, insert the staged rows.
+    /// The partitions the run replaces (the staged rows' and the manifest's) and what replacing
+    /// them changes: archive them, delete them, insert the staged rows.
     pub(crate) async fn replace(
         &self,
         run_id: &RunId,
         staged: &Staged,
-        partitions: &[PartitionKey],
-    ) -> backfill_core::Result<Change> {
-        self.ensure_target().await?;
-        if self.is_partitioned().await? {
-            return self.attach(run_id, staged, partitions).await;
+        req: &PublishRequest<'_>,
+    ) -> backfill_core::Result<(Vec<PartitionKey>, Change)> {
+        if self.ensure_target().await? {
+            return self.attach(run_id, staged, req).await;
         }
+        let partitions = self.partitions(staged, req.manifest, None).await?;
         self.ensure_archive().await?;
         let d = self.d();
         let t = self.target.quoted(d);
@@ -48,7 +50,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         let cols = column_list(&self.schema, d, "");
         let part = self.q(self.schema.partition_column);
         let arch = self.q(ARCHIVED_BY);
-        let (in_list, parts) = in_list(partitions);
+        let (in_list, parts) = in_list(&partitions);
         let mut stmts = vec![
             Stmt::new(
                 format!("INSERT INTO {a} ({arch}, {cols}) SELECT ?, {cols} FROM {t} WHERE {part} IN ({in_list})"),
@@ -62,11 +64,12 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 column_list(&self.schema, d, "s.")
             )));
         }
-        Ok(Change {
+        let change = Change {
             stmts,
             view: None,
             reference: format!("{}:{}", d.name(), self.target),
-        })
+        };
+        Ok((partitions, change))
     }
 
     /// Delete what `from` published in its partitions and restore what it archived.

@@ -3,6 +3,8 @@
 use backfill_core::ids::RunId;
 use backfill_core::Error as CoreError;
 
+use super::artifacts::Staged;
+use crate::dialect::Dialect;
 use crate::error::{db, is_unique_violation};
 use crate::pool::{with_pool, SqlPool};
 
@@ -51,6 +53,14 @@ pub(crate) enum Check {
         /// The run the pointer was expected to name.
         expected: String,
     },
+    /// The statement must write exactly this many rows; otherwise the publication is refused and
+    /// nothing changes.
+    Rows {
+        /// Rows it must write.
+        expected: u64,
+        /// What they are, for the refusal.
+        what: String,
+    },
 }
 
 /// One statement, its bound values and how its outcome is checked.
@@ -82,6 +92,20 @@ impl Stmt {
         self
     }
 
+    /// Marks the statement as writing exactly `expected` rows (see [`Check::Rows`]).
+    pub(crate) fn rows(mut self, expected: u64, what: impl Into<String>) -> Self {
+        self.check = Check::Rows {
+            expected,
+            what: what.into(),
+        };
+        self
+    }
+
+    /// Whether the statement can go in a simple-query batch: no bound values, nothing to check.
+    fn batchable(&self) -> bool {
+        self.args.is_empty() && self.check == Check::Any
+    }
+
     /// Marks the statement as a compare-and-set (see [`Check::Cas`]).
     pub(crate) fn cas(mut self, target: &str, expected: Option<&RunId>) -> Self {
         self.check = Check::Cas {
@@ -111,37 +135,100 @@ fn moved(run_id: &RunId, target: &str, expected: &str) -> CoreError {
 }
 
 /// Runs `stmts` in one transaction and commits it, unless a [`Check`] fails (then nothing changes).
+///
+/// `staged`, when given, must pass [`Staged::verify_counts`] before the commit: its count query
+/// runs on a second connection while the statements run, when the pool has one idle (so the scan
+/// of the staging table adds no time before the commit), or else on the transaction's connection
+/// after the statements. The statements never write the staging table, so both see the same rows.
+/// A spare connection is only taken if idle, never waited for: a transaction never holds one
+/// connection while it waits for another.
+///
+/// On PostgreSQL consecutive statements without bound values or checks (DDL, `INSERT … SELECT`)
+/// go to the server together as one simple-query batch, one round trip instead of two each (parse,
+/// then execute); inside the transaction they still commit or roll back with the rest.
 pub(crate) async fn commit(
     pool: &SqlPool,
     run_id: &RunId,
     stmts: &[Stmt],
+    staged: Option<&Staged>,
 ) -> backfill_core::Result<Outcome> {
     let d = pool.dialect();
+    let batch = d == Dialect::Postgres;
+    let count = staged.and_then(|s| s.count_sql(d));
     with_pool!(pool, p => {
         let mut tx = p.begin().await.map_err(db)?;
-        for s in stmts {
-            let sql = d.sql(&s.sql);
-            let mut q = sqlx::query(&sql);
-            for a in &s.args {
-                q = match a {
-                    Arg::Text(t) => q.bind(t.as_str()),
-                    Arg::Int(i) => q.bind(*i),
-                    Arg::Null => q.bind(None::<String>),
-                };
+        // Taken after the transaction's own connection, and only if one is idle.
+        let spare = count.as_ref().and_then(|_| p.try_acquire());
+        let work = async {
+            let mut i = 0;
+            while i < stmts.len() {
+                let s = &stmts[i];
+                i += 1;
+                if batch && s.batchable() {
+                    let mut sql = s.sql.clone();
+                    while let Some(next) = stmts.get(i).filter(|n| n.batchable()) {
+                        sql.push_str(";\n");
+                        sql.push_str(&next.sql);
+                        i += 1;
+                    }
+                    // A plain string runs as a simple query (no parse round trip; several statements).
+                    sqlx::Executor::execute(&mut *tx, sql.as_str()).await.map_err(db)?;
+                    continue;
+                }
+                let sql = d.sql(&s.sql);
+                let mut q = sqlx::query(&sql);
+                for a in &s.args {
+                    q = match a {
+                        Arg::Text(t) => q.bind(t.as_str()),
+                        Arg::Int(i) => q.bind(*i),
+                        Arg::Null => q.bind(None::<String>),
+                    };
+                }
+                match (q.execute(&mut *tx).await, &s.check) {
+                    (Err(e), Check::Claim) if is_unique_violation(&e) => {
+                        return Ok(Some(Outcome::AlreadyRecorded))
+                    }
+                    (Err(e), Check::Cas { target, expected }) if is_unique_violation(&e) => {
+                        return Err(moved(run_id, target, expected))
+                    }
+                    (Err(e), _) => return Err(db(e)),
+                    (Ok(r), Check::Cas { target, expected }) if r.rows_affected() != 1 => {
+                        return Err(moved(run_id, target, expected))
+                    }
+                    (Ok(r), Check::Rows { expected, what }) if r.rows_affected() != *expected => {
+                        return Err(super::refuse(
+                            run_id,
+                            format!("{what}: {} rows, expected {expected}", r.rows_affected()),
+                        ))
+                    }
+                    (Ok(_), _) => {}
+                }
             }
-            match (q.execute(&mut *tx).await, &s.check) {
-                (Err(e), Check::Claim) if is_unique_violation(&e) => {
-                    return Ok(Outcome::AlreadyRecorded)
-                }
-                (Err(e), Check::Cas { target, expected }) if is_unique_violation(&e) => {
-                    return Err(moved(run_id, target, expected))
-                }
-                (Err(e), _) => return Err(db(e)),
-                (Ok(r), Check::Cas { target, expected }) if r.rows_affected() != 1 => {
-                    return Err(moved(run_id, target, expected))
-                }
-                (Ok(_), _) => {}
+            Ok::<_, CoreError>(None)
+        };
+        // Both run to completion (a query is never dropped half-way on a pooled connection).
+        let (done, counted) = match (count.as_deref(), spare) {
+            (Some(sql), Some(mut conn)) => {
+                let counting = sqlx::query_as::<_, (String, i64)>(sql).fetch_all(&mut *conn);
+                let (done, counts) = futures::join!(work, counting);
+                (done, counts.ok())
             }
+            _ => (work.await, None),
+        };
+        if let Some(outcome) = done? {
+            return Ok(outcome);
+        }
+        if let (Some(staged), Some(sql)) = (staged, count.as_deref()) {
+            // Counted on the transaction's connection when no spare one was idle, or when the
+            // spare failed (try_acquire does not ping: one idle for long may have been closed).
+            let counts = match counted {
+                Some(counts) => counts,
+                None => sqlx::query_as::<_, (String, i64)>(sql)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?,
+            };
+            staged.verify_counts(run_id, counts)?;
         }
         tx.commit().await.map_err(db)?;
     });

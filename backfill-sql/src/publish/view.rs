@@ -87,7 +87,7 @@ impl<R> SqlPublisher<R> {
         run_id: &RunId,
         s: &ViewSwitch,
     ) -> backfill_core::Result<()> {
-        commit(&self.pool, run_id, &self.switch_sql(s))
+        commit(&self.pool, run_id, &self.switch_sql(s), None)
             .await
             .map(drop)
     }
