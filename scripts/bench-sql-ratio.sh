@@ -6,7 +6,7 @@
 #   pg_attach_partition   sql_publisher - hand_sql_same_statements   goal <= 5 ms
 #                         (and sql_publisher_one_connection - hand: the same without a spare connection)
 # Both sides of a pair are measured in the same run, against the same server; odd runs measure the
-# baseline first, even runs the candidate first (BENCH_REVERSE=1).
+# baseline first, even runs the candidate first (BENCH_REVERSE=1); other functions come after both.
 #
 # Usage: scripts/bench-sql-ratio.sh [RUNS]
 # Uses BACKFILL_TEST_PG_URL when set; otherwise starts a throwaway server with scripts/services.sh
@@ -31,7 +31,7 @@ dir="${CARGO_TARGET_DIR:-target}/criterion"
 out="$(mktemp -d)"
 cargo bench -p backfill-sql --bench postgres --no-run
 for i in $(seq 1 "$runs"); do
-  # Even runs register each group's functions in reverse (the candidate first), so neither side
+  # Even runs measure the candidate before the baseline (BENCH_REVERSE=1), so neither side
   # always runs on a database the other's iterations have aged.
   reverse=$(( (i + 1) % 2 ))
   echo "== run $i of $runs ($([ "$reverse" = 1 ] && echo candidate || echo baseline) first)," \

@@ -4,9 +4,10 @@
 //!
 //! Every replacement leaves the replaced partition's old rows dead in the target. The untimed setup of
 //! each iteration, on every side, vacuums and analyzes the target, the archive and the run's staging
-//! table, so each side starts from the same table state whatever order the functions run in and
-//! whenever autovacuum would have come by. `scripts/bench-sql-ratio.sh` runs this several times and
-//! prints medians and ranges.
+//! table, discards the staging of earlier iterations and runs a CHECKPOINT, so each side starts from
+//! the same state whatever order the functions run in and whenever autovacuum would have come by.
+//! `scripts/bench-sql-ratio.sh` runs this several times, alternating which side goes first
+//! (`BENCH_REVERSE`), and prints medians and ranges.
 //!
 //! Needs `BACKFILL_TEST_PG_URL` (scripts/services.sh provisions one); without it, it says so and exits.
 //! `BENCH_ROWS` (default 1,000,000) and `BENCH_TABLE_ROWS` (default 1,200,000) set the sizes.
@@ -15,6 +16,7 @@
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use backfill_core::context::{ExecutionMode, TransformContext};
@@ -234,15 +236,24 @@ fn publishing<'a>(
 /// A group's function: its name and its routine.
 type Routine<'a> = (&'static str, Box<dyn FnMut(&mut Bencher<'_>) + 'a>);
 
-/// Runs a group's functions in the order given, or in reverse when `BENCH_REVERSE=1`:
-/// `scripts/bench-sql-ratio.sh` alternates the two, so that neither side always runs on a database
-/// the other's iterations have aged (catalog entries of created and dropped tables, WAL).
+/// Runs a group's functions: the baseline, the candidate, then any others; with `BENCH_REVERSE=1`
+/// the candidate before the baseline. `scripts/bench-sql-ratio.sh` alternates the two, so that
+/// neither side always runs first on a database the other's iterations have aged.
 fn in_order(g: &mut BenchmarkGroup<'_, WallTime>, mut fns: Vec<Routine<'_>>) {
     if std::env::var("BENCH_REVERSE").is_ok_and(|v| v == "1") {
-        fns.reverse();
+        fns.swap(0, 1);
     }
     for (name, mut f) in fns {
         g.bench_function(name, |b| f(b));
+    }
+}
+
+/// Discards the staging of the runs staged before `now` (published by then; rollback never reads
+/// staging), so the database does not grow by a staged run per iteration.
+async fn discard_earlier(sink: &SqlSink<Row>, staged: &Mutex<Vec<RunId>>, now: &RunId) {
+    let earlier = std::mem::replace(&mut *staged.lock().unwrap(), vec![now.clone()]);
+    for run in earlier {
+        sink.discard(&run).await.unwrap();
     }
 }
 
@@ -392,18 +403,21 @@ fn bench(c: &mut Criterion) {
     // What the runner hands the publisher with every run (computed once, outside the timing).
     let digests = PartitionDigests::of_rows(&replacement);
     let hand_cols = cols.replace(", \"bf_chunk_id\"", "");
-    let archive = rt.block_on(publisher_archive(&pg));
+    let archive: String = rt.block_on(sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'bfa_%'").fetch_one(&pg)).unwrap();
+    let published = Mutex::new(Vec::new());
     // Untimed, before every iteration of every side: stage the run, then the same starting state
     // (see the module doc).
     let stage_settled = |prefix: &str| {
         rt.block_on(async {
             let staged = stage(&sink, &next(prefix), &replacement, at).await;
+            discard_earlier(&sink, &published, &staged.run).await;
             let stg = sink.staging_table(&staged.run).quoted(d);
             exec(
                 &pg,
                 &format!("VACUUM (ANALYZE) bench_target, \"{archive}\", {stg}"),
             )
             .await;
+            exec(&pg, "CHECKPOINT").await;
             staged
         })
     };
@@ -431,6 +445,10 @@ fn bench(c: &mut Criterion) {
         )
     })));
     fns.push((
+        "sql_publisher",
+        publishing(&rt, &publisher, &digests, at, || stage_settled("bf-pub")),
+    ));
+    fns.push((
         "hand_sql_without_archive",
         Box::new(|b: &mut Bencher<'_>| {
             b.iter_batched(
@@ -456,10 +474,6 @@ fn bench(c: &mut Criterion) {
                 BatchSize::PerIteration,
             )
         }),
-    ));
-    fns.push((
-        "sql_publisher",
-        publishing(&rt, &publisher, &digests, at, || stage_settled("bf-pub")),
     ));
     in_order(&mut g, fns);
     g.finish();
@@ -493,12 +507,15 @@ fn bench(c: &mut Criterion) {
         assert!(receipt.reference.contains("detach/attach"), "{receipt:?}");
         assert_eq!(receipt.rows, per_part as u64);
     });
-    // Untimed, before every iteration: stage the run, vacuum its staging table, and drop the partitions
-    // earlier iterations detached (the publisher keeps them for rollback; nothing here rolls back), so
-    // the database does not grow by a partition per iteration. Returns the run and p03's current table.
+    // Untimed, before every iteration: stage the run, discard earlier runs' staging, vacuum the run's
+    // staging table, drop the partitions earlier iterations detached (the publisher keeps them for
+    // rollback; nothing here rolls back), so the database does not grow by a partition per iteration,
+    // and checkpoint. Returns the run and p03's current table.
+    let published_parts = Mutex::new(Vec::new());
     let stage_parts = |prefix: &str| {
         rt.block_on(async {
             let staged = stage(&parts_sink, &next(prefix), &replacement, at).await;
+            discard_earlier(&parts_sink, &published_parts, &staged.run).await;
             let stg = parts_sink.staging_table(&staged.run).quoted(d);
             exec(&pg, &format!("VACUUM (ANALYZE) {stg}")).await;
             let detached: Vec<String> = sqlx::query_scalar(
@@ -517,6 +534,7 @@ fn bench(c: &mut Criterion) {
             .fetch_one(&pg)
             .await
             .unwrap();
+            exec(&pg, "CHECKPOINT").await;
             (staged, current)
         })
     };
@@ -578,13 +596,6 @@ fn bench(c: &mut Criterion) {
         table_rows,
         "every swap keeps the table's size"
     );
-}
-
-async fn publisher_archive(pg: &PgPool) -> String {
-    sqlx::query_scalar("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'bfa_%'")
-        .fetch_one(pg)
-        .await
-        .unwrap()
 }
 
 criterion_group!(benches, bench);
