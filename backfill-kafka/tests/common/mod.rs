@@ -131,3 +131,20 @@ pub fn kcat_dump(brokers: &str, topic: &str) -> Vec<String> {
     .map(str::to_owned)
     .collect()
 }
+
+/// Consumer groups the broker knows, as `(group, committed offsets)` lines from an admin listing.
+pub fn committed_groups(brokers: &str) -> Vec<String> {
+    use rdkafka::consumer::Consumer;
+    let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    let groups = c
+        .fetch_group_list(None, Duration::from_secs(10))
+        .expect("group list");
+    groups
+        .groups()
+        .iter()
+        .map(|g| g.name().to_owned())
+        .collect()
+}
