@@ -3,6 +3,7 @@
 # directory, and exports their URLs:
 #   BACKFILL_TEST_PG_URL     postgres://backfill:backfill@127.0.0.1:<port>/backfill
 #   BACKFILL_TEST_MYSQL_URL  mysql://backfill:backfill@127.0.0.1:<port>/backfill
+#   BACKFILL_TEST_KAFKA_BROKERS  127.0.0.1:<port> (a Kafka-protocol broker, scripts/kafka-broker.sh)
 # Installs Debian's packages when the server binaries are missing. Source it (`. scripts/services.sh`)
 # and call `services_start`; `services_stop` (also run on EXIT) stops the servers and removes the data.
 # A URL already set in the environment is used as it is and nothing is started for it.
@@ -90,6 +91,30 @@ _start_mariadb() {
   _svc_log "MariaDB $("$server" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
 
+# What backfill-kafka's build needs on a fresh Debian: rdkafka compiles its bundled librdkafka with
+# the C toolchain and links the system zlib.
+services_build_prereqs() {
+  local missing=()
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v perl >/dev/null 2>&1 || missing+=(perl)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  [ -f /usr/include/zlib.h ] || missing+=(zlib1g-dev)
+  [ "${#missing[@]}" -eq 0 ] || _apt_install "${missing[@]}"
+}
+
+_start_kafka() {
+  # kcat is the independent Kafka reader/writer of the tests; librdkafka's bundled build needs a C
+  # toolchain, make and zlib's headers.
+  command -v kcat >/dev/null 2>&1 || _apt_install kcat || return 1
+  local dir="$BACKFILL_SERVICES_DIR/kafka" port line
+  port="$(_free_port)"
+  line="$(bash "$(dirname "${BASH_SOURCE[0]}")/kafka-broker.sh" "$port" "$dir")" || return 1
+  export BACKFILL_TEST_KAFKA_BROKERS="127.0.0.1:$port"
+  _BACKFILL_KAFKA_STOP="kill $(cat "$dir/broker.pid")"
+  _svc_log "Kafka-protocol broker (noida-db) on 127.0.0.1:$port ($line)"
+}
+
 services_start() {
   if [ -z "$BACKFILL_SERVICES_DIR" ]; then
     BACKFILL_SERVICES_DIR="$(mktemp -d /tmp/backfill-services.XXXXXX)"
@@ -104,11 +129,16 @@ services_start() {
   if [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ]; then
     _start_mariadb || _svc_log "MariaDB could not be started"
   fi
+  if [ -z "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
+    _start_kafka || _svc_log "the Kafka broker could not be started"
+  fi
 }
 
 services_stop() {
   [ -n "${_BACKFILL_PG_STOP:-}" ] && { eval "$_BACKFILL_PG_STOP" >/dev/null 2>&1 || true; }
   [ -n "${_BACKFILL_MARIADB_STOP:-}" ] && { eval "$_BACKFILL_MARIADB_STOP" >/dev/null 2>&1 || true; }
+  [ -n "${_BACKFILL_KAFKA_STOP:-}" ] && { eval "$_BACKFILL_KAFKA_STOP" >/dev/null 2>&1 || true; }
+  _BACKFILL_KAFKA_STOP=""
   _BACKFILL_PG_STOP=""
   _BACKFILL_MARIADB_STOP=""
   if [ -n "$BACKFILL_SERVICES_DIR" ] && [ -d "$BACKFILL_SERVICES_DIR" ]; then

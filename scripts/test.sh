@@ -6,19 +6,23 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+
+step "build prerequisites (librdkafka's bundled C build: gcc, make, zlib headers)"
+services_build_prereqs
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "services: PostgreSQL and MariaDB on loopback (installed from Debian's packages if missing)"
-# shellcheck source=scripts/services.sh
-. scripts/services.sh
+step "services: PostgreSQL, MariaDB and a Kafka-protocol broker on loopback (installed if missing)"
 services_start
-if [ -z "${BACKFILL_TEST_PG_URL:-}" ] || [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ]; then
+if [ -z "${BACKFILL_TEST_PG_URL:-}" ] || [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ] || [ -z "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
   if [ "${BACKFILL_ALLOW_MISSING_SERVICES:-}" != "1" ]; then
-    echo "a database engine could not be started: failing (see the [services] lines above;" >&2
+    echo "a database engine or the Kafka broker could not be started: failing (see the [services] lines above;" >&2
     echo "set BACKFILL_ALLOW_MISSING_SERVICES=1 to run without it, with loud skips)" >&2
     exit 1
   fi

@@ -13,6 +13,7 @@ pub mod sink;
 pub mod source;
 mod topics;
 
+pub use produce::produce_plain;
 pub use admin::{delete_topic, ensure_topic, partition_count, watermarks};
 pub use codec::{JsonCodec, ReplayCodec, ReplayRecord, RowCodec};
 pub use config::KafkaConfig;

@@ -228,3 +228,41 @@ impl Drop for TxProducer {
         }
     }
 }
+
+/// Produces `(key, value)` records to `topic` with a plain (non-transactional) producer, partitioned
+/// by key: for seeding topics in tests and examples, not for backfill output (use the staging sink).
+pub async fn produce_plain(
+    config: &KafkaConfig,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Result<()> {
+    let p: ThreadedProducer<Tracker> = config
+        .client()
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "500000")
+        .create_with_context(Tracker::default())
+        .map_err(|e| client("creating a producer", e))?;
+    for (k, v) in records {
+        let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).key(k.as_bytes()).payload(&v);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((ClientError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(client(format!("producing to {topic}"), e)),
+            }
+        }
+    }
+    let timeout = config.call_timeout();
+    let p = Arc::new(p);
+    let q = Arc::clone(&p);
+    blocking(move || q.flush(timeout).map_err(|e| client("flushing", e))).await?;
+    let s = p.context().state.lock().map_err(|_| crate::error::corrupt("delivery tracker", "poisoned"))?;
+    match &s.error {
+        Some(e) => Err(crate::error::corrupt(format!("delivery to {topic}"), e)),
+        None => Ok(()),
+    }
+}

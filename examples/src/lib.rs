@@ -2,9 +2,12 @@
 //!
 //! - [`sla`]: the main job, the regulatory SLA restatement of the seed's case study, on SQLite by
 //!   default (`cargo run -p backfill-examples`).
+//! - [`kafka_replay`]: an exact offset-range replay into a backfill topic
+//!   (`cargo run -p backfill-examples --example kafka_replay -- --brokers HOST:PORT`).
 //! - `examples/quickstart.rs`: a restatement in memory, from manifest to rollback
 //!   (`cargo run -p backfill-examples --example quickstart`).
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod kafka_replay;
 pub mod sla;
