@@ -13,11 +13,11 @@ pub mod sink;
 pub mod source;
 mod topics;
 
-pub use produce::produce_plain;
 pub use admin::{delete_topic, ensure_topic, partition_count, watermarks};
 pub use codec::{JsonCodec, ReplayCodec, ReplayRecord, RowCodec};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
+pub use produce::produce_plain;
 pub use publish::{KafkaTopicPublisher, LogEntry};
 pub use record::{Header, KafkaRecord, OutgoingRecord, SourcePosition};
 pub use sink::{KafkaStagingSink, StagedRange};

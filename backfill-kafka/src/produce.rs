@@ -244,7 +244,8 @@ pub async fn produce_plain(
         .create_with_context(Tracker::default())
         .map_err(|e| client("creating a producer", e))?;
     for (k, v) in records {
-        let mut rec: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic).key(k.as_bytes()).payload(&v);
+        let mut rec: BaseRecord<'_, [u8], [u8], ()> =
+            BaseRecord::to(topic).key(k.as_bytes()).payload(&v);
         loop {
             match p.send(rec) {
                 Ok(()) => break,
@@ -260,7 +261,11 @@ pub async fn produce_plain(
     let p = Arc::new(p);
     let q = Arc::clone(&p);
     blocking(move || q.flush(timeout).map_err(|e| client("flushing", e))).await?;
-    let s = p.context().state.lock().map_err(|_| crate::error::corrupt("delivery tracker", "poisoned"))?;
+    let s = p
+        .context()
+        .state
+        .lock()
+        .map_err(|_| crate::error::corrupt("delivery tracker", "poisoned"))?;
     match &s.error {
         Some(e) => Err(crate::error::corrupt(format!("delivery to {topic}"), e)),
         None => Ok(()),

@@ -40,6 +40,8 @@ pub struct ReplayConfig {
     pub records: u64,
     /// Exit the process after this many staged chunks (to show that a restart resumes).
     pub crash_after_chunks: Option<usize>,
+    /// The run id (one per replay; it names the run's staging topic).
+    pub run_id: String,
 }
 
 /// What a finished replay reports.
@@ -97,14 +99,16 @@ impl DeterministicTransform for OrderTotals {
                 TransformError::new(format!("{}/{}@{}: {e}", r.topic, r.partition, r.offset))
             })?;
             o.total_cents = o.quantity * o.unit_cents;
-            row.value = Some(serde_json::to_vec(&o).map_err(|e| TransformError::new(e.to_string()))?);
+            row.value =
+                Some(serde_json::to_vec(&o).map_err(|e| TransformError::new(e.to_string()))?);
         }
         out.push(row);
         Ok(())
     }
 }
 
-const RUN: &str = "bf-2026-12-orders-totals-v2-001";
+/// The run id the example uses unless told otherwise.
+pub const RUN: &str = "bf-2026-12-orders-totals-v2-001";
 const OWNER: &str = "orders-data-owner";
 
 /// Seeds an empty topic with order events (v1's wrong totals), 4 partitions, keyed by order id.
@@ -123,13 +127,16 @@ async fn seed(cfg: &KafkaConfig, topic: &str, n: u64) -> Result<(), Error> {
             unit_cents,
             total_cents: (quantity - 1) * unit_cents,
         };
-        (o.order_id.clone(), serde_json::to_vec(&o).unwrap_or_default())
+        (
+            o.order_id.clone(),
+            serde_json::to_vec(&o).unwrap_or_default(),
+        )
     });
     backfill_kafka::produce_plain(cfg, topic, rows).await
 }
 
 fn manifest(cfg: &ReplayConfig, ranges: Vec<OffsetRange>) -> RunManifest {
-    let mut m = RunManifest::new(RUN, RunKind::Replay, ExecutionMode::Replay);
+    let mut m = RunManifest::new(cfg.run_id.as_str(), RunKind::Replay, ExecutionMode::Replay);
     m.reason = "order totals dropped the last unit in order-totals 1.x; replay with 2.0.0".into();
     m.requested_by = "orders-platform".into();
     m.source = SourceSpec {
@@ -169,8 +176,15 @@ struct Progress {
 impl ProgressListener for Progress {
     fn event(&self, _run: &RunId, event: &RunEvent) {
         match event {
-            RunEvent::Planned { total, done } => eprintln!("  {total} chunks planned, {done} already done"),
-            RunEvent::ChunkStaged { label, rows, done, total } => {
+            RunEvent::Planned { total, done } => {
+                eprintln!("  {total} chunks planned, {done} already done")
+            }
+            RunEvent::ChunkStaged {
+                label,
+                rows,
+                done,
+                total,
+            } => {
                 eprintln!("  chunk {done:>2}/{total} {label}: {rows} records staged");
                 let n = self.staged.fetch_add(1, Ordering::SeqCst) + 1;
                 if self.crash_after == Some(n) {
@@ -206,9 +220,16 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplaySummary, Error> {
     let url = format!("sqlite://{}", cfg.data_dir.join("runs.db").display());
     let store = Arc::new(SqlStore::connect(&url).await?);
     let staging = Arc::new(KafkaStagingSink::new(kafka.clone(), ReplayCodec));
-    let target = Arc::new(KafkaTopicPublisher::new(kafka.clone(), &cfg.target_topic, ReplayCodec));
+    let target = Arc::new(KafkaTopicPublisher::new(
+        kafka.clone(),
+        &cfg.target_topic,
+        ReplayCodec,
+    ));
     let control = Control::new(store).with_target(Arc::clone(&target) as Arc<dyn Publisher>)?;
-    let approved_at = Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).single().unwrap_or_default();
+    let approved_at = Utc
+        .with_ymd_and_hms(2026, 12, 4, 9, 0, 0)
+        .single()
+        .unwrap_or_default();
     let approved = manifest(cfg, ranges).approve(OWNER, approved_at)?;
     control.submit(&approved).await?;
     let executor = Executor::builder(
@@ -219,15 +240,21 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplaySummary, Error> {
         target,
     )
     .options(RunnerOptions::worker("kafka-replay-example"))
-    .validator(Arc::new(UniqueKey::new("source_position", |r: &ReplayRecord| {
-        format!("{}/{}@{}", r.source.topic, r.source.partition, r.source.offset)
-    })))
+    .validator(Arc::new(UniqueKey::new(
+        "source_position",
+        |r: &ReplayRecord| {
+            format!(
+                "{}/{}@{}",
+                r.source.topic, r.source.partition, r.source.offset
+            )
+        },
+    )))
     .progress(Arc::new(Progress {
         crash_after: cfg.crash_after_chunks,
         staged: AtomicUsize::new(0),
     }))
     .build();
-    let run_id = RunId::from(RUN);
+    let run_id = RunId::from(cfg.run_id.as_str());
     let report = executor.run(&run_id).await?;
     let published = report.receipt.as_ref().map_or(0, |r| r.rows);
     let evidence = control
@@ -235,7 +262,14 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplaySummary, Error> {
         .evidence(&run_id)
         .await?
         .iter()
-        .map(|e| format!("#{:<3} {:<16} {}", e.seq, e.kind().as_str(), describe(&e.record)))
+        .map(|e| {
+            format!(
+                "#{:<3} {:<16} {}",
+                e.seq,
+                e.kind().as_str(),
+                describe(&e.record)
+            )
+        })
         .collect();
     Ok(ReplaySummary {
         run_id,
@@ -247,16 +281,23 @@ pub async fn run(cfg: &ReplayConfig) -> Result<ReplaySummary, Error> {
 
 fn describe(r: &EvidenceRecord) -> String {
     match r {
-        EvidenceRecord::PlanResolved { snapshot, chunks, .. } => format!(
+        EvidenceRecord::PlanResolved {
+            snapshot, chunks, ..
+        } => format!(
             "{} chunks at {}",
             chunks.len(),
             snapshot.as_deref().unwrap_or("-")
         ),
         EvidenceRecord::Transition(t) => format!("{} -> {}: {}", t.from, t.to, t.reason),
-        EvidenceRecord::ChunkStaged { chunk_id, output, .. } => format!("chunk {chunk_id}: {output} records"),
+        EvidenceRecord::ChunkStaged {
+            chunk_id, output, ..
+        } => format!("chunk {chunk_id}: {output} records"),
         EvidenceRecord::Validation(o) => format!("{}: {:?} {}", o.validator, o.verdict, o.summary),
         EvidenceRecord::Published { receipt, .. } => {
-            format!("{} records to {} ({})", receipt.rows, receipt.target, receipt.reference)
+            format!(
+                "{} records to {} ({})",
+                receipt.rows, receipt.target, receipt.reference
+            )
         }
         EvidenceRecord::PointerMoved { target, to, .. } => format!("{target} -> {to}"),
         other => other.kind().as_str().to_owned(),
@@ -285,6 +326,9 @@ struct Args {
     /// Exit after this many staged chunks (the next invocation resumes).
     #[arg(long)]
     crash_after_chunks: Option<usize>,
+    /// The run id.
+    #[arg(long, default_value = RUN)]
+    run_id: String,
 }
 
 /// The example's command line: parses the arguments, runs the replay, prints the evidence and
@@ -298,6 +342,7 @@ pub async fn main() -> ExitCode {
         target_topic: a.target_topic.clone(),
         records: a.records,
         crash_after_chunks: a.crash_after_chunks,
+        run_id: a.run_id,
     };
     match run(&cfg).await {
         Ok(s) => {
