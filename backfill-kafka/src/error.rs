@@ -53,6 +53,22 @@ pub enum KafkaError {
         /// Isolation level the end was read with.
         isolation: &'static str,
     },
+    /// The consumer reached the partition's end short of the range's end: the broker skipped
+    /// records (seen on test brokers that mishandle fetches inside transactional batches).
+    #[error(
+        "topic {topic} partition {partition}: the read reached the partition's end at position \
+         {position}, short of the range's end {to_exclusive}; refusing to read less"
+    )]
+    Skipped {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Where the consumer stood.
+        position: i64,
+        /// The range's end.
+        to_exclusive: i64,
+    },
     /// The topic has no such partition.
     #[error("topic {topic} has no partition {partition} (it has {count})")]
     UnknownPartition {

@@ -25,6 +25,8 @@ use crate::record::{Header, KafkaRecord};
 
 /// Records handed over at a time.
 pub(crate) const DEFAULT_BATCH: usize = 4096;
+/// Offsets fetched before a range's start (and dropped), see `read_one`.
+const FETCH_LOOKBACK: i64 = 1;
 /// Batches in flight between the reading thread and the stream's consumer.
 const CHANNEL_DEPTH: usize = 4;
 
@@ -80,12 +82,11 @@ fn read_one(
     out: &dyn Fn(Result<Vec<KafkaRecord>>) -> bool,
 ) -> Result<bool> {
     let p = r.partition;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, p, Offset::Offset(r.from))
-        .map_err(|e| client(format!("assigning {topic}/{p}"), e))?;
-    consumer
-        .assign(&tpl)
-        .map_err(|e| client(format!("assigning {topic}/{p}"), e))?;
+    // Fetching starts one offset early (records before `from` are dropped below): some brokers
+    // return nothing for a read_committed fetch that starts exactly at the first batch after an
+    // aborted transaction (noida-db 0.2.3 does), and one offset of overlap costs nothing.
+    let mut start = (r.from - FETCH_LOOKBACK).max(0);
+    assign(consumer, topic, p, start)?;
     let mut buf = Vec::with_capacity(batch.min(r.span()));
     let mut idle_since = Instant::now();
     let wait = config.call_timeout();
@@ -121,16 +122,43 @@ fn read_one(
                 if eof != p {
                     continue;
                 }
-                // Everything below the partition's end (LSO under read_committed) was delivered.
+                // Everything below the partition's end (LSO under read_committed) was delivered,
+                // and the consumer's position says how far it got: past `to` (only markers or
+                // aborted records were left), the range is complete. A position short of `to` at
+                // the end means the broker skipped records: an error, never a shorter read.
                 let (_, end) = consumer
                     .fetch_watermarks(topic, p, config.call_timeout())
                     .map_err(|e| client(format!("watermarks of {topic}/{p}"), e))?;
-                if end >= r.to_exclusive {
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|l| l.find_partition(topic, p).map(|e| e.offset()));
+                let at = match position {
+                    Some(Offset::Offset(o)) => o,
+                    _ => r.from,
+                };
+                if end >= r.to_exclusive && at >= r.to_exclusive {
                     break;
+                }
+                if end >= r.to_exclusive {
+                    return Err(KafkaError::Skipped {
+                        topic: topic.to_owned(),
+                        partition: p,
+                        position: at,
+                        to_exclusive: r.to_exclusive,
+                    }
+                    .into());
                 }
                 if idle_since.elapsed() > wait {
                     return Err(stalled(config, consumer, topic, r));
                 }
+            }
+            Some(Err(ClientError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)))
+                if start < r.from =>
+            {
+                // The early offset is not retained; start at `from` itself.
+                start = r.from;
+                assign(consumer, topic, p, start)?;
             }
             Some(Err(ClientError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 // The range start is no longer retained (retention or compaction moved the log
@@ -156,6 +184,15 @@ fn read_one(
         return Ok(false);
     }
     Ok(true)
+}
+
+fn assign(consumer: &BaseConsumer, topic: &str, p: i32, at: i64) -> Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Offset(at))
+        .map_err(|e| client(format!("assigning {topic}/{p}"), e))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| client(format!("assigning {topic}/{p}"), e))
 }
 
 /// The error for a read that made no progress: the range ends past what is committed.
