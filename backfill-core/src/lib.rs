@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod control;
+pub mod correction;
 pub mod digest;
 pub mod encode;
 pub mod error;
@@ -34,6 +35,9 @@ pub mod prelude {
         Clock, ExecutionMode, FixedClock, OutputLineage, SystemClock, TransformContext,
     };
     pub use crate::control::{Control, RunReport};
+    pub use crate::correction::{
+        Correction, CorrectionEvent, CorrectionOutbox, CorrectionPublisher, EventOrigin,
+    };
     pub use crate::digest::{OutputRow, PartitionDigest, PartitionDigests};
     pub use crate::error::{Error, ErrorKind};
     pub use crate::ids::{ChunkId, PartitionKey, RunId};

@@ -22,7 +22,7 @@ pub use files::{DuplicatePolicy, FileDecision, FileIdentity, FileLedger, FileRec
 pub use ident::{Ident, QualifiedName};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
-pub use publish::SqlPublisher;
+pub use publish::{SqlOutbox, SqlPublisher};
 pub use row::{Column, RowSchema, SqlRow, SqlType};
 pub use sink::{SqlArtifact, SqlSink};
 pub use source::{Grouped, SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};

@@ -8,7 +8,6 @@
 mod common;
 mod publishing;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use backfill_core::evidence::EvidenceKind;
@@ -143,71 +142,6 @@ fn visible_after(mutation: &Mutation, a: &[Sla], b: &[Sla]) -> Vec<Sla> {
     v
 }
 
-/// Runs one SQL query through the engine's command-line client, when it is installed.
-fn cli(ns: &common::Namespace, sql: &str) -> Option<String> {
-    let out = match ns.engine.name {
-        "sqlite" => Command::new("sqlite3")
-            .arg(ns.url.trim_start_matches("sqlite:"))
-            .arg(sql)
-            .output(),
-        "postgres" => Command::new("psql")
-            .arg(ns.engine_base())
-            .args(["-At", "-c"])
-            .arg(format!("SET search_path TO {}; {sql}", ns.ident))
-            .output(),
-        _ => {
-            let url = ns.engine_base().trim_start_matches("mysql://");
-            let (auth, rest) = url.split_once('@')?;
-            let (user, password) = auth.split_once(':')?;
-            let (hostport, _) = rest.split_once('/')?;
-            let (host, port) = hostport.split_once(':')?;
-            Command::new("mariadb")
-                .args([
-                    "--no-defaults",
-                    "-N",
-                    "-B",
-                    "-h",
-                    host,
-                    "-P",
-                    port,
-                    "-u",
-                    user,
-                ])
-                .arg(format!("-p{password}"))
-                .arg(ns.ident.as_str())
-                .args(["-e", sql])
-                .output()
-        }
-    };
-    match out {
-        Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            Some(
-                text.lines()
-                    .filter(|l| !l.is_empty() && *l != "SET")
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        }
-        Ok(o) => panic!(
-            "{}: {sql}: {}",
-            ns.engine.name,
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) if std::env::var_os("BACKFILL_REQUIRE_SERVICES").is_some() => panic!(
-            "the {} command-line client is needed as the independent reader: {e}",
-            ns.engine.name
-        ),
-        Err(e) => {
-            eprintln!(
-                "SKIPPING the {} CLI cross-check: the client is not installed ({e})",
-                ns.engine.name
-            );
-            None
-        }
-    }
-}
-
 /// Store, target pointer, readers (through the publisher and through the CLI) and run states all
 /// agree that `accepted` is visible with exactly `expected` rows.
 async fn assert_converged(
@@ -249,9 +183,9 @@ async fn assert_converged(
         "SELECT run_id FROM bf_target_pointers WHERE target = '{}'",
         t.name
     );
-    if let Some(run) = cli(&w.ns, &by_cli) {
+    if let Some(run) = common::cli(&w.ns, &by_cli) {
         assert_eq!(run, accepted, "{what}: pointer through the CLI");
-        let relation = cli(
+        let relation = common::cli(
             &w.ns,
             &format!(
                 "SELECT relation FROM bf_target_pointers WHERE target = '{}'",
@@ -264,7 +198,7 @@ async fn assert_converged(
         } else {
             format!("\"{relation}\"")
         };
-        let count = cli(&w.ns, &format!("SELECT COUNT(*) FROM {q}")).unwrap();
+        let count = common::cli(&w.ns, &format!("SELECT COUNT(*) FROM {q}")).unwrap();
         assert_eq!(
             count,
             expected.len().to_string(),

@@ -7,6 +7,7 @@ pub mod determinism;
 pub mod faults;
 pub mod idempotency;
 mod macros;
+pub mod outbox;
 pub mod partial_failure;
 pub mod publisher;
 pub mod reconcile;

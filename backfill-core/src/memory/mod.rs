@@ -4,11 +4,13 @@
 //! unit-test transforms and runs without services. They keep everything in process memory behind a
 //! mutex; they are not meant for production data volumes, and adapters never test against them.
 
+mod outbox;
 mod publisher;
 mod sink;
 mod source;
 mod store;
 
+pub use outbox::MemoryOutbox;
 pub use publisher::MemoryPublisher;
 pub use sink::MemorySink;
 pub use source::{ChunkBy, MemorySource};

@@ -5,6 +5,7 @@
 mod append;
 mod artifacts;
 mod merge;
+mod outbox;
 mod reader;
 mod record;
 mod replace;
@@ -30,6 +31,8 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 pub(crate) use tx::{Arg, Stmt};
+
+pub use self::outbox::SqlOutbox;
 
 pub(crate) use self::artifacts::{counted, Staged};
 use self::tx::{commit, Outcome};
@@ -287,7 +290,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             Mutation::VersionedOutput => self.versioned(run_id, staged).await,
             Mutation::CorrectionEvents => Err(CoreError::NotSupported {
                 adapter: crate::error::ADAPTER,
-                operation: "publish correction_events to a SQL table",
+                operation: "publish correction_events to a SQL table (use CorrectionPublisher with SqlOutbox)",
             }),
         }?;
         Ok((self.partitions(staged, req.manifest, None).await?, change))

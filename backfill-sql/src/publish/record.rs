@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::tx::{Arg, Stmt};
 use super::SqlPublisher;
 use crate::error::{corrupt, db};
-use crate::pool::with_pool;
+use crate::pool::{with_pool, SqlPool};
 
 /// A publication as the target recorded it.
 #[derive(Debug, Clone)]
@@ -52,6 +52,56 @@ fn receipt_json(receipt: &PublishReceipt) -> backfill_core::Result<String> {
     serde_json::to_string(receipt).map_err(|e| corrupt("publish receipt", e))
 }
 
+/// The recorded publication of `run_id` to `target` (a target table or an outbox), from
+/// `bf_publications`.
+pub(crate) async fn recorded(
+    pool: &SqlPool,
+    target: &str,
+    run_id: &RunId,
+) -> backfill_core::Result<Option<Recorded>> {
+    let d = pool.dialect();
+    let sql = d.sql(
+        "SELECT mutation, previous_run_id, receipt FROM bf_publications WHERE run_id = ? AND target = ?",
+    );
+    let row: Option<(String, Option<String>, String)> = with_pool!(pool, p => {
+        sqlx::query_as(&sql)
+            .bind(run_id.as_str())
+            .bind(target)
+            .fetch_optional(p)
+            .await
+            .map_err(db)?
+    });
+    row.map(|(mutation, previous, receipt)| {
+        Ok(Recorded {
+            mutation,
+            previous: previous.map(RunId::from),
+            receipt: parse_receipt(&receipt)?,
+        })
+    })
+    .transpose()
+}
+
+/// Records a publication of `receipt` to `target` in `bf_publications`: a transaction's claim (its
+/// primary key is `(run, target)`), so a second publication of the run finds it and changes nothing.
+pub(crate) fn record_publication(
+    target: &str,
+    receipt: &PublishReceipt,
+    previous: Option<&RunId>,
+) -> backfill_core::Result<Stmt> {
+    Ok(Stmt::new(
+        "INSERT INTO bf_publications (run_id, target, mutation, previous_run_id, receipt, published_at) VALUES (?, ?, ?, ?, ?, ?)",
+        vec![
+            receipt.run_id.as_str().into(),
+            target.into(),
+            receipt.mutation.as_str().into(),
+            previous.map(RunId::as_str).into(),
+            receipt_json(receipt)?.into(),
+            Arg::Int(receipt.published_at.timestamp_micros()),
+        ],
+    )
+    .claim())
+}
+
 impl<R> SqlPublisher<R> {
     fn target_name(&self) -> String {
         self.target.to_string()
@@ -59,24 +109,7 @@ impl<R> SqlPublisher<R> {
 
     /// The recorded publication of `run_id` to this target.
     pub(crate) async fn recorded(&self, run_id: &RunId) -> backfill_core::Result<Option<Recorded>> {
-        let d = self.pool.dialect();
-        let sql = d.sql("SELECT mutation, previous_run_id, receipt FROM bf_publications WHERE run_id = ? AND target = ?");
-        let row: Option<(String, Option<String>, String)> = with_pool!(&self.pool, p => {
-            sqlx::query_as(&sql)
-                .bind(run_id.as_str())
-                .bind(self.target_name())
-                .fetch_optional(p)
-                .await
-                .map_err(db)?
-        });
-        row.map(|(mutation, previous, receipt)| {
-            Ok(Recorded {
-                mutation,
-                previous: previous.map(RunId::from),
-                receipt: parse_receipt(&receipt)?,
-            })
-        })
-        .transpose()
+        recorded(&self.pool, &self.target_name(), run_id).await
     }
 
     /// The target's pointer, if any run was ever published to it.
@@ -129,18 +162,7 @@ impl<R> SqlPublisher<R> {
         receipt: &PublishReceipt,
         previous: Option<&RunId>,
     ) -> backfill_core::Result<Stmt> {
-        Ok(Stmt::new(
-            "INSERT INTO bf_publications (run_id, target, mutation, previous_run_id, receipt, published_at) VALUES (?, ?, ?, ?, ?, ?)",
-            vec![
-                receipt.run_id.as_str().into(),
-                self.target_name().into(),
-                receipt.mutation.as_str().into(),
-                previous.map(RunId::as_str).into(),
-                receipt_json(receipt)?.into(),
-                Arg::Int(receipt.published_at.timestamp_micros()),
-            ],
-        )
-        .claim())
+        record_publication(&self.target_name(), receipt, previous)
     }
 
     /// Records a rollback: the transaction's claim (its primary key is `(from, target)`).

@@ -1,6 +1,7 @@
 //! Engines under test and per-test namespaces.
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::clone_on_ref_ptr)]
 
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use backfill_sql::{Column, ConnectOptions, Ident, RowSchema, SqlPool, SqlType};
@@ -135,4 +136,69 @@ pub fn engines() -> Vec<Engine> {
 /// The engine of this name, if provisioned (panics when required and missing).
 pub fn engine(name: &str) -> Option<Engine> {
     engines().into_iter().find(|e| e.name == name)
+}
+
+/// Runs one SQL query through the engine's command-line client, when it is installed.
+pub fn cli(ns: &Namespace, sql: &str) -> Option<String> {
+    let out = match ns.engine.name {
+        "sqlite" => Command::new("sqlite3")
+            .arg(ns.url.trim_start_matches("sqlite:"))
+            .arg(sql)
+            .output(),
+        "postgres" => Command::new("psql")
+            .arg(ns.engine_base())
+            .args(["-At", "-c"])
+            .arg(format!("SET search_path TO {}; {sql}", ns.ident))
+            .output(),
+        _ => {
+            let url = ns.engine_base().trim_start_matches("mysql://");
+            let (auth, rest) = url.split_once('@')?;
+            let (user, password) = auth.split_once(':')?;
+            let (hostport, _) = rest.split_once('/')?;
+            let (host, port) = hostport.split_once(':')?;
+            Command::new("mariadb")
+                .args([
+                    "--no-defaults",
+                    "-N",
+                    "-B",
+                    "-h",
+                    host,
+                    "-P",
+                    port,
+                    "-u",
+                    user,
+                ])
+                .arg(format!("-p{password}"))
+                .arg(ns.ident.as_str())
+                .args(["-e", sql])
+                .output()
+        }
+    };
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            Some(
+                text.lines()
+                    .filter(|l| !l.is_empty() && *l != "SET")
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        }
+        Ok(o) => panic!(
+            "{}: {sql}: {}",
+            ns.engine.name,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if std::env::var_os("BACKFILL_REQUIRE_SERVICES").is_some() => panic!(
+            "the {} command-line client is needed as the independent reader: {e}",
+            ns.engine.name
+        ),
+        Err(e) => {
+            eprintln!(
+                "SKIPPING the {} CLI cross-check: the client is not installed ({e})",
+                ns.engine.name
+            );
+            None
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Fault injection by wrappers: [`FaultySink`], [`FaultyPublisher`] and [`FaultyStore`] implement the
+//! Fault injection by wrappers: [`FaultySink`], [`FaultyPublisher`], [`FaultyOutbox`] and [`FaultyStore`] implement the
 //! same trait as the part they wrap and fail where you tell them to, so a real runner and control
 //! plane meet the failure where a real backend would produce it.
 //!
@@ -11,6 +11,8 @@
 //! | [`PublishFault::BeforeCommit`] | publish fails before the target changes |
 //! | [`PublishFault::RollbackCommitThenFail`] | rollback commits in the target, then fails |
 //! | [`PublishFault::RollbackBeforeCommit`] | rollback fails before the target changes |
+//! | [`OutboxFault::CommitThenFail`] | a correction outbox's write commits, then fails: its unknown outcome |
+//! | [`OutboxFault::BeforeCommit`] | a correction outbox's write fails before the outbox changes |
 //! | [`StoreFault::TransitionTo`], [`StoreFault::Transition`] | a lifecycle compare-and-set fails (the target may have committed already) |
 //! | [`StoreFault::Evidence`], [`StoreFault::AppendEvidence`] | recording evidence (a receipt, a pointer move) fails |
 //! | [`StoreFault::SwapAccepted`] | moving the store's accepted pointer fails |
@@ -20,6 +22,7 @@
 //! tests can assert on it. A [`FaultyStore`] fault may also fire after the wrapped store committed
 //! ([`FaultyStore::after_commit`]), the store's own unknown outcome.
 
+mod outbox;
 mod publisher;
 mod store;
 
@@ -34,6 +37,7 @@ use backfill_core::sink::{SinkDescriptor, StageReceipt, StageRequest, StagingSin
 use backfill_core::{Error, Result};
 use futures::stream::{BoxStream, StreamExt};
 
+pub use outbox::{FaultyOutbox, OutboxFault};
 pub use publisher::{FaultyPublisher, PublishFault, PublisherCall};
 pub use store::{FaultyStore, StoreFault};
 

@@ -37,6 +37,10 @@ struct Args {
     /// After publishing, roll the restatement back to v2.4.1's history, recording this reason.
     #[arg(long, value_name = "REASON")]
     rollback: Option<String>,
+    /// Also publish every changed case-month as a `CaseSlaBreachCorrected` event into the outbox
+    /// table `silver.case_sla_corrections`, once, before the restated rows are published.
+    #[arg(long)]
+    correction_events: bool,
     /// Exit after this many restatement chunks (to show that the next invocation resumes).
     #[arg(long, env = "BACKFILL_SLA_CRASH_AFTER_CHUNKS", hide = true)]
     crash_after_chunks: Option<usize>,
@@ -55,6 +59,7 @@ async fn main() -> ExitCode {
         submit_only: args.submit_only,
         crash_after_chunks: args.crash_after_chunks,
         rollback: args.rollback,
+        correction_events: args.correction_events,
         generator: GeneratorConfig {
             seed: args.seed,
             ..GeneratorConfig::default()

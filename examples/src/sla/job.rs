@@ -21,6 +21,7 @@ use backfill_sql::{SqlCheck, SqlPool, SqlPublisher, SqlSink, SqlStore};
 
 use super::calendar::{BusinessCalendar, CALENDAR_AS_RECORDED, CALENDAR_RESTATED};
 use super::checks::{ActivePopulation, DueOnBusinessDays, NoMissingActiveCases};
+use super::corrections;
 use super::diff::DiffAgainstAccepted;
 use super::events::{generate, GeneratorConfig};
 pub use super::manifests::*;
@@ -55,6 +56,9 @@ pub struct JobConfig {
     pub crash_after_chunks: Option<usize>,
     /// Roll the published restatement back to the history run, for this reason.
     pub rollback: Option<String>,
+    /// Also publish the changed case-months as `CaseSlaBreachCorrected` events into
+    /// [`corrections::OUTBOX`], before the rows are published (see [`corrections`]).
+    pub correction_events: bool,
     /// The case generator.
     pub generator: GeneratorConfig,
 }
@@ -339,6 +343,9 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                     r.state,
                     at.unwrap_or_else(|| "-".into())
                 );
+                if cfg.correction_events {
+                    corrections::publish(&parts, &rid).await?;
+                }
                 return conclude(cfg, &parts, s).await;
             }
             say!("\n2. restatement {rid} exists ({})", r.state);
@@ -433,6 +440,10 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         r = control.status(&rid).await?;
     }
     if r.state == RunState::Validated {
+        if cfg.correction_events {
+            say!("\n   correction events for event-sourced consumers, before the rows replace the accepted ones:");
+            corrections::publish(&parts, &rid).await?;
+        }
         control.publish(&rid, OWNER).await?;
         r = control.status(&rid).await?;
     }

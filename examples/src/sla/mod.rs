@@ -15,6 +15,7 @@ macro_rules! say {
 
 pub mod calendar;
 pub mod checks;
+pub mod corrections;
 pub mod diff;
 pub mod events;
 pub mod job;
