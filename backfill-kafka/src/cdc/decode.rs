@@ -231,7 +231,10 @@ impl ChangeDecoder {
             Some(Value::Object(s)) => Some(s),
             Some(_) => return Err(invalid(here, "source", "is not an object")),
         };
-        let info = source.map(source_info).transpose().map_err(|(field, detail)| invalid(here, field, detail))?;
+        let info = source
+            .map(source_info)
+            .transpose()
+            .map_err(|(field, detail)| invalid(here, field, detail))?;
         let (position, version) = match (self.basis, source.map(log_position), at) {
             (PositionBasis::Kafka, _, Some(at)) => kafka_position(at),
             (PositionBasis::Kafka, _, None) => return Err(missing(here, "kafka coordinates")),
@@ -240,7 +243,11 @@ impl ChangeDecoder {
             }
             (PositionBasis::SourceLog, Some(Ok(Some(p))), _) => {
                 let v = p.version().ok_or_else(|| {
-                    invalid(here, "source", format!("{p} does not fit an i64 merge version"))
+                    invalid(
+                        here,
+                        "source",
+                        format!("{p} does not fit an i64 merge version"),
+                    )
                 })?;
                 (p, v)
             }
@@ -251,7 +258,10 @@ impl ChangeDecoder {
         };
         let ts_ms = match envelope.get("ts_ms") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| invalid(here, "ts_ms", "is not an integer"))?),
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| invalid(here, "ts_ms", "is not an integer"))?,
+            ),
         };
         let info = info.unwrap_or_default();
         Ok(ChangeRecord {
@@ -310,7 +320,11 @@ fn invalid(here: &str, field: &'static str, detail: impl Into<String>) -> Decode
     }
 }
 
-fn text(s: &Map<String, Value>, name: &str, field: &'static str) -> Result<Option<String>, FieldError> {
+fn text(
+    s: &Map<String, Value>,
+    name: &str,
+    field: &'static str,
+) -> Result<Option<String>, FieldError> {
     match s.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(v)) => Ok(Some(v.clone())),
@@ -318,7 +332,11 @@ fn text(s: &Map<String, Value>, name: &str, field: &'static str) -> Result<Optio
     }
 }
 
-fn unsigned(s: &Map<String, Value>, name: &str, field: &'static str) -> Result<Option<u64>, FieldError> {
+fn unsigned(
+    s: &Map<String, Value>,
+    name: &str,
+    field: &'static str,
+) -> Result<Option<u64>, FieldError> {
     match s.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -333,11 +351,19 @@ fn source_info(s: &Map<String, Value>) -> Result<SourceInfo, FieldError> {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(Value::String(v)) => v != "false",
-        Some(_) => return Err(("source.snapshot", "is neither a string nor a boolean".into())),
+        Some(_) => {
+            return Err((
+                "source.snapshot",
+                "is neither a string nor a boolean".into(),
+            ))
+        }
     };
     let ts_ms = match s.get("ts_ms") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or(("source.ts_ms", "is not an integer".to_owned()))?),
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or(("source.ts_ms", "is not an integer".to_owned()))?,
+        ),
     };
     Ok(SourceInfo {
         connector: text(s, "connector", "source.connector")?,
@@ -361,7 +387,8 @@ fn log_position(s: &Map<String, Value>) -> Result<Option<SourcePosition>, FieldE
     let pos = unsigned(s, "pos", "source.pos")?
         .ok_or(("source.pos", "is missing beside source.file".to_owned()))?;
     let row = unsigned(s, "row", "source.row")?.unwrap_or(0);
-    SourcePosition::binlog(&file, pos, row)
-        .map(Some)
-        .ok_or(("source.file", format!("`{file}` does not end in a sequence number")))
+    SourcePosition::binlog(&file, pos, row).map(Some).ok_or((
+        "source.file",
+        format!("`{file}` does not end in a sequence number"),
+    ))
 }
