@@ -1,7 +1,9 @@
 //! Merge by key: an upsert guarded by the version column (a staged row older than the target's
-//! never wins; an equal version rewrites the same row). In the same transaction the run archives
-//! the rows it overwrites and records the keys it writes (`bfk_<hash>`), so rollback deletes
-//! exactly those keys and restores the archived rows without reading staging.
+//! never wins; an equal version rewrites the same row). With a delete column, a staged row marked
+//! deleted (a tombstone) removes its key under the same guard, and inserts nothing when the key is
+//! absent. In the same transaction the run archives the rows it overwrites or deletes and records
+//! the keys it writes or deletes (`bfk_<hash>`), so rollback deletes exactly those keys and
+//! restores the archived rows without reading staging.
 
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::RunId;
@@ -13,11 +15,18 @@ use super::{hashed, Change, SqlPublisher, Stmt, ARCHIVED_BY};
 use crate::dialect::Dialect;
 use crate::error::Error;
 use crate::ident::{Ident, QualifiedName};
-use crate::row::all_columns;
+use crate::row::{all_columns, SqlType};
 use crate::sink::column_list;
 
 /// Column naming the run that wrote a key, in the keys table.
 const KEY_RUN: &str = "bf_run_id";
+
+/// What guards a merge: the version column, and the column marking a staged row as a delete.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guard<'a> {
+    pub(crate) version: &'a str,
+    pub(crate) delete: Option<&'a str>,
+}
 
 impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
     /// The keys table of a key list: one row per key a merge wrote, tagged with the run.
@@ -47,6 +56,43 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 Ident::new(k)
             })
             .collect()
+    }
+
+    /// The validated delete column: a boolean column of the row, neither a key nor the version.
+    fn delete_column(
+        &self,
+        key: &[String],
+        guard: Guard<'_>,
+    ) -> backfill_core::Result<Option<Ident>> {
+        let Some(del) = guard.delete else {
+            return Ok(None);
+        };
+        let refuse = |detail: String| -> backfill_core::Error {
+            Error::Row {
+                row: std::any::type_name::<R>(),
+                detail,
+            }
+            .into()
+        };
+        match self.schema.columns.iter().find(|c| c.name == del) {
+            None => {
+                return Err(refuse(format!(
+                    "merge delete column `{del}` is not a column of the row"
+                )))
+            }
+            Some(c) if c.ty != SqlType::Boolean => {
+                return Err(refuse(format!(
+                    "merge delete column `{del}` is not a boolean column"
+                )))
+            }
+            Some(_) if del == guard.version || key.iter().any(|k| k == del) => {
+                return Err(refuse(format!(
+                    "merge delete column `{del}` is also the version or a key column"
+                )))
+            }
+            Some(_) => {}
+        }
+        Ident::new(del).map(Some)
     }
 
     /// The unique index the upsert needs and the keys table.
@@ -106,16 +152,18 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         Ok(())
     }
 
-    /// Archive what the run overwrites, record the keys it writes, upsert.
+    /// Archive what the run overwrites or deletes, record the keys it writes or deletes, delete,
+    /// upsert.
     pub(crate) async fn merge(
         &self,
         run_id: &RunId,
         staged: &Staged,
         key: &[String],
-        version_column: &str,
+        guard: Guard<'_>,
     ) -> backfill_core::Result<Change> {
         let keys = self.key_columns(key)?;
-        let v = Ident::new(version_column)?.quoted(self.d());
+        let v = Ident::new(guard.version)?.quoted(self.d());
+        let del = self.delete_column(key, guard)?;
         self.ensure_target().await?;
         self.ensure_archive().await?;
         self.ensure_merge_tables(key, &keys).await?;
@@ -168,9 +216,16 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .chain(std::iter::once(&v))
             .collect();
         let scols = column_list(&self.schema, d, "s.");
+        // A NULL delete marker is not a delete.
+        let deleted = del
+            .as_ref()
+            .map(|c| format!("COALESCE(s.{}, FALSE)", c.quoted(d)));
+        let live = deleted
+            .as_ref()
+            .map_or_else(|| "1 = 1".to_owned(), |x| format!("NOT {x}"));
         let upsert = match d {
             Dialect::Postgres | Dialect::Sqlite => format!(
-                "INSERT INTO {t} AS t ({cols}) SELECT {scols} FROM {src} WHERE 1 = 1 ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{v} <= excluded.{v}",
+                "INSERT INTO {t} AS t ({cols}) SELECT {scols} FROM {src} WHERE {live} ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{v} <= excluded.{v}",
                 key_q.join(", "),
                 updated
                     .iter()
@@ -181,7 +236,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             // Assignments run left to right: the version column is updated last so every IF
             // compares against the row's old version.
             Dialect::MySql => format!(
-                "INSERT INTO {t} ({cols}) SELECT {scols} FROM {src} ON DUPLICATE KEY UPDATE {}",
+                "INSERT INTO {t} ({cols}) SELECT {scols} FROM {src} WHERE {live} ON DUPLICATE KEY UPDATE {}",
                 updated
                     .iter()
                     .map(|c| format!("{c} = IF({t}.{v} <= VALUES({v}), VALUES({c}), {t}.{c})"))
@@ -189,8 +244,27 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                     .join(", "),
             ),
         };
+        let mut stmts = vec![archive, written];
+        if let Some(deleted) = deleted {
+            // The keys a winning delete removes are the staged deletes among the keys just
+            // recorded (no target row of a greater version): their rows are archived above.
+            let s_keys = key_q
+                .iter()
+                .map(|c| format!("s.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let key_list = key_q.join(", ");
+            stmts.push(Stmt::new(
+                format!(
+                    "DELETE FROM {t} WHERE ({key_list}) IN (SELECT {s_keys} FROM {src} WHERE {deleted} AND ({s_keys}) IN (SELECT {key_list} FROM {k} WHERE {} = ?))",
+                    self.q(KEY_RUN),
+                ),
+                vec![run_id.as_str().into()],
+            ));
+        }
+        stmts.push(Stmt::plain(upsert));
         Ok(Change {
-            stmts: vec![archive, written, Stmt::plain(upsert)],
+            stmts,
             view: None,
             reference,
         })
