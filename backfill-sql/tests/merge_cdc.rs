@@ -96,6 +96,10 @@ fn topic() -> Vec<(i64, Option<Vec<u8>>)> {
             2,
             Some(event("u", image(2, "b@first"), image(2, "b@old"), 900)),
         ),
+        (
+            3,
+            Some(event("u", image(3, "c@first"), image(3, "c@x"), 920)),
+        ),
         (5, Some(event("c", n.clone(), image(5, "e@gone"), 940))),
         (4, Some(event("c", n.clone(), image(4, "d@x"), 960))),
         (5, Some(event("d", image(5, "e@gone"), n.clone(), 970))),
@@ -245,9 +249,11 @@ async fn a_cdc_stream_merges_with_deletes_stale_versions_lose_and_rollback_resto
         assert_eq!(target(&parts).await, after_b, "{e}");
 
         // C: a replay of the older range (800, 1000) without the snapshot: an update of 2 at 900,
-        // a create of 4 at 960 and a delete of 5 at 970 are all older than the target's rows.
+        // a create of 4 at 960 and a delete of 5 at 970 are all older than the target's rows, and
+        // the update of 3 at 920 is older than its delete at 1300 (its tombstone keeps 3 deleted).
         let c_states = replay(changes.clone(), &PositionRange::between(lsn(800), lsn(999)));
         assert!(c_states.iter().any(|s| s.is_deleted() && s.version == 970));
+        assert!(c_states.iter().any(|s| !s.is_deleted() && s.version == 920));
         let c = manifest("bf-cdc-c", TARGET, merge_with_deletes(), &[]);
         parts
             .stage_and_publish(
@@ -322,7 +328,7 @@ async fn a_cdc_stream_merges_with_deletes_stale_versions_lose_and_rollback_resto
 }
 
 #[tokio::test]
-async fn an_equal_version_delete_wins_and_a_bad_delete_column_is_refused() {
+async fn equal_version_deletes_win_tombstones_bury_older_rows_and_bad_delete_columns_are_refused() {
     for engine in common::engines() {
         let e = engine.name;
         let ns = engine.namespace("merge_cdc_eq");
@@ -344,6 +350,45 @@ async fn an_equal_version_delete_wins_and_a_bad_delete_column_is_refused() {
             .await;
         assert_eq!(target(&parts).await, expect(&[(2, "2@x", 10)]), "{e}");
 
+        // A delete of an absent key leaves a tombstone: an older row of that key loses, until the
+        // deleting run is rolled back.
+        let c = manifest("bf-eq-c", TARGET, merge_with_deletes(), &[]);
+        parts
+            .stage_and_publish(
+                &c,
+                vec![row(7, 10, true), row(8, 1, false)],
+                Some(&b.run_id),
+            )
+            .await;
+        let d = manifest("bf-eq-d", TARGET, merge_with_deletes(), &[]);
+        parts
+            .stage_and_publish(
+                &d,
+                vec![row(7, 5, false), row(8, 2, false)],
+                Some(&c.run_id),
+            )
+            .await;
+        assert_eq!(
+            target(&parts).await,
+            expect(&[(2, "2@x", 10), (8, "8@x", 2)]),
+            "{e}: a row older than its key's tombstone won"
+        );
+        parts.rollback(&d, &c.run_id).await.unwrap();
+        parts.rollback(&c, &b.run_id).await.unwrap();
+        let d2 = manifest("bf-eq-d2", TARGET, merge_with_deletes(), &[]);
+        parts
+            .stage_and_publish(
+                &d2,
+                vec![row(7, 5, false), row(8, 2, false)],
+                Some(&b.run_id),
+            )
+            .await;
+        assert_eq!(
+            target(&parts).await,
+            expect(&[(2, "2@x", 10), (7, "7@x", 5), (8, "8@x", 2)]),
+            "{e}: a rolled-back delete still buried its key"
+        );
+
         // The delete column must be a boolean column that is neither key nor version.
         for bad in ["email", "version", "id", "missing"] {
             let m = manifest(
@@ -361,12 +406,16 @@ async fn an_equal_version_delete_wins_and_a_bad_delete_column_is_refused() {
                 .await;
             let digests = PartitionDigests::default();
             let err = parts
-                .publish_staged(&m, &artifacts, &digests, Some(&b.run_id))
+                .publish_staged(&m, &artifacts, &digests, Some(&d2.run_id))
                 .await
                 .unwrap_err();
             assert!(err.to_string().contains(bad), "{e}: {err}");
         }
-        assert_eq!(target(&parts).await, expect(&[(2, "2@x", 10)]), "{e}");
+        assert_eq!(
+            target(&parts).await,
+            expect(&[(2, "2@x", 10), (7, "7@x", 5), (8, "8@x", 2)]),
+            "{e}"
+        );
         ns.drop().await;
     }
 }

@@ -4,6 +4,11 @@
 //! absent. In the same transaction the run archives the rows it overwrites or deletes and records
 //! the keys it writes or deletes (`bfk_<hash>`), so rollback deletes exactly those keys and
 //! restores the archived rows without reading staging.
+//!
+//! A delete leaves a tombstone (`bft_<hash>`: run, key, version): a later staged row of that key
+//! with an older version than the tombstone loses, as it would against the row itself, so replaying
+//! an older range never brings a deleted row back. Rolling the deleting run back removes its
+//! tombstones.
 
 use backfill_core::digest::OutputRow;
 use backfill_core::ids::RunId;
@@ -95,11 +100,61 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         Ident::new(del).map(Some)
     }
 
-    /// The unique index the upsert needs and the keys table.
+    /// The tombstones of a key list: one row per key a merge deleted, with the delete's version.
+    fn tombstones_table(&self, key: &[String]) -> QualifiedName {
+        self.target
+            .sibling(hashed("bft_", &[&self.target.to_string(), &key.join(",")]))
+    }
+
+    /// The DDL type of a column of the row (`TEXT` when it is not one).
+    fn column_type(&self, name: &str) -> &'static str {
+        all_columns(self.schema.columns)
+            .find(|(n, _, _)| n == name)
+            .map_or("TEXT", |(_, t, _)| t.ddl(self.d()))
+    }
+
+    /// A table of `columns` tagged with the run, indexed by run.
+    async fn ensure_run_table(
+        &self,
+        table: &QualifiedName,
+        columns: &[(&Ident, &'static str)],
+    ) -> backfill_core::Result<()> {
+        let d = self.d();
+        let defs = columns
+            .iter()
+            .map(|(name, ty)| format!("{} {ty} NOT NULL", name.quoted(d)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.pool
+            .execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {defs})",
+                table.quoted(d),
+                self.q(KEY_RUN),
+                d.key_type()
+            ))
+            .await?;
+        let idx = hashed("bfi_", &[&table.to_string(), KEY_RUN]);
+        self.pool
+            .ensure_index(
+                idx.as_str(),
+                table,
+                &format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                    idx.quoted(d),
+                    table.quoted(d),
+                    self.q(KEY_RUN)
+                ),
+            )
+            .await
+    }
+
+    /// The unique index the upsert needs, the keys table and, for a merge with deletes, the
+    /// tombstones table.
     async fn ensure_merge_tables(
         &self,
         key: &[String],
         keys: &[Ident],
+        tombstones: Option<&Ident>,
     ) -> backfill_core::Result<()> {
         let d = self.d();
         let quoted: Vec<String> = keys.iter().map(|k| k.quoted(d)).collect();
@@ -117,39 +172,31 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
                 ),
             )
             .await?;
-        let k = self.keys_table(key);
-        let defs = keys
+        let mut columns: Vec<(&Ident, &'static str)> = keys
             .iter()
-            .map(|name| {
-                let ty = all_columns(self.schema.columns)
-                    .find(|(n, _, _)| n == name.as_str())
-                    .map_or("TEXT", |(_, t, _)| t.ddl(d));
-                format!("{} {ty} NOT NULL", name.quoted(d))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.pool
-            .execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {defs})",
-                k.quoted(d),
-                self.q(KEY_RUN),
-                d.key_type()
-            ))
+            .map(|name| (name, self.column_type(name.as_str())))
+            .collect();
+        self.ensure_run_table(&self.keys_table(key), &columns)
             .await?;
-        let kidx = hashed("bfi_", &[&k.to_string(), KEY_RUN]);
+        let Some(version) = tombstones else {
+            return Ok(());
+        };
+        columns.push((version, self.column_type(version.as_str())));
+        let b = self.tombstones_table(key);
+        self.ensure_run_table(&b, &columns).await?;
+        let bidx = hashed("bfi_", &[&b.to_string(), &key.join(",")]);
         self.pool
             .ensure_index(
-                kidx.as_str(),
-                &k,
+                bidx.as_str(),
+                &b,
                 &format!(
                     "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                    kidx.quoted(d),
-                    k.quoted(d),
-                    self.q(KEY_RUN)
+                    bidx.quoted(d),
+                    b.quoted(d),
+                    quoted.join(", ")
                 ),
             )
-            .await?;
-        Ok(())
+            .await
     }
 
     /// Archive what the run overwrites or deletes, record the keys it writes or deletes, delete,
@@ -162,11 +209,13 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         guard: Guard<'_>,
     ) -> backfill_core::Result<Change> {
         let keys = self.key_columns(key)?;
-        let v = Ident::new(guard.version)?.quoted(self.d());
+        let version = Ident::new(guard.version)?;
+        let v = version.quoted(self.d());
         let del = self.delete_column(key, guard)?;
         self.ensure_target().await?;
         self.ensure_archive().await?;
-        self.ensure_merge_tables(key, &keys).await?;
+        self.ensure_merge_tables(key, &keys, del.as_ref().map(|_| &version))
+            .await?;
         let d = self.d();
         let reference = format!("{}:{}", d.name(), self.target);
         let Some(src) = staged.source(d) else {
@@ -197,12 +246,26 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             ),
             vec![run_id.as_str().into()],
         );
+        let b = self.tombstones_table(key).quoted(d);
+        // With deletes, a staged row older than the key's newest tombstone loses too.
+        let unburied = if del.is_some() {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM {b} x WHERE {} AND x.{v} > s.{v})",
+                same_key("x", "s")
+            )
+        } else {
+            String::new()
+        };
+        let s_keys = key_q
+            .iter()
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let key_list = key_q.join(", ");
+        let kr = self.q(KEY_RUN);
         let written = Stmt::new(
             format!(
-                "INSERT INTO {k} ({}, {}) SELECT DISTINCT ?, {} FROM {src} WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {} AND t.{v} > s.{v})",
-                self.q(KEY_RUN),
-                key_q.join(", "),
-                key_q.iter().map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", "),
+                "INSERT INTO {k} ({kr}, {key_list}) SELECT DISTINCT ?, {s_keys} FROM {src} WHERE NOT EXISTS (SELECT 1 FROM {t} t WHERE {} AND t.{v} > s.{v}){unburied}",
                 same_key("t", "s"),
             ),
             vec![run_id.as_str().into()],
@@ -222,7 +285,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .map(|c| format!("COALESCE(s.{}, FALSE)", c.quoted(d)));
         let live = deleted
             .as_ref()
-            .map_or_else(|| "1 = 1".to_owned(), |x| format!("NOT {x}"));
+            .map_or_else(|| "1 = 1".to_owned(), |x| format!("NOT {x}{unburied}"));
         let upsert = match d {
             Dialect::Postgres | Dialect::Sqlite => format!(
                 "INSERT INTO {t} AS t ({cols}) SELECT {scols} FROM {src} WHERE {live} ON CONFLICT ({}) DO UPDATE SET {} WHERE t.{v} <= excluded.{v}",
@@ -246,19 +309,17 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         };
         let mut stmts = vec![archive, written];
         if let Some(deleted) = deleted {
-            // The keys a winning delete removes are the staged deletes among the keys just
-            // recorded (no target row of a greater version): their rows are archived above.
-            let s_keys = key_q
-                .iter()
-                .map(|c| format!("s.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let key_list = key_q.join(", ");
+            // The winning deletes are the staged deletes among the keys just recorded (no target
+            // row and no tombstone of a greater version); their rows are archived above.
+            let won = format!(
+                "FROM {src} WHERE {deleted} AND ({s_keys}) IN (SELECT {key_list} FROM {k} WHERE {kr} = ?)"
+            );
             stmts.push(Stmt::new(
-                format!(
-                    "DELETE FROM {t} WHERE ({key_list}) IN (SELECT {s_keys} FROM {src} WHERE {deleted} AND ({s_keys}) IN (SELECT {key_list} FROM {k} WHERE {} = ?))",
-                    self.q(KEY_RUN),
-                ),
+                format!("INSERT INTO {b} ({kr}, {key_list}, {v}) SELECT ?, {s_keys}, s.{v} {won}"),
+                vec![run_id.as_str().into(), run_id.as_str().into()],
+            ));
+            stmts.push(Stmt::new(
+                format!("DELETE FROM {t} WHERE ({key_list}) IN (SELECT {s_keys} {won})"),
                 vec![run_id.as_str().into()],
             ));
         }
@@ -270,15 +331,19 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         })
     }
 
-    /// Delete the keys `from` wrote, restore the rows it overwrote.
+    /// Delete the keys `from` wrote, restore the rows it overwrote or deleted, drop its tombstones.
     pub(crate) async fn merge_undo(
         &self,
         from: &Recorded,
         key: &[String],
+        guard: Guard<'_>,
     ) -> backfill_core::Result<Change> {
         let keys = self.key_columns(key)?;
+        let version = Ident::new(guard.version)?;
+        let del = self.delete_column(key, guard)?;
         self.ensure_archive().await?;
-        self.ensure_merge_tables(key, &keys).await?;
+        self.ensure_merge_tables(key, &keys, del.as_ref().map(|_| &version))
+            .await?;
         let d = self.d();
         let run = from.receipt.run_id.as_str();
         let key_q = keys
@@ -300,6 +365,15 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             format!("DELETE FROM {k} WHERE {kr} = ?"),
             vec![run.into()],
         ));
+        if del.is_some() {
+            stmts.push(Stmt::new(
+                format!(
+                    "DELETE FROM {} WHERE {kr} = ?",
+                    self.tombstones_table(key).quoted(d)
+                ),
+                vec![run.into()],
+            ));
+        }
         Ok(Change {
             stmts,
             view: None,
