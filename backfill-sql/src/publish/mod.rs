@@ -54,7 +54,8 @@ pub(crate) const ARCHIVED_BY: &str = "bf_archived_by";
 /// - **merge by key**: upsert guarded by the version column (a staged row older than the target's
 ///   never wins; equal versions rewrite the same row). With a delete column, a staged row marked
 ///   deleted removes its key when its version is at least the target's (a stale delete never
-///   wins either); a delete of an absent key inserts nothing;
+///   wins either); a delete of an absent key inserts nothing, and every delete leaves a tombstone
+///   so an older row of the deleted key loses later too;
 /// - **append with run id**: rows are appended with their lineage; the view `<target>_accepted`
 ///   shows the accepted run's rows;
 /// - **shadow swap**: the run's rows go into their own table and the view `<target>` is pointed at it;
