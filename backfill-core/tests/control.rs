@@ -137,6 +137,7 @@ async fn a_mutation_the_publisher_cannot_apply_is_refused_at_preflight() {
     m.target.mutation = Some(Mutation::MergeByKey {
         key: vec!["id".into()],
         version_column: "day".into(),
+        delete_column: None,
     });
     let approved = approve(m);
     runner.control().submit(&approved).await.unwrap();

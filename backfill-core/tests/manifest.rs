@@ -68,6 +68,7 @@ fn each_required_section_is_blocking_when_missing() {
                 m.target.mutation = Some(Mutation::MergeByKey {
                     key: vec![],
                     version_column: "v".into(),
+                    delete_column: None,
                 })
             }),
         ),

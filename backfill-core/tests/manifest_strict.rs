@@ -51,6 +51,7 @@ fn full_manifest() -> RunManifest {
     m.target.mutation = Some(Mutation::MergeByKey {
         key: vec!["id".into()],
         version_column: "v".into(),
+        delete_column: Some("deleted".into()),
     });
     m.privacy = Some(PrivacySpec {
         purpose: "reporting".into(),
@@ -505,4 +506,42 @@ fn the_duplicate_file_policy_is_a_typed_field() {
         none.duplicate_file_policy(),
         Err(Error::InvalidManifest { field, .. }) if field == "source.duplicate_files"
     ));
+}
+
+#[test]
+fn merge_by_key_reads_a_delete_column_and_leaves_it_out_when_absent() {
+    let json = json!({"run_id": "bf-1", "kind": "backfill", "target": {"mutation": {
+        "type": "merge_by_key", "key": ["id"], "versionColumn": "v", "deleteColumn": "deleted"
+    }}});
+    let m = RunManifest::from_json(&json.to_string()).unwrap();
+    assert_eq!(
+        m.target.mutation,
+        Some(Mutation::MergeByKey {
+            key: vec!["id".into()],
+            version_column: "v".into(),
+            delete_column: Some("deleted".into()),
+        })
+    );
+    // Without one, the canonical form (and so the digest) is what it was before the field existed.
+    let mut plain = m.clone();
+    plain.target.mutation = Some(Mutation::MergeByKey {
+        key: vec!["id".into()],
+        version_column: "v".into(),
+        delete_column: None,
+    });
+    assert!(!plain.to_json_pretty().contains("delete_column"));
+    assert_ne!(plain.digest(), m.digest());
+    // A delete marker that is the version or a key column is refused by the checklist.
+    for bad in ["v", "id", " "] {
+        let mut m = m.clone();
+        m.target.mutation = Some(Mutation::MergeByKey {
+            key: vec!["id".into()],
+            version_column: "v".into(),
+            delete_column: Some(bad.into()),
+        });
+        assert!(
+            m.check().0.iter().any(|f| f.code == "merge_delete_column"),
+            "{bad:?}"
+        );
+    }
 }

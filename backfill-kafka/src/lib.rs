@@ -2,6 +2,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod admin;
+pub mod cdc;
 pub mod codec;
 mod config;
 mod error;

@@ -247,12 +247,24 @@ impl RunManifest {
             Some(Mutation::MergeByKey {
                 key,
                 version_column,
+                ..
             }) if key.is_empty() || version_column.trim().is_empty() => f.push(
                 Blocking,
                 "merge_unguarded",
                 Q_OUTPUT,
                 "target.mutation",
                 "merge needs a business key and a version column",
+            ),
+            Some(Mutation::MergeByKey {
+                key,
+                version_column,
+                delete_column: Some(del),
+            }) if del.trim().is_empty() || del == version_column || key.contains(del) => f.push(
+                Blocking,
+                "merge_delete_column",
+                Q_OUTPUT,
+                "target.mutation.delete_column",
+                "the delete marker must be its own column, neither a key nor the version column",
             ),
             Some(m) => f.push(
                 Info,

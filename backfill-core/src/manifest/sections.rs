@@ -176,6 +176,16 @@ pub enum Mutation {
         /// Version column compared before a row is replaced.
         #[serde(alias = "versionColumn")]
         version_column: String,
+        /// Boolean column marking a staged row as a delete of its key (a tombstone, such as a
+        /// change-data-capture delete). A staged delete whose version is at least the target's
+        /// removes the key; a stale delete never wins, like a stale update. Absent: every
+        /// staged row is an upsert.
+        #[serde(
+            default,
+            alias = "deleteColumn",
+            skip_serializing_if = "Option::is_none"
+        )]
+        delete_column: Option<String>,
     },
     /// Write a shadow table, then swap a pointer or view.
     ShadowSwap,

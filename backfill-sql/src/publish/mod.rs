@@ -55,7 +55,10 @@ pub(crate) const ARCHIVED_BY: &str = "bf_archived_by";
 ///   rows; rows of other partitions are not touched. On a PostgreSQL table partitioned by list on the
 ///   partition column, whole partitions are detached and attached instead;
 /// - **merge by key**: upsert guarded by the version column (a staged row older than the target's
-///   never wins; equal versions rewrite the same row);
+///   never wins; equal versions rewrite the same row). With a delete column, a staged row marked
+///   deleted removes its key when its version is at least the target's (a stale delete never
+///   wins either); a delete of an absent key inserts nothing, and every delete leaves a tombstone
+///   so an older row of the deleted key loses later too;
 /// - **append with run id**: rows are appended with their lineage; the view `<target>_accepted`
 ///   shows the accepted run's rows;
 /// - **shadow swap**: the run's rows go into their own table and the view `<target>` is pointed at it;
@@ -284,7 +287,14 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             Mutation::MergeByKey {
                 key,
                 version_column,
-            } => self.merge(run_id, staged, key, version_column).await,
+                delete_column,
+            } => {
+                let guard = merge::Guard {
+                    version: version_column,
+                    delete: delete_column.as_deref(),
+                };
+                self.merge(run_id, staged, key, guard).await
+            }
             Mutation::AppendWithRunId => self.append(staged).await,
             Mutation::ShadowSwap => self.shadow(run_id, staged, self.target.clone()).await,
             Mutation::VersionedOutput => self.versioned(run_id, staged).await,
@@ -334,6 +344,7 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
             Mutation::MergeByKey {
                 key: Vec::new(),
                 version_column: String::new(),
+                delete_column: None,
             }
             .name(),
             Mutation::AppendWithRunId.name(),

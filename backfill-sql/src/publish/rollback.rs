@@ -8,6 +8,7 @@ use backfill_core::publish::PublishReceipt;
 use backfill_core::Error as CoreError;
 use serde::de::DeserializeOwned;
 
+use super::merge::Guard;
 use super::record::Recorded;
 use super::{refuse, Change, SqlPublisher};
 
@@ -33,7 +34,17 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         }
         match mutation {
             Mutation::ReplacePartitions => self.replace_undo(from).await,
-            Mutation::MergeByKey { key, .. } => self.merge_undo(from, key).await,
+            Mutation::MergeByKey {
+                key,
+                version_column,
+                delete_column,
+            } => {
+                let guard = Guard {
+                    version: version_column,
+                    delete: delete_column.as_deref(),
+                };
+                self.merge_undo(from, key, guard).await
+            }
             Mutation::AppendWithRunId => self.append_undo(from),
             Mutation::ShadowSwap => self.shadow_undo(to, self.target.clone()).await,
             Mutation::VersionedOutput => self.versioned_undo(to).await,

@@ -67,6 +67,7 @@ pub fn merge() -> Mutation {
     Mutation::MergeByKey {
         key: vec!["case_id".into(), "month".into()],
         version_column: "version".into(),
+        delete_column: None,
     }
 }
 
@@ -147,16 +148,30 @@ pub fn manifest(run: &str, target: &str, mutation: Mutation, partitions: &[&str]
     m
 }
 
-/// A sink and a publisher for one target.
+/// A sink and a publisher for one target, of rows `R`.
 #[derive(Debug)]
-pub struct Parts {
+pub struct Parts<R = Sla> {
     pub pool: SqlPool,
-    pub sink: SqlSink<Sla>,
-    pub publisher: SqlPublisher<Sla>,
+    pub sink: SqlSink<R>,
+    pub publisher: SqlPublisher<R>,
 }
 
-impl Parts {
+impl Parts<Sla> {
     pub async fn new(pool: SqlPool, target: &str) -> Self {
+        Self::of(pool, target).await
+    }
+
+    /// What readers see in a partition, by case.
+    pub async fn current(&self, p: &str) -> Vec<Sla> {
+        let mut v = self.read(p).await;
+        v.sort_by(|a, b| (&a.case_id, a.version).cmp(&(&b.case_id, b.version)));
+        v
+    }
+}
+
+impl<R: SqlRow> Parts<R> {
+    /// Parts for any row type.
+    pub async fn of(pool: SqlPool, target: &str) -> Self {
         Self {
             sink: SqlSink::new(pool.clone(), target).await.unwrap(),
             publisher: SqlPublisher::new(pool.clone(), target).await.unwrap(),
@@ -164,8 +179,18 @@ impl Parts {
         }
     }
 
+    /// What readers see in a partition, in the order the database returns it.
+    pub async fn read(&self, p: &str) -> Vec<R> {
+        let key = PartitionKey::from(p);
+        self.publisher
+            .read_current(&key)
+            .try_concat()
+            .await
+            .unwrap()
+    }
+
     /// Stages `rows` in two chunks and returns the artifacts a publish request carries.
-    pub async fn stage(&self, run_id: &RunId, rows: Vec<Sla>) -> Vec<ChunkArtifact> {
+    pub async fn stage(&self, run_id: &RunId, rows: Vec<R>) -> Vec<ChunkArtifact> {
         let ctx = TransformContext::fixed(run_id.clone(), ExecutionMode::Backfill, at());
         let half = rows.len() / 2;
         let mut out = Vec::new();
@@ -221,7 +246,7 @@ impl Parts {
     pub async fn stage_and_publish(
         &self,
         m: &RunManifest,
-        rows: Vec<Sla>,
+        rows: Vec<R>,
         previous: Option<&RunId>,
     ) -> PublishReceipt {
         let digests = PartitionDigests::of_rows(&rows);
@@ -240,19 +265,6 @@ impl Parts {
                 at: at(),
             })
             .await
-    }
-
-    /// What readers see in a partition, by case.
-    pub async fn current(&self, p: &str) -> Vec<Sla> {
-        let key = PartitionKey::from(p);
-        let mut v: Vec<Sla> = self
-            .publisher
-            .read_current(&key)
-            .try_concat()
-            .await
-            .unwrap();
-        v.sort_by(|a, b| (&a.case_id, a.version).cmp(&(&b.case_id, b.version)));
-        v
     }
 
     /// The run the target's own pointer names.

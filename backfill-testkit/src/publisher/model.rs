@@ -38,6 +38,7 @@ pub fn known_modes() -> Vec<Mutation> {
         Mutation::MergeByKey {
             key: vec!["key".into()],
             version_column: "value".into(),
+            delete_column: None,
         },
         Mutation::ShadowSwap,
         Mutation::VersionedOutput,
