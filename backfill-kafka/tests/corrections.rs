@@ -3,6 +3,8 @@
 //! `CorrectionPublisher` comparing the accepted backfill topic with the staged restatement (read
 //! back with kcat, read_committed).
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use std::collections::BTreeSet;
