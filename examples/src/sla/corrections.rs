@@ -1,6 +1,6 @@
 //! `--correction-events`: the restatement told to event-sourced consumers as one
 //! `CaseSlaBreachCorrected` event per changed case-month, in the outbox table [`OUTBOX`], besides
-//! replacing the rows of [`TARGET`](super::job::TARGET).
+//! replacing the rows of [`TARGET`].
 //!
 //! The events are published after the owner accepted the run and **before** its rows replace the
 //! accepted ones: the events compare what consumers saw (v2.4.1's rows, the accepted output) with the
