@@ -84,7 +84,7 @@ pub async fn partition_count(config: &KafkaConfig, topic: &str) -> Result<Option
     let t = topic.to_owned();
     blocking(move || {
         let c: BaseConsumer = cfg
-            .consumer()
+            .lookup()
             .create()
             .map_err(|e| client("creating a consumer", e))?;
         let md = c
@@ -112,7 +112,7 @@ pub async fn watermarks(
     let ps = partitions.to_vec();
     blocking(move || {
         let c: BaseConsumer = cfg
-            .consumer()
+            .lookup()
             .create()
             .map_err(|e| client("creating a consumer", e))?;
         ps.into_iter()

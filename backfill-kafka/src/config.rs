@@ -80,13 +80,23 @@ impl KafkaConfig {
     /// An assign-only consumer: read_committed, no group offsets ever committed or fetched.
     pub(crate) fn consumer(&self) -> ClientConfig {
         let mut c = self.client();
-        // librdkafka wants a group id even for assign-only use; nothing is ever committed to it.
+        // librdkafka's assign() wants a group id; nothing is ever committed to it, and the
+        // consumer never subscribes (so it never joins the group).
         c.set("group.id", "backfill-assign-only")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "error");
+        c
+    }
+
+    /// A client for metadata and offset lookups: no group at all (creating and dropping a client with
+    /// a group id costs a coordinator round trip).
+    pub(crate) fn lookup(&self) -> ClientConfig {
+        let mut c = self.client();
+        c.set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false");
         c
     }
 

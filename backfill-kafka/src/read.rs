@@ -40,9 +40,14 @@ pub(crate) fn read_ranges(
     let (tx, rx) = mpsc::channel::<Result<Vec<KafkaRecord>>>(CHANNEL_DEPTH);
     let handle = tokio::task::spawn_blocking(move || {
         let out = |r| tx.blocking_send(r).is_ok();
-        if let Err(e) = read_blocking(&config, &topic, &ranges, batch.max(1), &out) {
+        let mut consumer = None;
+        if let Err(e) = read_blocking(&config, &topic, &ranges, batch.max(1), &out, &mut consumer) {
             let _ = tx.blocking_send(Err(e));
         }
+        // End the stream first: closing a consumer waits for its group coordinator, and the
+        // reader need not wait for that.
+        drop(tx);
+        drop(consumer);
     });
     drop(handle);
     stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).boxed()
@@ -56,6 +61,7 @@ fn read_blocking(
     ranges: &[OffsetRange],
     batch: usize,
     out: &dyn Fn(Result<Vec<KafkaRecord>>) -> bool,
+    keep: &mut Option<BaseConsumer>,
 ) -> Result<()> {
     let todo: Vec<&OffsetRange> = ranges.iter().filter(|r| r.from < r.to_exclusive).collect();
     if todo.is_empty() {
@@ -65,8 +71,9 @@ fn read_blocking(
         .consumer()
         .create()
         .map_err(|e| client(format!("creating a consumer for {topic}"), e))?;
+    let consumer = keep.insert(consumer);
     for r in todo {
-        if !read_one(config, &consumer, topic, r, batch, out)? {
+        if !read_one(config, consumer, topic, r, batch, out)? {
             return Ok(());
         }
     }
@@ -261,7 +268,7 @@ pub(crate) async fn read_to_end(
     let t = topic.to_owned();
     let (low, high) = tokio::task::spawn_blocking(move || {
         let c: BaseConsumer = cfg
-            .consumer()
+            .lookup()
             .create()
             .map_err(|e| client(format!("creating a consumer for {t}"), e))?;
         c.fetch_watermarks(&t, partition, cfg.call_timeout())

@@ -230,7 +230,7 @@ impl<I> KafkaSource<I> {
         let ps = ps.to_vec();
         blocking(move || {
             let c: BaseConsumer = cfg
-                .consumer()
+                .lookup()
                 .create()
                 .map_err(|e| client("creating a consumer", e))?;
             let mut tpl = TopicPartitionList::new();

@@ -105,7 +105,7 @@ async fn scenario(b: &str, name: &str) -> Scenario<Identity> {
         .approve("owner", at)
         .expect("approve");
     let kafka = KafkaSource::new(common::config(b))
-        .chunk_offsets(40)
+        .chunk_offsets(10)
         .batch_size(8);
     let brokers = b.to_owned();
     Scenario::new(approved, Arc::new(Identity), Arc::new(kafka), at).with_adapters(move || {
