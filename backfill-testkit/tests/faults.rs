@@ -103,6 +103,29 @@ async fn retry_and_resume_converge_to_the_uninterrupted_run() {
 }
 
 #[tokio::test]
+async fn a_worker_dying_between_ledger_and_evidence_leaves_every_chunk_in_the_trail() {
+    let s = scenario();
+    for kind in [FaultKind::Fatal, FaultKind::Transient] {
+        let out = s
+            .check_store_fault(
+                StoreFault::Evidence(backfill_core::store::EvidenceKind::ChunkStaged),
+                kind,
+            )
+            .await
+            .unwrap_or_else(|f| panic!("{kind:?}: {f}"));
+        assert_eq!(out.report.state, RunState::Published);
+        assert!(out.invocations >= 2, "the lost record needs a resume");
+    }
+    // Any other evidence write lost on the way (the eighth append, whatever it records) converges
+    // with a complete trail too.
+    let out = s
+        .check_store_fault(StoreFault::AppendEvidence(7), FaultKind::Fatal)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(out.report.state, RunState::Published);
+}
+
+#[tokio::test]
 async fn a_fault_that_never_fires_is_reported() {
     let f = scenario()
         .check_sink_fault(SinkFault::AtStageCall(1_000), FaultKind::Fatal)

@@ -136,6 +136,7 @@ impl<T: DeterministicTransform> Executor<T> {
                 ),
             });
         }
+        self.recover_chunk_evidence(run_id, &chunks).await?;
         let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
@@ -302,6 +303,45 @@ impl<T: DeterministicTransform> Executor<T> {
                 }
             }
         }
+    }
+
+    /// A worker that died between recording a chunk in the ledger and appending its evidence left a
+    /// done chunk with no `chunk_staged` record; the ledger is the truth, so the record is appended
+    /// from it before any new work, and the trail again names every staged chunk.
+    async fn recover_chunk_evidence(
+        &self,
+        run_id: &crate::ids::RunId,
+        chunks: &[crate::store::ChunkRecord],
+    ) -> Result<()> {
+        let store = self.control.store();
+        let recorded: BTreeSet<(crate::ids::ChunkId, u32)> = store
+            .evidence(run_id)
+            .await?
+            .into_iter()
+            .filter_map(|e| match e.record {
+                EvidenceRecord::ChunkStaged {
+                    chunk_id, attempt, ..
+                } => Some((chunk_id, attempt)),
+                _ => None,
+            })
+            .collect();
+        for c in chunks.iter().filter(|c| c.status == ChunkStatus::Done) {
+            if recorded.contains(&(c.chunk_id.clone(), c.attempts)) {
+                continue;
+            }
+            let record = EvidenceRecord::ChunkStaged {
+                chunk_id: c.chunk_id.clone(),
+                attempt: c.attempts,
+                input: c.input_count,
+                output: c.output_count,
+                digests: c.digests.clone(),
+                artifact: c.artifact.clone(),
+            };
+            let at = c.finished_at.unwrap_or_else(|| self.control.clock().now());
+            let actor = format!("{} (recovered from the ledger)", self.actor());
+            store.append_evidence(run_id, at, &actor, &record).await?;
+        }
+        Ok(())
     }
 
     async fn record_chunk(

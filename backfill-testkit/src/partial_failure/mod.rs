@@ -39,7 +39,7 @@ use backfill_core::memory::{MemoryPublisher, MemorySink, MemoryStore};
 use backfill_core::runner::{Executor, RetryPolicy, RunReport, RunnerOptions};
 use backfill_core::sink::StagingSink;
 use backfill_core::source::BackfillSource;
-use backfill_core::store::RunStore;
+use backfill_core::store::{ChunkStatus, EvidenceKind, EvidenceRecord, RunStore};
 use backfill_core::transform::DeterministicTransform;
 use chrono::{DateTime, Utc};
 use futures::future::{BoxFuture, FutureExt};
@@ -50,7 +50,8 @@ pub use failure::PartialFailure;
 
 use crate::conformance::{publisher_of, reader_of, PublishTarget};
 use crate::faults::{
-    FaultKind, FaultyPublisher, FaultySink, PublishFault, PublisherCall, SinkFault,
+    FaultKind, FaultyPublisher, FaultySink, FaultyStore, PublishFault, PublisherCall, SinkFault,
+    StoreFault,
 };
 
 /// A staging sink and the target that publishes what it staged, fresh and empty.
@@ -355,6 +356,60 @@ impl<T: DeterministicTransform> Scenario<T> {
         converged(&clean, &out)?;
         Ok(out)
     }
+
+    /// Runs with `fault` injected into the run store, as `kind`, and checks that the run converges to
+    /// the uninterrupted run and that its evidence names every chunk the ledger holds as done exactly
+    /// once, for the attempt that staged it. `StoreFault::Evidence(EvidenceKind::ChunkStaged)` is a
+    /// worker dying between recording a chunk in the ledger and appending its evidence.
+    pub async fn check_store_fault(
+        &self,
+        fault: StoreFault,
+        kind: FaultKind,
+    ) -> Result<Outcome, PartialFailure> {
+        let clean = self.uninterrupted().await?;
+        let (sink, target) = self.fresh().await;
+        let inner = Arc::new(MemoryStore::new());
+        let faulty = Arc::new(FaultyStore::new(Arc::clone(&inner), fault, kind));
+        let store: Arc<dyn RunStore> = Arc::clone(&faulty) as _;
+        let out = self.drive(&store, &sink, &target, &self.approved).await?;
+        if faulty.fired() == 0 {
+            return Err(PartialFailure::FaultNeverFired {
+                fault: format!("{fault:?}"),
+            });
+        }
+        converged(&clean, &out)?;
+        chunks_in_evidence(inner.as_ref(), self.approved.run_id()).await?;
+        Ok(out)
+    }
+}
+
+/// Every done chunk of the ledger has exactly one `chunk_staged` record, for its last attempt.
+async fn chunks_in_evidence(store: &dyn RunStore, run_id: &RunId) -> Result<(), PartialFailure> {
+    let read = |e: backfill_core::Error| PartialFailure::RetryFailed {
+        error: format!("reading run {run_id}: {e}"),
+    };
+    let evidence = store.evidence(run_id).await.map_err(read)?;
+    for c in store.chunks(run_id).await.map_err(read)? {
+        if c.status != ChunkStatus::Done {
+            continue;
+        }
+        let count = evidence
+            .iter()
+            .filter(|e| {
+                matches!(&e.record, EvidenceRecord::ChunkStaged { chunk_id, attempt, .. }
+                    if *chunk_id == c.chunk_id && *attempt == c.attempts)
+            })
+            .count();
+        if count != 1 {
+            return Err(PartialFailure::EvidenceCount {
+                run_id: run_id.clone(),
+                kind: EvidenceKind::ChunkStaged,
+                count,
+                expected: "exactly one per done chunk",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A run that must finish without faults: its failure is the scenario's, not the adapter's.
