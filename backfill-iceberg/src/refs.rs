@@ -1,0 +1,135 @@
+//! Refs (branches and tags) and the run markers the adapter keeps in a table's metadata.
+//!
+//! iceberg 0.10 has no ref actions and no `refs()` accessor: refs are read through the metadata's
+//! serde form and moved with `SetSnapshotRef` / `RemoveSnapshotRef` through [`crate::commit`].
+
+use std::collections::BTreeMap;
+
+use iceberg::spec::{SnapshotReference, SnapshotRetention, MAIN_BRANCH};
+use iceberg::table::Table;
+use iceberg::{TableRequirement, TableUpdate};
+
+use crate::commit::TableChange;
+
+/// Summary property naming the run that produced a snapshot.
+pub const RUN_ID_PROPERTY: &str = "backfill.run-id";
+/// Summary property with the producing transform's version.
+pub const TRANSFORM_VERSION_PROPERTY: &str = "backfill.transform-version";
+/// Summary property with the run's mutation mode.
+pub const MUTATION_PROPERTY: &str = "backfill.mutation";
+/// Table property prefix of a publication receipt (`backfill.published.<run id>`).
+pub(crate) const PUBLISHED_PREFIX: &str = "backfill.published.";
+/// Table property prefix of a rollback receipt (`backfill.rolled-back.<from>.<to>`).
+pub(crate) const ROLLED_BACK_PREFIX: &str = "backfill.rolled-back.";
+
+/// The branch a write-audit-publish run commits to before `main` is fast-forwarded.
+pub fn audit_branch(run_id: &str) -> String {
+    format!("bf-{run_id}")
+}
+
+/// A branch or tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRef {
+    /// The snapshot it points at.
+    pub snapshot_id: i64,
+    /// Whether it is a branch (else a tag).
+    pub branch: bool,
+}
+
+/// Every ref of the table, by name.
+pub fn refs(table: &Table) -> BTreeMap<String, TableRef> {
+    let Ok(v) = serde_json::to_value(table.metadata()) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    if let Some(map) = v.get("refs").and_then(|r| r.as_object()) {
+        for (name, r) in map {
+            if let Some(id) = r.get("snapshot-id").and_then(serde_json::Value::as_i64) {
+                let branch = r.get("type").and_then(|t| t.as_str()) != Some("tag");
+                out.insert(
+                    name.clone(),
+                    TableRef {
+                        snapshot_id: id,
+                        branch,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The head of `main`, if the table has a snapshot.
+pub fn main_head(table: &Table) -> Option<i64> {
+    table
+        .metadata()
+        .snapshot_for_ref(MAIN_BRANCH)
+        .map(|s| s.snapshot_id())
+}
+
+/// The change that points `name` at `snapshot_id`, requiring it to point at `expected` now
+/// (`None`: it must not exist).
+pub(crate) fn set_ref(
+    table: &Table,
+    name: &str,
+    snapshot_id: i64,
+    expected: Option<i64>,
+    branch: bool,
+) -> TableChange {
+    let retention = if branch {
+        SnapshotRetention::branch(None, None, None)
+    } else {
+        SnapshotRetention::Tag {
+            max_ref_age_ms: None,
+        }
+    };
+    TableChange {
+        requirements: vec![
+            TableRequirement::UuidMatch {
+                uuid: table.metadata().uuid(),
+            },
+            TableRequirement::RefSnapshotIdMatch {
+                r#ref: name.to_owned(),
+                snapshot_id: expected,
+            },
+        ],
+        updates: vec![TableUpdate::SetSnapshotRef {
+            ref_name: name.to_owned(),
+            reference: SnapshotReference::new(snapshot_id, retention),
+        }],
+    }
+}
+
+/// The change that removes the ref `name` (no requirement beyond the table's identity).
+pub(crate) fn remove_ref(table: &Table, name: &str) -> TableChange {
+    TableChange {
+        requirements: vec![TableRequirement::UuidMatch {
+            uuid: table.metadata().uuid(),
+        }],
+        updates: vec![TableUpdate::RemoveSnapshotRef {
+            ref_name: name.to_owned(),
+        }],
+    }
+}
+
+/// The newest snapshot whose summary names `run_id`, on any branch.
+pub fn find_run_snapshot(table: &Table, run_id: &str) -> Option<i64> {
+    table
+        .metadata()
+        .snapshots()
+        .filter(|s| {
+            s.summary()
+                .additional_properties
+                .get(RUN_ID_PROPERTY)
+                .map(String::as_str)
+                == Some(run_id)
+        })
+        .max_by_key(|s| (s.sequence_number(), s.timestamp_ms()))
+        .map(|s| s.snapshot_id())
+}
+
+/// Whether `ancestor` is `head` or one of its ancestors.
+pub fn is_ancestor(table: &Table, ancestor: i64, head: i64) -> bool {
+    iceberg::util::snapshot::ancestors_of(&table.metadata_ref(), head)
+        .any(|s| s.snapshot_id() == ancestor)
+}
