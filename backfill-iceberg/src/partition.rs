@@ -9,7 +9,8 @@
 //! [`OutputRow::partition`]: backfill_core::digest::OutputRow::partition
 
 use backfill_core::Result;
-use iceberg::spec::{PartitionSpec, Schema, Struct};
+use chrono::{Duration, NaiveDate};
+use iceberg::spec::{Literal, PartitionSpec, PrimitiveLiteral, Schema, Struct, Transform, Type};
 
 use crate::error::ice;
 
@@ -34,7 +35,32 @@ pub fn partition_label(spec: &PartitionSpec, schema: &Schema, data: &Struct) -> 
             .get(i)
             .map(|f| f.field_type.as_ref().clone())
             .ok_or_else(|| crate::error::corrupt("partition value", "more values than fields"))?;
-        out.push_str(&field.transform.to_human_string(&t, value));
+        out.push_str(&human(field.transform, &t, value));
     }
     Ok(out)
+}
+
+/// Iceberg's human form of a partition value, as the Java implementation writes it: `year` as
+/// `2025`, `month` as `2025-03`, `day` as `2025-03-14`, `hour` as `2025-03-14-09`; other transforms
+/// as the value (iceberg-rust prints temporal transforms as bare ordinals).
+fn human(transform: Transform, ty: &Type, value: Option<&Literal>) -> String {
+    let ordinal = match value {
+        Some(Literal::Primitive(PrimitiveLiteral::Int(n))) => Some(i64::from(*n)),
+        Some(Literal::Primitive(PrimitiveLiteral::Long(n))) => Some(*n),
+        _ => None,
+    };
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    match (transform, ordinal) {
+        (Transform::Year, Some(n)) => format!("{}", 1970 + n),
+        (Transform::Month, Some(n)) => {
+            let (y, m) = (1970 + n.div_euclid(12), n.rem_euclid(12) + 1);
+            format!("{y:04}-{m:02}")
+        }
+        (Transform::Day, Some(n)) => (epoch + Duration::days(n)).format("%Y-%m-%d").to_string(),
+        (Transform::Hour, Some(n)) => {
+            let t = epoch.and_hms_opt(0, 0, 0).unwrap_or_default() + Duration::hours(n);
+            t.format("%Y-%m-%d-%H").to_string()
+        }
+        _ => transform.to_human_string(ty, value),
+    }
 }

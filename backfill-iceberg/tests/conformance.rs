@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use backfill_core::sink::StagingSink;
-use backfill_iceberg::iceberg::TableIdent;
 use backfill_iceberg::{IcebergCatalog, IcebergPublisher, IcebergStagingSink, PublishFlow};
 use backfill_testkit::{PublishTarget, PublisherHarness, SinkHarness, TestRow};
 use common::Engine;
+use iceberg::TableIdent;
 
 struct Iceberg {
     engine: Engine,

@@ -4,11 +4,9 @@
 
 use std::path::PathBuf;
 
-use backfill_iceberg::iceberg::spec::{
-    NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec,
-};
-use backfill_iceberg::iceberg::{NamespaceIdent, TableIdent};
 use backfill_iceberg::{lineage_fields, IcebergCatalog};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, UnboundPartitionSpec};
+use iceberg::{NamespaceIdent, TableIdent};
 
 /// Which catalog database a suite runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +67,9 @@ pub async fn catalog(engine: Engine, tag: &str) -> backfill_core::Result<Iceberg
                     "no PostgreSQL: set BACKFILL_TEST_PG_URL",
                 )
             })?;
+            // One catalog name per use: tables of the same name in other uses stay apart.
             IcebergCatalog::builder(url, format!("file://{}", dir.display()))
+                .name(format!("t{}", uuid_like()))
                 .connect()
                 .await
         }
@@ -108,4 +108,53 @@ pub fn test_row_schema() -> (Schema, UnboundPartitionSpec) {
         .expect("spec")
         .build();
     (schema, spec)
+}
+
+/// A sale: the input events and the output rows of the scenario tests (month-partitioned).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sale {
+    pub id: String,
+    pub day: chrono::NaiveDate,
+    pub region: String,
+    pub amount: i64,
+}
+
+impl backfill_core::digest::OutputRow for Sale {
+    fn partition(&self) -> std::borrow::Cow<'_, str> {
+        std::borrow::Cow::Owned(self.day.format("%Y-%m").to_string())
+    }
+}
+
+/// `Sale` as an Iceberg table partitioned by month(day), lineage included.
+pub fn sale_schema() -> (Schema, UnboundPartitionSpec) {
+    let mut fields = vec![
+        NestedField::required(1, "id", Type::Primitive(PrimitiveType::String)).into(),
+        NestedField::required(2, "day", Type::Primitive(PrimitiveType::Date)).into(),
+        NestedField::required(3, "region", Type::Primitive(PrimitiveType::String)).into(),
+        NestedField::required(4, "amount", Type::Primitive(PrimitiveType::Long)).into(),
+    ];
+    fields.extend(lineage_fields(5));
+    let schema = Schema::builder()
+        .with_schema_id(0)
+        .with_fields(fields)
+        .build()
+        .expect("schema");
+    let spec = UnboundPartitionSpec::builder()
+        .add_partition_field(2, "day_month", Transform::Month)
+        .expect("spec")
+        .build();
+    (schema, spec)
+}
+
+/// `n` sales spread over January to April 2025.
+pub fn sales(n: usize) -> Vec<Sale> {
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).expect("date");
+    (0..n)
+        .map(|i| Sale {
+            id: format!("s{i:05}"),
+            day: start + chrono::Duration::days((i * 7 % 120) as i64),
+            region: ["eu", "us", "apac"][i % 3].to_owned(),
+            amount: (i as i64 * 37) % 1000,
+        })
+        .collect()
 }
