@@ -4,6 +4,7 @@
 #   BACKFILL_TEST_PG_URL     postgres://backfill:backfill@127.0.0.1:<port>/backfill
 #   BACKFILL_TEST_MYSQL_URL  mysql://backfill:backfill@127.0.0.1:<port>/backfill
 #   BACKFILL_TEST_KAFKA_BROKERS  127.0.0.1:<port> (a Kafka-protocol broker, scripts/kafka-broker.sh)
+#   BACKFILL_TEST_PYICEBERG  <venv>/bin/python with PyIceberg, the independent reader of Iceberg tables
 # Installs Debian's packages when the server binaries are missing. Source it (`. scripts/services.sh`)
 # and call `services_start`; `services_stop` (also run on EXIT) stops the servers and removes the data.
 # A URL already set in the environment is used as it is and nothing is started for it.
@@ -115,6 +116,38 @@ _start_kafka() {
   _svc_log "Kafka-protocol broker (noida-db) on 127.0.0.1:$port ($line)"
 }
 
+# PyIceberg, the independent reader of the Iceberg tables the Rust code writes, in a virtual
+# environment kept between runs at ${BACKFILL_PYICEBERG_VENV:-$HOME/.cache/backfill/pyiceberg-venv}.
+# Exports BACKFILL_TEST_PYICEBERG (the venv's python); returns non-zero when it cannot be installed.
+BACKFILL_PYICEBERG_SPEC="pyiceberg[sql-sqlite,pyarrow]==0.12.0"
+services_pyiceberg() {
+  local venv="${BACKFILL_PYICEBERG_VENV:-$HOME/.cache/backfill/pyiceberg-venv}"
+  local py="$venv/bin/python"
+  if [ -x "$py" ] && "$py" -c 'import pyiceberg, pyarrow, sqlalchemy, sys; sys.exit(pyiceberg.__version__ != "0.12.0")' >/dev/null 2>&1; then
+    export BACKFILL_TEST_PYICEBERG="$py"
+    _svc_log "PyIceberg 0.12.0 in $venv"
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || _apt_install python3 || { _svc_log "no python3"; return 1; }
+  if [ ! -x "$py" ] || ! "$py" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv "$venv" >/dev/null 2>&1 || {
+      rm -rf "$venv"
+      _apt_install python3-venv && python3 -m venv "$venv" >/dev/null 2>&1
+    } || { _svc_log "python3 -m venv $venv failed"; return 1; }
+  fi
+  _svc_log "installing $BACKFILL_PYICEBERG_SPEC into $venv"
+  "$py" -m pip install --quiet --disable-pip-version-check "$BACKFILL_PYICEBERG_SPEC" >"$venv/pip.log" 2>&1 || {
+    tail -n 20 "$venv/pip.log" >&2
+    _svc_log "pip install $BACKFILL_PYICEBERG_SPEC failed"
+    return 1
+  }
+  "$py" -c 'import pyiceberg.catalog.sql, pyarrow' >/dev/null 2>&1 || { _svc_log "PyIceberg does not import"; return 1; }
+  export BACKFILL_TEST_PYICEBERG="$py"
+  _svc_log "PyIceberg 0.12.0 in $venv"
+}
+
 services_start() {
   if [ -z "$BACKFILL_SERVICES_DIR" ]; then
     BACKFILL_SERVICES_DIR="$(mktemp -d /tmp/backfill-services.XXXXXX)"
@@ -131,6 +164,9 @@ services_start() {
   fi
   if [ -z "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
     _start_kafka || _svc_log "the Kafka broker could not be started"
+  fi
+  if [ -z "${BACKFILL_TEST_PYICEBERG:-}" ]; then
+    services_pyiceberg || _svc_log "PyIceberg could not be installed"
   fi
 }
 

@@ -18,11 +18,12 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "services: PostgreSQL, MariaDB and a Kafka-protocol broker on loopback (installed if missing)"
+step "services: PostgreSQL, MariaDB, a Kafka-protocol broker on loopback and PyIceberg (installed if missing)"
 services_start
-if [ -z "${BACKFILL_TEST_PG_URL:-}" ] || [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ] || [ -z "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
+if [ -z "${BACKFILL_TEST_PG_URL:-}" ] || [ -z "${BACKFILL_TEST_MYSQL_URL:-}" ] || [ -z "${BACKFILL_TEST_KAFKA_BROKERS:-}" ] \
+  || [ -z "${BACKFILL_TEST_PYICEBERG:-}" ]; then
   if [ "${BACKFILL_ALLOW_MISSING_SERVICES:-}" != "1" ]; then
-    echo "a database engine or the Kafka broker could not be started: failing (see the [services] lines above;" >&2
+    echo "a database engine, the Kafka broker or PyIceberg could not be started: failing (see the [services] lines above;" >&2
     echo "set BACKFILL_ALLOW_MISSING_SERVICES=1 to run without it, with loud skips)" >&2
     exit 1
   fi
