@@ -51,7 +51,12 @@ fn t0() -> i64 {
 }
 
 fn seeded(n: i64, partitions: i32) -> Vec<(i32, String, Option<String>, i64)> {
-    let t0 = t0();
+    seeded_at(n, partitions, t0())
+}
+
+/// Records one second apart from `t0` (tests that compute windows from `t0` pass the same one: two
+/// calls of `t0()` may fall on either side of a second).
+fn seeded_at(n: i64, partitions: i32, t0: i64) -> Vec<(i32, String, Option<String>, i64)> {
     (0..n)
         .map(|i| {
             let p = (i % i64::from(partitions)) as i32;
@@ -85,8 +90,8 @@ async fn exact_range_stops_at_to_exclusive_and_keeps_key_value_headers_time() {
 async fn a_time_window_is_resolved_once_into_offsets_in_the_plan() {
     let b = broker_or_skip!();
     let t = common::fresh_topic(&b, "window", 2).await;
-    common::seed(&b, &t, &seeded(40, 2)).await;
     let t0 = t0();
+    common::seed(&b, &t, &seeded_at(40, 2, t0)).await;
     let from = chrono::DateTime::from_timestamp_millis(t0 + 10 * 1000).expect("ts");
     let to = chrono::DateTime::from_timestamp_millis(t0 + 20 * 1000).expect("ts");
     let m = manifest(

@@ -1,0 +1,259 @@
+//! The testkit's source suite on Iceberg tables written by the iceberg crate's own fast append, on
+//! SQLite and PostgreSQL catalogs; plus what the suite cannot see: month chunks read only their
+//! month's files (pruning), a tag pin resolves once, and an expired pin fails loudly instead of
+//! reading something else.
+
+mod common;
+
+use std::sync::Arc;
+
+use backfill_core::context::OutputLineage;
+use backfill_core::ids::{ChunkId, RunId};
+use backfill_core::manifest::{InputRange, ManifestDigest, RunKind, RunManifest, SourceSpec};
+use backfill_core::mode::ExecutionMode;
+use backfill_core::plan::{PlannedChunk, ResolvedPlan};
+use backfill_core::sink::{StageRequest, StagingSink};
+use backfill_core::source::BackfillSource;
+use backfill_iceberg::{
+    IcebergCatalog, IcebergChunkState, IcebergSource, IcebergStagingSink, StagedFiles,
+};
+use backfill_testkit::{SourceFixture, SourceHarness};
+use chrono::{NaiveDate, TimeZone, Utc};
+use common::{Engine, Sale};
+use futures::{StreamExt, TryStreamExt};
+use iceberg::spec::deserialize_data_file_from_json;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::TableIdent;
+
+fn day(m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, m, d).expect("date")
+}
+
+/// Writes `rows` as data files and commits them with the iceberg crate's fast append.
+async fn append(catalog: &IcebergCatalog, ident: &TableIdent, rows: Vec<Sale>, run: &str) -> Table {
+    let sink = IcebergStagingSink::<Sale>::new(catalog.clone(), ident.clone());
+    let (r, c) = (RunId::from(run), ChunkId::from("seed"));
+    let lineage = OutputLineage {
+        run_id: r.clone(),
+        mode: ExecutionMode::Live,
+        transform_name: "seed".into(),
+        transform_version: "1".into(),
+        input_snapshot: None,
+        input_range: String::new(),
+        reference_data: String::new(),
+        produced_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    };
+    let receipt = sink
+        .stage(
+            StageRequest {
+                run_id: &r,
+                chunk_id: &c,
+                attempt: 1,
+                lineage: &lineage,
+            },
+            futures::stream::iter(vec![Ok(rows)]).boxed(),
+        )
+        .await
+        .expect("write");
+    let staged: StagedFiles = receipt.artifact.parse().expect("artifact");
+    let table = catalog.load(ident).await.expect("load");
+    let md = table.metadata();
+    let spec = md.default_partition_spec();
+    let ptype = spec.partition_type(md.current_schema()).expect("type");
+    let files: Vec<_> = staged
+        .files
+        .iter()
+        .map(|f| {
+            deserialize_data_file_from_json(
+                &f.data_file,
+                spec.spec_id(),
+                &ptype,
+                md.current_schema(),
+            )
+            .expect("file")
+        })
+        .collect();
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .fast_append()
+        .add_data_files(files)
+        .apply(tx)
+        .expect("apply");
+    tx.commit(catalog.inner()).await.expect("commit")
+}
+
+fn manifest(from: NaiveDate, to: NaiveDate, pin: Option<String>) -> RunManifest {
+    let mut m = RunManifest::new(
+        "bf-iceberg-source",
+        RunKind::Backfill,
+        ExecutionMode::Backfill,
+    );
+    m.source = SourceSpec {
+        kind: "iceberg_table".into(),
+        name: "sales".into(),
+        snapshot: pin,
+        range: Some(InputRange::Dates {
+            from,
+            to_exclusive: to,
+        }),
+        ..SourceSpec::default()
+    };
+    m
+}
+
+fn in_range(rows: &[Sale], from: NaiveDate, to: NaiveDate) -> u64 {
+    rows.iter().filter(|s| s.day >= from && s.day < to).count() as u64
+}
+
+/// A table with a first snapshot of 300 sales and a later one adding 50 February sales.
+async fn seeded(engine: Engine, tag: &str) -> (IcebergCatalog, TableIdent, i64, Vec<Sale>) {
+    let catalog = common::catalog(engine, tag).await.expect("catalog");
+    let ident = common::ident(tag, "sales");
+    let (schema, spec) = common::sale_schema();
+    catalog
+        .ensure_table(&ident, schema, spec)
+        .await
+        .expect("table");
+    let first = common::sales(300);
+    let t = append(&catalog, &ident, first.clone(), "seed-1").await;
+    let s1 = t.metadata().current_snapshot_id().expect("snapshot");
+    let later: Vec<Sale> = (0..50)
+        .map(|i| Sale {
+            id: format!("late{i}"),
+            day: day(2, 1 + i % 28),
+            region: "eu".into(),
+            amount: 1,
+        })
+        .collect();
+    append(&catalog, &ident, later, "seed-2").await;
+    (catalog, ident, s1, first)
+}
+
+struct Harness(Engine);
+
+#[async_trait::async_trait]
+impl SourceHarness for Harness {
+    type Record = Sale;
+
+    async fn build(&self, namespace: &str) -> backfill_core::Result<SourceFixture<Sale>> {
+        let (catalog, ident, s1, first) = seeded(self.0, namespace).await;
+        let (from, to) = (day(1, 1), day(4, 1));
+        let source = IcebergSource::<Sale>::new(catalog.clone(), ident.clone(), "day");
+        let m = manifest(from, to, Some(s1.to_string()));
+        let (c, i) = (catalog.clone(), ident.clone());
+        Ok(SourceFixture::new(Arc::new(source), m)
+            .pin(s1.to_string())
+            .expect_records(in_range(&first, from, to))
+            .observe(move || {
+                let (c, i) = (c.clone(), i.clone());
+                async move {
+                    let t = c.load(&i).await?;
+                    Ok(format!(
+                        "{:?} {}",
+                        t.metadata_location(),
+                        t.metadata().snapshots().count()
+                    ))
+                }
+            }))
+    }
+    async fn teardown(&self, _namespace: &str) -> backfill_core::Result<()> {
+        Ok(())
+    }
+}
+
+backfill_testkit::source_conformance!(sqlite_source, || Harness(Engine::Sqlite));
+backfill_testkit::source_conformance!(postgres_source, || Harness(Engine::Postgres));
+
+async fn plan(source: &IcebergSource<Sale>, m: &RunManifest) -> ResolvedPlan {
+    let p = source.plan(m).await.expect("plan");
+    ResolvedPlan::new(&m.run_id, ManifestDigest::of(m), p, Utc::now())
+}
+
+async fn read_all(
+    source: &IcebergSource<Sale>,
+    chunk: &PlannedChunk,
+) -> backfill_core::Result<Vec<Sale>> {
+    source.read(chunk).try_concat().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn month_chunks_read_only_their_files_at_the_pinned_snapshot() {
+    let (catalog, ident, s1, first) = seeded(Engine::Sqlite, "prune").await;
+    let source = IcebergSource::<Sale>::new(catalog, ident, "day");
+    let p = plan(
+        &source,
+        &manifest(day(1, 1), day(5, 1), Some(s1.to_string())),
+    )
+    .await;
+    assert_eq!(p.snapshot.as_deref(), Some(s1.to_string().as_str()));
+    let labels: Vec<&str> = p.chunks.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(labels, ["2025-01", "2025-02", "2025-03", "2025-04"]);
+    for c in &p.chunks {
+        let state: IcebergChunkState = c.state.parse().expect("state");
+        let rows = read_all(&source, c).await.expect("read");
+        let month = c.label.as_str();
+        // Pruned to the month's files: their record counts are exactly the rows read.
+        assert_eq!(
+            state.files.iter().map(|f| f.1).sum::<u64>(),
+            rows.len() as u64,
+            "{month}"
+        );
+        assert!(rows
+            .iter()
+            .all(|s| s.day.format("%Y-%m").to_string() == month));
+        // The pinned snapshot, not the later one with 50 more February sales.
+        let want = first
+            .iter()
+            .filter(|s| s.day.format("%Y-%m").to_string() == month)
+            .count();
+        assert_eq!(rows.len(), want, "{month}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_pin_resolves_once_and_an_expired_pin_fails_naming_the_chunk() {
+    let (catalog, ident, s1, _) = seeded(Engine::Sqlite, "expire").await;
+    let source = IcebergSource::<Sale>::new(catalog.clone(), ident.clone(), "day");
+    // The current head, by its branch name.
+    let p = plan(
+        &source,
+        &manifest(day(1, 1), day(3, 1), Some("main".into())),
+    )
+    .await;
+    assert_eq!(p.resolved_from.as_deref(), Some("main"));
+    let head: i64 = p
+        .snapshot
+        .as_deref()
+        .expect("snapshot")
+        .parse()
+        .expect("id");
+    assert_ne!(head, s1);
+    // A plan pinned at the first snapshot, then that snapshot expires before the read.
+    let p1 = plan(
+        &source,
+        &manifest(day(1, 1), day(3, 1), Some(s1.to_string())),
+    )
+    .await;
+    let table = catalog.load(&ident).await.expect("load");
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .expire_snapshots()
+        .expire_snapshot_ids([s1])
+        .apply(tx)
+        .expect("apply");
+    tx.commit(catalog.inner()).await.expect("expire");
+    let err = read_all(&source, &p1.chunks[0]).await.expect_err("expired");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&s1.to_string()) && msg.contains(p1.chunks[0].id.as_str()),
+        "{msg}"
+    );
+    // A range over a column that does not exist is refused at planning.
+    let bad = IcebergSource::<Sale>::new(catalog, ident, "no_such_column");
+    let e = bad
+        .plan(&manifest(day(1, 1), day(3, 1), None))
+        .await
+        .expect_err("bad column");
+    assert!(e.to_string().contains("no_such_column"), "{e}");
+}
