@@ -9,7 +9,11 @@ use iceberg::spec::{SnapshotReference, SnapshotRetention, MAIN_BRANCH};
 use iceberg::table::Table;
 use iceberg::{TableRequirement, TableUpdate};
 
-use crate::commit::TableChange;
+use backfill_core::Result;
+use iceberg::TableIdent;
+
+use crate::catalog::IcebergCatalog;
+use crate::commit::{commit, Committed, TableChange};
 
 /// Summary property naming the run that produced a snapshot.
 pub const RUN_ID_PROPERTY: &str = "backfill.run-id";
@@ -132,4 +136,42 @@ pub fn find_run_snapshot(table: &Table, run_id: &str) -> Option<i64> {
 pub fn is_ancestor(table: &Table, ancestor: i64, head: i64) -> bool {
     iceberg::util::snapshot::ancestors_of(&table.metadata_ref(), head)
         .any(|s| s.snapshot_id() == ancestor)
+}
+
+/// Creates the tag `name` at `snapshot_id` (kept until removed: no age limit), so snapshot expiry
+/// keeps a pinned input readable. A tag that already points there is left alone; one pointing
+/// elsewhere is an error.
+pub async fn create_tag(
+    catalog: &IcebergCatalog,
+    table: &TableIdent,
+    name: &str,
+    snapshot_id: i64,
+) -> Result<()> {
+    for _ in 0..10 {
+        let t = catalog.load(table).await?;
+        match refs(&t).get(name) {
+            Some(r) if r.snapshot_id == snapshot_id => return Ok(()),
+            Some(r) => {
+                return Err(crate::error::IcebergError::Moved {
+                    table: table.to_string(),
+                    detail: format!(
+                        "tag {name} already points at snapshot {}, not {snapshot_id}",
+                        r.snapshot_id
+                    ),
+                }
+                .into())
+            }
+            None => {}
+        }
+        if let Committed::Yes(_) =
+            commit(catalog, &t, set_ref(&t, name, snapshot_id, None, false)).await?
+        {
+            return Ok(());
+        }
+    }
+    Err(crate::error::IcebergError::Contended {
+        table: table.to_string(),
+        attempts: 10,
+    }
+    .into())
 }

@@ -57,6 +57,7 @@ pub struct IcebergSource<I, C = SerdeRows<I>> {
     chunking: IcebergChunking,
     codec: Arc<C>,
     name: String,
+    protect: bool,
     _rows: PhantomData<fn() -> I>,
 }
 
@@ -96,8 +97,17 @@ impl<I: Send + 'static, C: ArrowRows<I>> IcebergSource<I, C> {
             column: range_column.into(),
             chunking: IcebergChunking::Month,
             codec: Arc::new(codec),
+            protect: false,
             _rows: PhantomData,
         }
+    }
+
+    /// At planning, tags the resolved snapshot `bf-input-<run>` so that snapshot expiry cannot take
+    /// the input away while the run (or a later audit) still needs it. Off by default: it writes to
+    /// the source table's metadata (a ref, no data).
+    pub fn protect_input(mut self, yes: bool) -> Self {
+        self.protect = yes;
+        self
     }
 
     /// Chooses the chunking (default monthly).
@@ -311,6 +321,15 @@ impl<I: Send + 'static, C: ArrowRows<I>> BackfillSource<I> for IcebergSource<I, 
         let table = self.catalog.load(&self.table).await?;
         let (snapshot, resolved_from) =
             self.resolve(&table, manifest.source.snapshot.as_deref())?;
+        if self.protect {
+            crate::refs::create_tag(
+                &self.catalog,
+                &self.table,
+                &format!("bf-input-{}", manifest.run_id),
+                snapshot,
+            )
+            .await?;
+        }
         let range = manifest
             .source
             .range
@@ -374,6 +393,7 @@ impl<I: Send + 'static, C: ArrowRows<I>> BackfillSource<I> for IcebergSource<I, 
             chunking: self.chunking,
             codec: Arc::clone(&self.codec),
             name: self.name.clone(),
+            protect: self.protect,
             _rows: PhantomData,
         };
         let chunk = chunk.clone();

@@ -212,7 +212,7 @@ async fn month_chunks_read_only_their_files_at_the_pinned_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tag_pin_resolves_once_and_an_expired_pin_fails_naming_the_chunk() {
+async fn a_ref_pin_resolves_once_and_an_expired_pin_fails_naming_the_chunk() {
     let (catalog, ident, s1, _) = seeded(Engine::Sqlite, "expire").await;
     let source = IcebergSource::<Sale>::new(catalog.clone(), ident.clone(), "day");
     // The current head, by its branch name.
@@ -256,4 +256,36 @@ async fn a_tag_pin_resolves_once_and_an_expired_pin_fails_naming_the_chunk() {
         .await
         .expect_err("bad column");
     assert!(e.to_string().contains("no_such_column"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_input_survives_snapshot_expiry() {
+    let (catalog, ident, s1, first) = seeded(Engine::Sqlite, "protect").await;
+    let source =
+        IcebergSource::<Sale>::new(catalog.clone(), ident.clone(), "day").protect_input(true);
+    let m = manifest(day(1, 1), day(2, 1), Some(s1.to_string()));
+    let p = plan(&source, &m).await;
+    let table = catalog.load(&ident).await.expect("load");
+    let tag = backfill_iceberg::refs::refs(&table)
+        .get("bf-input-bf-iceberg-source")
+        .cloned()
+        .expect("tag");
+    assert_eq!((tag.snapshot_id, tag.branch), (s1, false));
+    // Expire everything but the head by age: the tagged snapshot stays.
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .expire_snapshots()
+        .expire_older_than_ms(Utc::now().timestamp_millis() + 1)
+        .retain_last(1)
+        .apply(tx)
+        .expect("apply");
+    let after = tx.commit(catalog.inner()).await.expect("expire");
+    assert!(
+        after.metadata().snapshot_by_id(s1).is_some(),
+        "the tag keeps the input"
+    );
+    let rows = read_all(&source, &p.chunks[0]).await.expect("read");
+    assert_eq!(rows.len() as u64, in_range(&first, day(1, 1), day(2, 1)));
+    // Planning again is idempotent (the tag is already there).
+    plan(&source, &m).await;
 }
