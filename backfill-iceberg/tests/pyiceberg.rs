@@ -392,7 +392,7 @@ async fn pyiceberg_reads_append_restatement_and_rollback() {
         cb.run(&RunId::from(run_b)).await.unwrap().state,
         RunState::RolledBack
     );
-    check(
+    let after_rollback = check(
         &python,
         &dir,
         &table,
@@ -406,5 +406,13 @@ async fn pyiceberg_reads_append_restatement_and_rollback() {
             "lineage": lineage(&[("2025-01", run_a), ("2025-02", run_a), ("2025-03", run_a)]),
         }),
     );
+    // B's snapshot stays in the history, readable by time travel, just no longer on main.
+    let snapshots = after_rollback["snapshots"].as_array().expect("snapshots");
+    assert_eq!(snapshots.len(), 2, "{after_rollback}");
+    assert_eq!(snapshots[0]["snapshot_id"], json!(snapshot_a));
+    assert_eq!(snapshots[1]["snapshot_id"], json!(snapshot_b));
+    assert_eq!(snapshots[1]["parent_id"], json!(snapshot_a));
+    assert_eq!(snapshots[1]["run_id"], json!(run_b));
+    assert_eq!(snapshots[1]["rows"], rows(&restated));
     let _ = std::fs::remove_dir_all(&dir);
 }

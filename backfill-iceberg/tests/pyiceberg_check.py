@@ -15,6 +15,9 @@ loads the table and reads what `main` holds with PyIceberg's own scan planning a
   lineage          distinct `produced_by_run_id` values per month partition, from the same scan
   partition_rows   rows per month partition from PyIceberg's partitions metadata table
   amounts          sum of the amount column per month partition
+  snapshots        every snapshot of the table, oldest first: snapshot_id, parent_id, run_id,
+                   operation, and rows and lineage per month partition read at that snapshot
+                   (time travel)
 
 then compares it with EXPECTED_JSON, an object with any of those keys (plus `date_column`, default
 `event_date`, and `amount_column`, default `amount`); every key given must be equal. Exits 0 when
@@ -53,6 +56,7 @@ def observe(catalog_db, warehouse, ident, date_column, amount_column):
         "lineage": {},
         "partition_rows": {},
         "amounts": {},
+        "snapshots": [],
     }
     if snap is None:
         return seen
@@ -60,27 +64,11 @@ def observe(catalog_db, warehouse, ident, date_column, amount_column):
     seen["operation"] = str(summary.operation.value) if summary is not None else None
     seen["run_id"] = summary.get("backfill.run-id") if summary is not None else None
 
-    columns = [date_column, "produced_by_run_id"]
     has_amount = any(f.name == amount_column for f in tbl.schema().fields)
+    rows, lineage, amounts = read_months(tbl, None, date_column, amount_column if has_amount else None)
+    seen["rows"], seen["lineage"] = rows, lineage
     if has_amount:
-        columns.append(amount_column)
-    arrow = tbl.scan(selected_fields=tuple(columns)).to_arrow()
-    rows = defaultdict(int)
-    lineage = defaultdict(set)
-    amounts = defaultdict(int)
-    for r in arrow.to_pylist():
-        d = r[date_column]
-        if not isinstance(d, date):
-            raise SystemExit("column %s is %r, not a date" % (date_column, type(d)))
-        month = d.strftime("%Y-%m")
-        rows[month] += 1
-        lineage[month].add(r["produced_by_run_id"])
-        if has_amount:
-            amounts[month] += r[amount_column]
-    seen["rows"] = dict(sorted(rows.items()))
-    seen["lineage"] = {m: sorted(v) for m, v in sorted(lineage.items())}
-    if has_amount:
-        seen["amounts"] = dict(sorted(amounts.items()))
+        seen["amounts"] = amounts
 
     # The same counts from the manifests' metadata: the partition values the writer recorded.
     parts = tbl.inspect.partitions().to_pylist()
@@ -91,7 +79,46 @@ def observe(catalog_db, warehouse, ident, date_column, amount_column):
             raise SystemExit("expected one partition field, got %r" % (p["partition"],))
         by_partition[month_of_ordinal(values[0])] = p["record_count"]
     seen["partition_rows"] = dict(sorted(by_partition.items()))
+
+    snapshots = []
+    for s in sorted(tbl.metadata.snapshots, key=lambda s: (s.sequence_number, s.timestamp_ms)):
+        rows, lineage, _ = read_months(tbl, s.snapshot_id, date_column, None)
+        snapshots.append({
+            "snapshot_id": s.snapshot_id,
+            "parent_id": s.parent_snapshot_id,
+            "run_id": s.summary.get("backfill.run-id") if s.summary is not None else None,
+            "operation": str(s.summary.operation.value) if s.summary is not None else None,
+            "rows": rows,
+            "lineage": lineage,
+        })
+    seen["snapshots"] = snapshots
     return seen
+
+
+def read_months(tbl, snapshot_id, date_column, amount_column):
+    """Rows, distinct `produced_by_run_id` values and amount sums per month, read by a PyIceberg scan
+    of `snapshot_id` (None: main's current snapshot)."""
+    columns = [date_column, "produced_by_run_id"]
+    if amount_column is not None:
+        columns.append(amount_column)
+    arrow = tbl.scan(selected_fields=tuple(columns), snapshot_id=snapshot_id).to_arrow()
+    rows = defaultdict(int)
+    lineage = defaultdict(set)
+    amounts = defaultdict(int)
+    for r in arrow.to_pylist():
+        d = r[date_column]
+        if not isinstance(d, date):
+            raise SystemExit("column %s is %r, not a date" % (date_column, type(d)))
+        month = d.strftime("%Y-%m")
+        rows[month] += 1
+        lineage[month].add(r["produced_by_run_id"])
+        if amount_column is not None:
+            amounts[month] += r[amount_column]
+    return (
+        dict(sorted(rows.items())),
+        {m: sorted(v) for m, v in sorted(lineage.items())},
+        dict(sorted(amounts.items())),
+    )
 
 
 def main(argv):
