@@ -1,7 +1,7 @@
 //! Refs (branches and tags) and the run markers the adapter keeps in a table's metadata.
 //!
 //! iceberg 0.10 has no ref actions and no `refs()` accessor: refs are read through the metadata's
-//! serde form and moved with `SetSnapshotRef` / `RemoveSnapshotRef` through [`crate::commit`].
+//! serde form and moved with `SetSnapshotRef` / `RemoveSnapshotRef` through the adapter's pointer swap.
 
 use std::collections::BTreeMap;
 
