@@ -37,7 +37,7 @@ cargo test --workspace --lib --bins --tests --examples
 step "cargo test --doc"
 cargo test --workspace --doc
 
-step "examples: the main job on a fresh data directory, then the in-memory quickstart"
+step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
 for pass in first second; do
   cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > "$sla_dir/$pass.out" 2>&1 || {
@@ -47,6 +47,11 @@ grep -q "nothing republished" "$sla_dir/second.out" || { cat "$sla_dir/second.ou
 tail -n 12 "$sla_dir/first.out"
 rm -rf "$sla_dir"
 cargo run -q -p backfill-examples --example quickstart > /dev/null
+ice_dir="$(mktemp -d /tmp/backfill-iceberg.XXXXXX)"
+cargo run -q -p backfill-examples --example iceberg_restatement -- --warehouse "$ice_dir" > "$ice_dir/out" 2>&1 || {
+  cat "$ice_dir/out" >&2; exit 1; }
+[ "$(tail -n 1 "$ice_dir/out")" = "iceberg table sales.daily_region_amounts" ] || { cat "$ice_dir/out" >&2; exit 1; }
+rm -rf "$ice_dir"
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

@@ -154,6 +154,9 @@ pub(crate) async fn data_files(
                 ),
             ));
         }
+        if staged.schema_id != md.current_schema_id() {
+            compatible(table, staged.schema_id, &a.chunk_id)?;
+        }
         for f in &staged.files {
             let exists = table
                 .file_io()
@@ -204,4 +207,38 @@ pub(crate) async fn read_rows<R: OutputRow, C: ArrowRows<R> + ?Sized>(
         );
     }
     Ok(rows)
+}
+
+/// Files written with an older schema can be committed when every column they hold still exists
+/// with the same id and type, and every column added since is optional (readers fill nulls).
+fn compatible(table: &Table, staged: i32, chunk: &ChunkId) -> Result<()> {
+    let md = table.metadata();
+    let current = md.current_schema();
+    let refuse = |detail: String| {
+        crate::error::schema(
+            table.identifier(),
+            format!("chunk {chunk} was staged with schema {staged}: {detail}; restage the run"),
+        )
+    };
+    let old = md
+        .schema_by_id(staged)
+        .ok_or_else(|| refuse("the table no longer has that schema".into()))?;
+    for f in old.as_struct().fields() {
+        match current.field_by_id(f.id) {
+            Some(now) if now.field_type == f.field_type => {}
+            Some(now) => {
+                return Err(refuse(format!(
+                    "column {} is {} now, {} in the files",
+                    f.name, now.field_type, f.field_type
+                )))
+            }
+            None => return Err(refuse(format!("column {} was dropped", f.name))),
+        }
+    }
+    for f in current.as_struct().fields() {
+        if f.required && old.field_by_id(f.id).is_none() {
+            return Err(refuse(format!("required column {} was added", f.name)));
+        }
+    }
+    Ok(())
 }

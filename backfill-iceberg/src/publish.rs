@@ -145,7 +145,7 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergPublisher<R, C> {
         snapshot: i64,
         base: Option<i64>,
         req: &PublishRequest<'_>,
-    ) -> Result<()> {
+    ) -> Result<audit::SnapshotDiff> {
         let seen = audit::partition_digests(table, snapshot, self.codec.as_ref(), |p| {
             req.digests.0.contains_key(p)
         })
@@ -166,7 +166,7 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergPublisher<R, C> {
         let diff = audit::diff(table, base, snapshot).await?;
         tracing::info!(run = %req.run_id, table = %self.table, %diff, "audited branch");
         if problems.is_empty() {
-            Ok(())
+            Ok(diff)
         } else {
             Err(Error::ValidationFailed {
                 run_id: req.run_id.clone(),
@@ -263,20 +263,25 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergPublisher<R, C> {
                     Committed::Yes(t) => *t,
                     lost => return Ok(lost),
                 };
-                if let Err(e) = self
+                let diff = match self
                     .audit(&on_branch, produced.snapshot_id, main, req)
                     .await
                 {
-                    let _ = commit(
-                        &self.catalog,
-                        &on_branch,
-                        refs::remove_ref(&on_branch, &branch),
-                    )
-                    .await;
-                    return Err(e);
-                }
-                receipt.reference =
-                    format!("snapshot {} (via branch {branch})", produced.snapshot_id);
+                    Ok(diff) => diff,
+                    Err(e) => {
+                        let _ = commit(
+                            &self.catalog,
+                            &on_branch,
+                            refs::remove_ref(&on_branch, &branch),
+                        )
+                        .await;
+                        return Err(e);
+                    }
+                };
+                receipt.reference = format!(
+                    "snapshot {} (via branch {branch}, audited against the ledger; {diff})",
+                    produced.snapshot_id
+                );
                 let mut ff =
                     refs::set_ref(&on_branch, MAIN_BRANCH, produced.snapshot_id, main, true);
                 ff.updates

@@ -4,10 +4,14 @@
 //!   default (`cargo run -p backfill-examples`).
 //! - [`kafka_replay`]: an exact offset-range replay into a backfill topic
 //!   (`cargo run -p backfill-examples --example kafka_replay -- --brokers HOST:PORT`).
+//! - [`iceberg_restatement`]: an Iceberg table on an embedded SQLite catalog, three months restated
+//!   by write-audit-publish, then rolled back (`cargo run -p backfill-examples --example
+//!   iceberg_restatement`).
 //! - `examples/quickstart.rs`: a restatement in memory, from manifest to rollback
 //!   (`cargo run -p backfill-examples --example quickstart`).
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod iceberg_restatement;
 pub mod kafka_replay;
 pub mod sla;

@@ -1,0 +1,8 @@
+//! The Iceberg restatement example as a binary, so tests can run it on a fresh warehouse
+//! (`tests/iceberg_restatement.rs`); `cargo run -p backfill-examples --example iceberg_restatement`
+//! is the same program.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    backfill_examples::iceberg_restatement::main().await
+}
