@@ -587,8 +587,8 @@ pub async fn run(cfg: &RestatementConfig) -> Result<Summary, Error> {
     if state == RunState::Validated {
         let receipt = control.publish(&rid, OWNER).await?;
         steps.push(format!(
-            "restatement {rid}: published by write-audit-publish, {} rows in {} partitions: {} \
-             (the branch was audited against the ledger, main fast-forwarded, the branch dropped)",
+            "restatement {rid}: published by write-audit-publish, {} rows in {} partitions: {}; \
+             main fast-forwarded to the audited snapshot, the branch dropped",
             receipt.rows,
             receipt.partitions.len(),
             receipt.reference

@@ -122,7 +122,7 @@ fn publishes_restates_by_write_audit_publish_rolls_back_and_is_idempotent() {
     for needle in [
         "NeedsReview",
         "reviewed and accepted by finance-data-owner",
-        &format!("(via branch bf-{RESTATEMENT_RUN})"),
+        &format!("via branch bf-{RESTATEMENT_RUN}"),
         &format!("rolled back to {HISTORY_RUN}"),
         &format!("run {HISTORY_RUN}: published"),
         &format!("run {RESTATEMENT_RUN}: rolled_back"),
