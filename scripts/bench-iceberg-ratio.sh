@@ -30,7 +30,7 @@ bench="$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/staging-* | grep -v '\
 
 cat >"$work/pyarrow_write.py" <<'PY'
 import datetime as dt, sys, time
-import pyarrow as pa, pyarrow.parquet as pq
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
 n, out = int(sys.argv[1]), sys.argv[2]
 start = dt.date(2025, 1, 1)
 regions = ["eu", "us", "apac"]
@@ -45,9 +45,9 @@ schema = pa.schema([
 lineage = ["bf-q1", "bench", "1.0.0", "BACKFILL", "2025-01-01..2025-05-01", "1", "",
            dt.datetime(2026, 12, 4, 9, tzinfo=dt.timezone.utc)]
 def write(table, tag):
-    month = pa.compute.strftime(table["day"], format="%Y-%m")
+    month = pc.strftime(table["day"], format="%Y-%m")
     for m in sorted(set(month.to_pylist())):
-        part = table.filter(pa.compute.equal(month, m))
+        part = table.filter(pc.equal(month, m))
         pq.write_table(part, f"{out}/{tag}-{m}.parquet", compression="zstd")
 t0 = time.perf_counter()
 cols = list(zip(*rows))

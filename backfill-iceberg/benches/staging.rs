@@ -46,7 +46,7 @@ impl OutputRow for Sale {
 struct SaleArrow;
 
 impl ArrowRows<Sale> for SaleArrow {
-    fn encode(&self, rows: &[Sale], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    fn encode(&self, rows: &[&Sale], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
         let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
         let cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter_values(

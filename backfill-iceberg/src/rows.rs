@@ -22,7 +22,7 @@ use serde::Serialize;
 /// 3. Both are pure: no I/O, no clock.
 pub trait ArrowRows<R>: fmt::Debug + Send + Sync + 'static {
     /// Encodes rows into a batch of `schema`.
-    fn encode(&self, rows: &[R], schema: &SchemaRef) -> Result<RecordBatch, ArrowError>;
+    fn encode(&self, rows: &[&R], schema: &SchemaRef) -> Result<RecordBatch, ArrowError>;
 
     /// Decodes a batch into rows.
     fn decode(&self, batch: &RecordBatch) -> Result<Vec<R>, ArrowError>;
@@ -60,7 +60,7 @@ impl<R> fmt::Debug for SerdeRows<R> {
 }
 
 impl<R: Serialize + DeserializeOwned + 'static> ArrowRows<R> for SerdeRows<R> {
-    fn encode(&self, rows: &[R], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+    fn encode(&self, rows: &[&R], schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
         let mut decoder = arrow_json::ReaderBuilder::new(Arc::clone(schema))
             .with_batch_size(rows.len().max(1))
             .build_decoder()?;

@@ -1,6 +1,7 @@
 //! [`IcebergStagingSink`]: a chunk's output as Parquet data files of the target table, invisible
 //! until a publisher commits a snapshot that references them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -109,12 +110,19 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergStagingSink<R, C> {
         enc: &Encoding,
         lineage: &backfill_core::context::OutputLineage,
     ) -> Result<Vec<(iceberg::spec::PartitionKey, RecordBatch)>> {
-        let mut groups: BTreeMap<String, Vec<R>> = BTreeMap::new();
+        // Rows by publish partition, borrowed (a batch of one partition, the usual case for chunks
+        // cut along partitions, is one group without a map).
+        let mut groups: BTreeMap<Cow<'_, str>, Vec<&R>> = BTreeMap::new();
         for r in rows {
-            groups
-                .entry(r.partition().into_owned())
-                .or_default()
-                .push(r.clone());
+            let p = r.partition();
+            match groups.get_mut(p.as_ref()) {
+                Some(g) => g.push(r),
+                None => {
+                    let mut g = Vec::with_capacity(rows.len());
+                    g.push(r);
+                    groups.insert(p, g);
+                }
+            }
         }
         let mut out = Vec::with_capacity(groups.len());
         for (label, group) in groups {
@@ -128,7 +136,7 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergStagingSink<R, C> {
                     if label != crate::partition::UNPARTITIONED {
                         return Err(mismatch(
                             &self.table,
-                            label,
+                            label.into_owned(),
                             crate::partition::UNPARTITIONED,
                         ));
                     }
@@ -141,7 +149,7 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergStagingSink<R, C> {
                     {
                         let found = partition_label(&enc.spec, &enc.schema, key.data())?;
                         if found != label {
-                            return Err(mismatch(&self.table, label, &found));
+                            return Err(mismatch(&self.table, label.into_owned(), &found));
                         }
                         out.push((key, part));
                     }
