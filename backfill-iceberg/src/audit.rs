@@ -91,6 +91,22 @@ pub async fn partition_digests<R: OutputRow, C: ArrowRows<R> + ?Sized>(
     Ok(out)
 }
 
+/// Every row `snapshot` holds in the partitions `keep` selects, decoded, file by file in path order.
+pub async fn rows_at<R: OutputRow, C: ArrowRows<R> + ?Sized>(
+    table: &Table,
+    snapshot: i64,
+    codec: &C,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<R>> {
+    let mut out = Vec::new();
+    for f in live_files(table, snapshot).await? {
+        if keep(&f.partition) {
+            out.extend(crate::files::read_rows::<R, C>(table, &f.path, codec).await?);
+        }
+    }
+    Ok(out)
+}
+
 /// Rows per partition before and after a change, from the snapshots' file metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotDiff {

@@ -26,9 +26,25 @@ pub(crate) const PUBLISHED_PREFIX: &str = "backfill.published.";
 /// Table property prefix of a rollback receipt (`backfill.rolled-back.<from>.<to>`).
 pub(crate) const ROLLED_BACK_PREFIX: &str = "backfill.rolled-back.";
 
-/// The branch a write-audit-publish run commits to before `main` is fast-forwarded.
+/// The branch a write-audit-publish run commits to before `main` is fast-forwarded: `bf-<run>`
+/// (a run id that already starts with `bf-` is used as it is).
 pub fn audit_branch(run_id: &str) -> String {
-    format!("bf-{run_id}")
+    if run_id.starts_with("bf-") {
+        run_id.to_owned()
+    } else {
+        format!("bf-{run_id}")
+    }
+}
+
+/// The run that produced `snapshot_id`, from its summary.
+pub fn run_of(table: &Table, snapshot_id: i64) -> Option<String> {
+    table
+        .metadata()
+        .snapshot_by_id(snapshot_id)?
+        .summary()
+        .additional_properties
+        .get(RUN_ID_PROPERTY)
+        .cloned()
 }
 
 /// A branch or tag.

@@ -351,7 +351,7 @@ async fn pyiceberg_reads_append_restatement_and_rollback() {
     assert_eq!(r.state, RunState::Published, "{r:?}");
     let receipt = r.receipt.expect("receipt");
     assert!(
-        receipt.reference.contains("via branch bf-bf-sales-b"),
+        receipt.reference.contains("via branch bf-sales-b"),
         "{receipt:?}"
     );
     let v2 = expected("2.0.0", &[2, 3]);
