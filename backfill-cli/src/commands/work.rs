@@ -1,0 +1,164 @@
+//! `plan`, `run`, `verify`, `serve-metrics`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backfill_core::control::Control;
+use backfill_core::evidence::bundle::EvidenceBundle;
+use backfill_core::plan::ResolvedPlan;
+
+use super::{known, CmdResult};
+use crate::out::emit;
+use crate::progress::Bar;
+use crate::registry::Registry;
+
+pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
+    let m = super::manifest::load(file)?;
+    let job = reg.job_for(&m)?;
+    let source_plan = job.plan(&m).await?;
+    let plan = ResolvedPlan::new(&m.run_id, m.digest(), source_plan, chrono::Utc::now());
+    let coverage = match &m.source.range {
+        Some(r) => plan.check_coverage(r).map_err(|e| e.to_string()),
+        None => Err("the manifest names no input range".to_owned()),
+    };
+    let pin = plan
+        .check_pin(m.source.snapshot.as_deref())
+        .map_err(|e| e.to_string());
+    emit(
+        json,
+        &serde_json::json!({
+            "run_id": m.run_id,
+            "snapshot": plan.snapshot,
+            "resolved_from": plan.resolved_from,
+            "chunks": plan.chunks.iter().map(|c| serde_json::json!({
+                "id": c.id, "label": c.label, "range": c.range.to_string()
+            })).collect::<Vec<_>>(),
+            "coverage": coverage.as_ref().map(|_| "exact").map_err(Clone::clone),
+            "pin": pin.as_ref().map(|_| "honoured").map_err(Clone::clone),
+        }),
+        |_| {
+            let mut s = format!(
+                "{}: {} chunks at snapshot {}",
+                m.run_id,
+                plan.chunks.len(),
+                plan.snapshot.as_deref().unwrap_or("-")
+            );
+            for c in &plan.chunks {
+                s.push_str(&format!("\n  {} {:<12} {}", c.id, c.label, c.range));
+            }
+            s.push_str(&format!(
+                "\ncoverage: {}\npin: {}",
+                coverage
+                    .as_ref()
+                    .map_or_else(Clone::clone, |()| "exact, no gaps or overlaps".to_owned()),
+                pin.as_ref()
+                    .map_or_else(Clone::clone, |()| "honoured".to_owned())
+            ));
+            s
+        },
+    );
+    Ok(if coverage.is_ok() && pin.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) async fn run(
+    control: &Control,
+    reg: &Registry,
+    run: &str,
+    metrics: Option<SocketAddr>,
+    json: bool,
+) -> CmdResult {
+    let id = known(control, run).await?;
+    let (approved, _) = control.load(&id).await?;
+    let job = Arc::clone(reg.job_for(approved.manifest())?);
+    if let Some(addr) = metrics {
+        crate::telemetry::serve_metrics(addr)?;
+        eprintln!("metrics on http://{addr}/metrics");
+    }
+    let bar = Arc::new(Bar::new());
+    let work = job.run(control.clone(), &id, Arc::clone(&bar) as _);
+    tokio::select! {
+        report = work => {
+            bar.finish();
+            let r = report?;
+            emit(json, &r, |r| {
+                format!(
+                    "{}: {} ({} of {} chunks, {} rows){}",
+                    r.run_id,
+                    r.state,
+                    r.chunks_done,
+                    r.chunks_total,
+                    r.output_rows,
+                    r.receipt.as_ref().map_or_else(String::new, |rc| format!(", published ({})", rc.reference))
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = tokio::signal::ctrl_c() => {
+            bar.finish();
+            let s = control.status(&id).await?;
+            eprintln!(
+                "{id}: interrupted with {}/{} chunks done; nothing half-staged is visible. `backfill run {id}` resumes.",
+                s.chunks_done, s.chunks_total
+            );
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+pub(super) async fn verify(
+    control: &Control,
+    reg: &Registry,
+    file: &Path,
+    against: bool,
+    json: bool,
+) -> CmdResult {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("reading {}: {e}", file.display()))?;
+    let bundle = EvidenceBundle::from_json(&text)?;
+    let v = if against {
+        let run = control.run(bundle.run_id()).await?;
+        reg.target_named(&run.target)?.verify(&bundle).await?
+    } else {
+        bundle.verify()
+    };
+    let passed = v.passed();
+    emit(json, &v, |v| {
+        let mut s = String::new();
+        for c in &v.checks {
+            s.push_str(&format!(
+                "{} {}: {}\n",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+        s.push_str(&format!(
+            "{}: {}",
+            bundle.run_id(),
+            if passed {
+                "verified"
+            } else {
+                "verification FAILED"
+            }
+        ));
+        s
+    });
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) async fn serve_metrics(addr: SocketAddr) -> CmdResult {
+    crate::telemetry::serve_metrics(addr)?;
+    eprintln!("metrics on http://{addr}/metrics; Ctrl-C stops");
+    tokio::signal::ctrl_c().await?;
+    Ok(ExitCode::SUCCESS)
+}
