@@ -11,18 +11,37 @@ pub(crate) fn logs(json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if json { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let _ = if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .try_init()
+        tracing::subscriber::set_global_default(json_lines(filter, std::io::stderr))
+            .map_err(|e| e.to_string())
     } else {
-        builder.compact().try_init()
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .compact()
+            .try_init()
+            .map_err(|e| e.to_string())
     };
+}
+
+/// JSON lines carrying the current span's fields (the runner's `backfill.run` and
+/// `backfill.chunk` spans: run_id, chunk_id, source_range, transform_version, target,
+/// processing_mode) on every event.
+fn json_lines<W>(
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .finish()
 }
 
 /// Serves the metrics recorded from now on at `http://addr/metrics` (every path answers).
@@ -76,4 +95,71 @@ pub(crate) fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
         "estimated cost in USD"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_the_chunk_context_on_every_line() {
+        let buf = Buf::default();
+        let make = {
+            let buf = buf.clone();
+            move || buf.clone()
+        };
+        let sub = super::json_lines(tracing_subscriber::EnvFilter::new("info"), make);
+        tracing::subscriber::with_default(sub, || {
+            // The runner's chunk span, as backfill-core opens it.
+            let span = tracing::info_span!(
+                "backfill.chunk",
+                run_id = "bf-1",
+                chunk_id = "00000-ab",
+                source_range = "dates[2025-01-01, 2025-02-01)",
+                transform_version = "3.1.0",
+                target = "silver.t",
+                processing_mode = "BACKFILL",
+            );
+            let _g = span.enter();
+            tracing::info!(output = 10, "chunk staged");
+            tracing::warn!(error = "x", "chunk failed");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for l in &lines {
+            let span = &l["span"];
+            for k in [
+                "run_id",
+                "chunk_id",
+                "source_range",
+                "transform_version",
+                "target",
+                "processing_mode",
+            ] {
+                assert!(span.get(k).is_some(), "{k} missing in {l}");
+            }
+        }
+        assert_eq!(lines[0]["message"], "chunk staged");
+    }
 }

@@ -51,7 +51,7 @@ fn chunk_spans_carry_run_context() {
         assert_eq!(s["run_id"], "bf-trace");
         assert_eq!(s["transform_version"], "1.0.0");
         assert_eq!(s["target"], "amounts_daily");
-        assert_eq!(s["mode"], "BACKFILL");
+        assert_eq!(s["processing_mode"], "BACKFILL");
         assert!(s["chunk_id"].starts_with("0000"), "{}", s["chunk_id"]);
         assert!(
             s["source_range"].starts_with("dates[2025-"),

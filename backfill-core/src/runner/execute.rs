@@ -251,16 +251,17 @@ impl<T: DeterministicTransform> Executor<T> {
                 source_range = %lease.range,
                 transform_version = %sh.approved.manifest().transform.version,
                 target = %sh.approved.manifest().target.name,
-                mode = %sh.approved.manifest().mode,
+                processing_mode = %sh.approved.manifest().mode,
                 attempt = lease.attempt,
             );
             let started = Instant::now();
-            let result = self.run_chunk(sh, &lease).instrument(span).await;
+            let result = self.run_chunk(sh, &lease).instrument(span.clone()).await;
             let now = self.control.clock().now();
             match result {
                 Ok(outcome) => {
                     if let Err(e) = self
                         .record_chunk(sh, &lease, &label, &outcome, now, started)
+                        .instrument(span)
                         .await
                     {
                         // A lost lease means another worker owns the chunk now; its result counts.
@@ -370,6 +371,12 @@ impl<T: DeterministicTransform> Executor<T> {
             .store()
             .append_evidence(run_id, now, &lease.worker, &staged)
             .await?;
+        tracing::info!(
+            attempt = lease.attempt,
+            input = outcome.input_count,
+            output = outcome.output_count,
+            "chunk staged"
+        );
         sh.metrics.chunks.increment(1);
         sh.metrics
             .chunk_seconds

@@ -431,7 +431,7 @@ impl<T: DeterministicTransform> Executor<T> {
             run_id = %run_id,
             transform_version = %m.transform.version,
             target = %m.target.name,
-            mode = %m.mode,
+            processing_mode = %m.mode,
         );
         let actor = self.actor();
         let mut state = record.state;
