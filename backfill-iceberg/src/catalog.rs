@@ -66,6 +66,14 @@ impl CatalogBuilderOptions {
         self
     }
 
+    /// Storage through Apache OpenDAL (feature `opendal`): `OpenDalStorageFactory::S3 { .. }` for
+    /// S3-compatible object stores (credentials and endpoint as `s3.*` properties through
+    /// [`prop`](Self::prop)), `OpenDalStorageFactory::Fs` for local paths.
+    #[cfg(feature = "opendal")]
+    pub fn opendal(self, factory: iceberg_storage_opendal::OpenDalStorageFactory) -> Self {
+        self.storage(Arc::new(factory))
+    }
+
     /// A catalog or storage property (credentials, pool sizes), passed through to the iceberg crate.
     pub fn prop(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.props.insert(key.into(), value.into());

@@ -29,3 +29,6 @@ pub use snapshot::{ManifestProducer, ProducedSnapshot, SnapshotProducer, Snapsho
 pub use source::{IcebergChunkState, IcebergChunking, IcebergSource};
 
 pub use iceberg;
+/// The OpenDAL storage factories (feature `opendal`).
+#[cfg(feature = "opendal")]
+pub use iceberg_storage_opendal;
