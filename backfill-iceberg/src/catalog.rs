@@ -83,24 +83,36 @@ impl CatalogBuilderOptions {
     /// Opens the catalog, creating its tables when missing.
     pub async fn connect(self) -> Result<IcebergCatalog> {
         let postgres = self.uri.starts_with("postgres://") || self.uri.starts_with("postgresql://");
-        let style = if postgres {
-            SqlBindStyle::DollarNumeric
-        } else {
-            SqlBindStyle::QMark
+        // Two processes opening a fresh catalog database at once race on its `CREATE TABLE IF NOT
+        // EXISTS` (PostgreSQL answers one of them with a duplicate-type error): try again.
+        let mut attempt = 0;
+        let catalog = loop {
+            attempt += 1;
+            let opened = SqlCatalogBuilder::default()
+                .uri(self.uri.clone())
+                .warehouse_location(self.warehouse.clone())
+                .sql_bind_style(if postgres {
+                    SqlBindStyle::DollarNumeric
+                } else {
+                    SqlBindStyle::QMark
+                })
+                .with_storage_factory(Arc::clone(&self.storage))
+                .load(self.name.clone(), self.props.clone())
+                .await;
+            match opened {
+                Ok(c) => break c,
+                Err(e) if attempt < 5 => {
+                    tracing::debug!(error = %e.message(), attempt, "opening the SQL catalog again");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(ice(
+                        format!("opening the SQL catalog at {}", redact(&self.uri)),
+                        e,
+                    ))
+                }
+            }
         };
-        let catalog = SqlCatalogBuilder::default()
-            .uri(self.uri.clone())
-            .warehouse_location(self.warehouse.clone())
-            .sql_bind_style(style)
-            .with_storage_factory(self.storage)
-            .load(self.name.clone(), self.props)
-            .await
-            .map_err(|e| {
-                ice(
-                    format!("opening the SQL catalog at {}", redact(&self.uri)),
-                    e,
-                )
-            })?;
         let pool = CatalogPool::connect(&self.uri)
             .await
             .map_err(|e| sql(format!("connecting to {}", redact(&self.uri)), e))?;

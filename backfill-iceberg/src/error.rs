@@ -113,10 +113,18 @@ fn is_transient_sql(e: &sqlx::Error) -> bool {
 
 /// An iceberg error with what the adapter was doing, as a core error.
 pub(crate) fn ice(context: impl Into<String>, e: iceberg::Error) -> CoreError {
+    use std::error::Error as _;
+    let mut message = e.message().to_owned();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
     IcebergError::Iceberg {
         context: context.into(),
         kind: e.kind(),
-        message: e.message().to_owned(),
+        message,
     }
     .into()
 }

@@ -37,11 +37,19 @@ impl StagingRecords {
     }
 
     pub(crate) async fn ensure(&self) -> Result<()> {
-        self.pool
-            .execute(DDL, &[])
-            .await
-            .map(|_| ())
-            .map_err(|e| sql("creating backfill_iceberg_staging", e))
+        // Concurrent first uses race on `CREATE TABLE IF NOT EXISTS` on PostgreSQL (a duplicate
+        // type error for the loser): the table exists then, so try again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.pool.execute(DDL, &[]).await {
+                Ok(_) => return Ok(()),
+                Err(_) if attempt < 4 => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(sql("creating backfill_iceberg_staging", e)),
+            }
+        }
     }
 
     /// Takes the chunk's fence for `req.attempt`, or fails with `Fenced` if a later attempt has it.
