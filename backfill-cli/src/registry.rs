@@ -139,8 +139,8 @@ pub struct PartitionDiff {
 /// 1. `publisher` is the target's [`Publisher`]; its descriptor names the target.
 /// 2. `diff` compares what readers see now with what `run` staged, per partition, and never
 ///    changes either.
-/// 3. `verify` re-checks an exported bundle against the staged and visible rows (see
-///    [`verify_rows`]).
+/// 3. `verify` re-checks an exported bundle against the staged rows and, when `visible` (the run
+///    is the target's accepted one), against the rows readers see (see [`verify_rows`]).
 #[async_trait]
 pub trait Target: fmt::Debug + Send + Sync + 'static {
     /// The publisher.
@@ -149,19 +149,22 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
     /// Per-partition diff of the run's staging against the visible rows.
     async fn diff(&self, run: &RunId, partitions: &[PartitionKey]) -> Result<Vec<PartitionDiff>>;
 
-    /// Online verification of a bundle.
-    async fn verify(&self, bundle: &EvidenceBundle) -> Result<Verification>;
+    /// Online verification of a bundle; `visible` when its run is what readers see now.
+    async fn verify(&self, bundle: &EvidenceBundle, visible: bool) -> Result<Verification>;
 }
 
 type KeyOf<R> = Arc<dyn Fn(&R) -> String + Send + Sync + 'static>;
+type ContentOf<R> = Arc<dyn Fn(&R) -> Vec<u8> + Send + Sync + 'static>;
 
 /// A [`Target`] over a typed sink and reader (a SQL table, an Iceberg table, a topic), rows keyed by
-/// `key` for diffs.
+/// `key` within their partition for diffs, and compared on their canonical encoding unless
+/// [`compare_by`](Self::compare_by) says what their content is.
 pub struct TypedTarget<R: OutputRow> {
     publisher: Arc<dyn Publisher>,
     reader: Arc<dyn TargetReader<R>>,
     sink: Arc<dyn StagingSink<R>>,
     key: KeyOf<R>,
+    content: ContentOf<R>,
 }
 
 impl<R: OutputRow> fmt::Debug for TypedTarget<R> {
@@ -185,7 +188,17 @@ impl<R: OutputRow> TypedTarget<R> {
             reader,
             sink,
             key: Arc::new(key),
+            content: Arc::new(canonical::<R>),
         }
+    }
+
+    /// Compares rows on `content` instead of their whole canonical encoding: a key whose content is
+    /// equal before and after is unchanged. Use it when rows carry fields that differ in every run
+    /// (ids derived from the run id, a run's reason or timestamp), which would otherwise make every
+    /// key look changed.
+    pub fn compare_by(mut self, content: impl Fn(&R) -> String + Send + Sync + 'static) -> Self {
+        self.content = Arc::new(move |r: &R| content(r).into_bytes());
+        self
     }
 }
 
@@ -210,7 +223,7 @@ impl<R: OutputRow> Target for TypedTarget<R> {
         for r in &staged {
             new.entry(PartitionKey::from(r.partition().as_ref()))
                 .or_default()
-                .insert((self.key)(r), canonical(r));
+                .insert((self.key)(r), (self.content)(r));
         }
         let mut keys: Vec<PartitionKey> = new.keys().cloned().collect();
         keys.extend(partitions.iter().cloned());
@@ -221,7 +234,7 @@ impl<R: OutputRow> Target for TypedTarget<R> {
             let old_rows: Vec<R> = self.reader.read_current(&p).try_concat().await?;
             let old: BTreeMap<String, Vec<u8>> = old_rows
                 .iter()
-                .map(|r| ((self.key)(r), canonical(r)))
+                .map(|r| ((self.key)(r), (self.content)(r)))
                 .collect();
             let empty = BTreeMap::new();
             let now = new.get(&p).unwrap_or(&empty);
@@ -242,8 +255,9 @@ impl<R: OutputRow> Target for TypedTarget<R> {
         Ok(out)
     }
 
-    async fn verify(&self, bundle: &EvidenceBundle) -> Result<Verification> {
-        verify_rows(bundle, Some(self.sink.as_ref()), Some(self.reader.as_ref())).await
+    async fn verify(&self, bundle: &EvidenceBundle, visible: bool) -> Result<Verification> {
+        let current = visible.then_some(self.reader.as_ref());
+        verify_rows(bundle, Some(self.sink.as_ref()), current).await
     }
 }
 

@@ -123,7 +123,19 @@ pub(super) async fn verify(
     let bundle = EvidenceBundle::from_json(&text)?;
     let v = if against {
         let run = control.run(bundle.run_id()).await?;
-        reg.target_named(&run.target)?.verify(&bundle).await?
+        let target = reg.target_named(&run.target)?;
+        // The rows readers see are this run's only while it holds the accepted pointer.
+        let accepted = control.store().accepted(&run.target).await?;
+        let visible = accepted.is_some_and(|p| p.run_id == *bundle.run_id());
+        if !visible && !json {
+            eprintln!(
+                "{}: not the accepted run of {} (state {}): checking its staged rows, not the visible ones",
+                bundle.run_id(),
+                run.target,
+                run.state
+            );
+        }
+        target.verify(&bundle, visible).await?
     } else {
         bundle.verify()
     };
