@@ -30,13 +30,23 @@ pub(super) async fn runs(control: &Control, a: &RunsArgs, json: bool) -> CmdResu
     }
     let list = control.runs(&f).await?;
     emit(json, &list, |list| {
+        // Columns as wide as their longest value, so long run ids and names stay aligned.
+        let width = |head: &str, f: &dyn Fn(&backfill_core::store::RunRecord) -> usize| {
+            list.iter().map(f).chain([head.len()]).max().unwrap_or(0)
+        };
+        let (wr, ws, wt, wq) = (
+            width("RUN", &|r| r.run_id.as_str().len()),
+            width("STATE", &|r| r.state.as_str().len()),
+            width("TARGET", &|r| r.target.len()),
+            width("REQUESTER", &|r| r.requested_by.len()),
+        );
         let mut s = format!(
-            "{:<32} {:<16} {:<32} {:<16} {}\n",
+            "{:<wr$}  {:<ws$}  {:<wt$}  {:<wq$}  {}\n",
             "RUN", "STATE", "TARGET", "REQUESTER", "UPDATED"
         );
         for r in list {
             s.push_str(&format!(
-                "{:<32} {:<16} {:<32} {:<16} {}\n",
+                "{:<wr$}  {:<ws$}  {:<wt$}  {:<wq$}  {}\n",
                 r.run_id.as_str(),
                 r.state.as_str(),
                 r.target,
