@@ -51,6 +51,21 @@ pub struct ChunkSpec {
     /// What the source resolved for this chunk.
     #[serde(default, skip_serializing_if = "SourceState::is_none")]
     pub state: SourceState,
+    /// What the source expects the chunk to hold, where it can tell before reading (row counts,
+    /// offset spans, file sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<ChunkEstimate>,
+}
+
+/// A source's expectation of a chunk's size, known at planning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChunkEstimate {
+    /// Input records (exact for counted tables and file lists; an upper bound for log offset
+    /// spans, which include transaction markers and compacted records).
+    pub records: u64,
+    /// Input bytes, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 impl ChunkSpec {
@@ -60,7 +75,14 @@ impl ChunkSpec {
             range,
             label: label.into(),
             state: SourceState::none(),
+            estimate: None,
         }
+    }
+
+    /// Attaches the source's size estimate.
+    pub fn with_estimate(mut self, records: u64, bytes: Option<u64>) -> Self {
+        self.estimate = Some(ChunkEstimate { records, bytes });
+        self
     }
 
     /// Attaches source state.
@@ -97,6 +119,9 @@ pub struct PlannedChunk {
     /// What the source resolved for this chunk at planning time.
     #[serde(default, skip_serializing_if = "SourceState::is_none")]
     pub state: SourceState,
+    /// The source's size estimate, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<ChunkEstimate>,
 }
 
 /// The plan a run executes; stored before the first chunk is read, so what ran is what was planned.
@@ -138,6 +163,7 @@ impl ResolvedPlan {
                     range: c.range,
                     label: c.label,
                     state: c.state,
+                    estimate: c.estimate,
                 }
             })
             .collect();

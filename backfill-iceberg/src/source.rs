@@ -370,13 +370,18 @@ impl<I: Send + 'static, C: ArrowRows<I>> BackfillSource<I> for IcebergSource<I, 
                 }
                 other => other.to_string(),
             };
+            let rows = files.iter().map(|f| f.1).sum();
             let state = SourceState::of(&IcebergChunkState {
                 table: self.table.to_string(),
                 snapshot_id: snapshot,
                 column: self.column.clone(),
                 files,
             })?;
-            chunks.push(ChunkSpec::new(r, label).with_state(state));
+            chunks.push(
+                ChunkSpec::new(r, label)
+                    .with_estimate(rows, None)
+                    .with_state(state),
+            );
         }
         Ok(SourcePlan {
             snapshot: Some(snapshot.to_string()),

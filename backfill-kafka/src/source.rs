@@ -302,6 +302,8 @@ impl<I: Send + 'static> BackfillSource<I> for KafkaSource<I> {
                         },
                         format!("{topic}/{}@{at}..{end}", r.partition),
                     )
+                    // An upper bound: markers and compacted records take offsets too.
+                    .with_estimate(u64::try_from(end - at).unwrap_or(0), None)
                     .with_state(SourceState::of(&state)?),
                 );
                 at = end;

@@ -412,6 +412,7 @@ impl<I> SqlSource<I> {
                             },
                             label,
                         )
+                        .with_estimate(state.rows, None)
                         .with_state(SourceState::of(&state)?),
                     );
                     start = next;
@@ -440,6 +441,7 @@ impl<I> SqlSource<I> {
                             },
                             format!("{a}..{b}"),
                         )
+                        .with_estimate(state.rows, None)
                         .with_state(SourceState::of(&state)?),
                     );
                 }

@@ -115,13 +115,22 @@ impl<I: Clone + Send + Sync + 'static> MemorySource<I> {
             } else {
                 format!("{start}..{end}")
             };
-            chunks.push(ChunkSpec::new(
-                InputRange::Dates {
-                    from: start,
-                    to_exclusive: end,
-                },
-                label,
-            ));
+            let records = self.date_of.as_ref().map_or(0, |date_of| {
+                self.records
+                    .iter()
+                    .filter(|r| (start..end).contains(&date_of(r)))
+                    .count() as u64
+            });
+            chunks.push(
+                ChunkSpec::new(
+                    InputRange::Dates {
+                        from: start,
+                        to_exclusive: end,
+                    },
+                    label,
+                )
+                .with_estimate(records, None),
+            );
             start = end;
         }
         chunks
@@ -154,16 +163,19 @@ impl<I: Clone + Send + Sync + 'static> BackfillSource<I> for MemorySource<I> {
                     let mut start = p.from;
                     while start < p.to_exclusive {
                         let end = (start + size).min(p.to_exclusive);
-                        chunks.push(ChunkSpec::new(
-                            InputRange::Offsets {
-                                partitions: vec![OffsetRange {
-                                    partition: p.partition,
-                                    from: start,
-                                    to_exclusive: end,
-                                }],
-                            },
-                            format!("{}:{start}..{end}", p.partition),
-                        ));
+                        chunks.push(
+                            ChunkSpec::new(
+                                InputRange::Offsets {
+                                    partitions: vec![OffsetRange {
+                                        partition: p.partition,
+                                        from: start,
+                                        to_exclusive: end,
+                                    }],
+                                },
+                                format!("{}:{start}..{end}", p.partition),
+                            )
+                            .with_estimate(u64::try_from(end - start).unwrap_or(0), None),
+                        );
                         start = end;
                     }
                 }
