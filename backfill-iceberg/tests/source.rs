@@ -208,6 +208,8 @@ async fn month_chunks_read_only_their_files_at_the_pinned_snapshot() {
             .filter(|s| s.day.format("%Y-%m").to_string() == month)
             .count();
         assert_eq!(rows.len(), want, "{month}");
+        // Planning's estimate is the files' record count, known before reading.
+        assert_eq!(c.estimate.map(|e| e.records), Some(want as u64), "{month}");
     }
 }
 
