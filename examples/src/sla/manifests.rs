@@ -143,3 +143,45 @@ pub fn restatement_manifest(t: &CaseSlaTransform, snapshot: &str) -> RunManifest
         .insert("restatement_reason".into(), "TIMEZONE_BUG_FIX".into());
     m
 }
+
+/// The dry run of the restatement on a subset: January 2025 only.
+pub const DRY_RUN: &str = "bf-2026-07-04-case-sla-v3-dry";
+
+/// The dry run's input range: the cases opened in December 2024 (warm-up) and January 2025, and on
+/// the first day of February in UTC (the evening of January 31 in the Americas), as
+/// [`input_range`] reads the first day of 2026.
+pub fn dry_run_input_range() -> InputRange {
+    InputRange::Dates {
+        from: day(2024, 12, 1),
+        to_exclusive: day(2025, 2, 2),
+    }
+}
+
+/// The dry run's publish range: January 2025.
+pub fn dry_run_publish_range() -> InputRange {
+    InputRange::Dates {
+        from: day(2025, 1, 1),
+        to_exclusive: day(2025, 2, 1),
+    }
+}
+
+/// The restatement rehearsed on one month before the whole year runs: v3.1.0 on the cases opened in
+/// December 2024 and January 2025, staging and validating the January partition only, in
+/// [`ExecutionMode::DryRun`] (never published). `snapshot` is the pin of
+/// [`dry_run_input_range`]. Every case is read with its whole history, so its January row equals
+/// the full run's.
+pub fn dry_run_manifest(t: &CaseSlaTransform, snapshot: &str) -> RunManifest {
+    let mut m = restatement_manifest(t, snapshot);
+    m.run_id = DRY_RUN.into();
+    m.mode = ExecutionMode::DryRun;
+    m.reason = "Dry run of the REG-2291 restatement on January 2025 before the whole year: \
+                same transform, calendar and checks, never published"
+        .into();
+    m.source.range = Some(dry_run_input_range());
+    m.publish_range = Some(dry_run_publish_range());
+    let (from, to) = dates(&dry_run_publish_range());
+    m.target.partitions = months(from, to).into_iter().map(Into::into).collect();
+    m.safety.max_rows_expected = Some(20_000);
+    m.safety.max_cost_usd = Some(1);
+    m
+}

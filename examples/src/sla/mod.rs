@@ -3,7 +3,8 @@
 //!
 //! Run it with `cargo run -p backfill-examples` (SQLite files in `./sla-restatement-data`), or
 //! `cargo run -p backfill-examples -- --database-url postgres://…` (or `mysql://…`) to use PostgreSQL
-//! (or MariaDB).
+//! (or MariaDB); or step by step with the operator's tool, `sla-backfill` ([`cli`], and
+//! `docs/runbook.md`).
 
 /// Prints a line to stdout, ignoring a closed pipe (`sla-restatement | head` must not panic).
 macro_rules! say {
@@ -15,6 +16,7 @@ macro_rules! say {
 
 pub mod calendar;
 pub mod checks;
+pub mod cli;
 pub mod corrections;
 pub mod diff;
 pub mod events;
