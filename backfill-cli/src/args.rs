@@ -96,6 +96,12 @@ pub(crate) enum Command {
     Plan {
         /// The manifest.
         file: PathBuf,
+        /// Expected throughput in input records per second, for the duration estimate.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Cost in USD per million input records, for the cost estimate.
+        #[arg(long)]
+        cost_per_million: Option<f64>,
     },
     /// Runs (or resumes) an approved run, with a progress bar; Ctrl-C stops it, `run` resumes.
     Run {

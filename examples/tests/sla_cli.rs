@@ -181,8 +181,28 @@ async fn the_runbook_on_sqlite_from_manifest_to_rollback() {
     assert_eq!(c["run_id"], RESTATEMENT_RUN);
 
     // 2. Estimate: the plan resolves 14 monthly chunks at the pinned snapshot, nothing runs.
-    let p = t.json(&["plan", &restatement]);
+    let p = t.json(&[
+        "plan",
+        &restatement,
+        "--rate",
+        "50000",
+        "--cost-per-million",
+        "4",
+    ]);
     assert_eq!(p["chunks"].as_array().unwrap().len(), 14, "{p}");
+    // The source counted every chunk's input at planning: the estimate is the bronze events read.
+    let e = &p["estimate"];
+    assert_eq!(e["chunks_with_size"], 14, "{p}");
+    let records = e["records"].as_u64().unwrap();
+    assert!(records > 10_000, "{p}");
+    assert!(
+        (e["seconds"].as_f64().unwrap() - records as f64 / 50_000.0).abs() < 1e-6,
+        "{p}"
+    );
+    assert!(
+        (e["cost_usd"].as_f64().unwrap() - records as f64 / 1e6 * 4.0).abs() < 1e-9,
+        "{p}"
+    );
     assert_eq!(p["coverage"]["Ok"], "exact", "{p}");
     assert_eq!(p["pin"]["Ok"], "honoured", "{p}");
 

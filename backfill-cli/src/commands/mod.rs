@@ -23,7 +23,11 @@ pub(crate) async fn dispatch(cli: &Cli, settings: &Settings, reg: &Registry) -> 
     match &cli.command {
         Command::Manifest(cmd) => manifest::run(cmd, json),
         Command::ServeMetrics { addr } => work::serve_metrics(*addr).await,
-        Command::Plan { file } => work::plan(reg, file, json).await,
+        Command::Plan {
+            file,
+            rate,
+            cost_per_million,
+        } => work::plan(reg, file, *rate, *cost_per_million, json).await,
         other => {
             let control = control(settings, reg).await?;
             match other {

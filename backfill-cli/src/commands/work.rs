@@ -14,7 +14,13 @@ use crate::out::emit;
 use crate::progress::Bar;
 use crate::registry::Registry;
 
-pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
+pub(super) async fn plan(
+    reg: &Registry,
+    file: &Path,
+    rate: Option<f64>,
+    cost_per_million: Option<f64>,
+    json: bool,
+) -> CmdResult {
     let m = super::manifest::load(file)?;
     let job = reg.job_for(&m)?;
     let source_plan = job.plan(&m).await?;
@@ -26,6 +32,7 @@ pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
     let pin = plan
         .check_pin(m.source.snapshot.as_deref())
         .map_err(|e| e.to_string());
+    let estimate = Estimate::of(&plan, rate, cost_per_million);
     emit(
         json,
         &serde_json::json!({
@@ -37,6 +44,7 @@ pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
             })).collect::<Vec<_>>(),
             "coverage": coverage.as_ref().map(|_| "exact").map_err(Clone::clone),
             "pin": pin.as_ref().map(|_| "honoured").map_err(Clone::clone),
+            "estimate": estimate,
         }),
         |_| {
             let mut s = format!(
@@ -46,7 +54,14 @@ pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
                 plan.snapshot.as_deref().unwrap_or("-")
             );
             for c in &plan.chunks {
-                s.push_str(&format!("\n  {} {:<12} {}", c.id, c.label, c.range));
+                let size = c.estimate.map_or_else(
+                    || "size unknown".to_owned(),
+                    |e| format!("~{} records", e.records),
+                );
+                s.push_str(&format!(
+                    "\n  {} {:<12} {} ({size})",
+                    c.id, c.label, c.range
+                ));
             }
             s.push_str(&format!(
                 "\ncoverage: {}\npin: {}",
@@ -56,6 +71,7 @@ pub(super) async fn plan(reg: &Registry, file: &Path, json: bool) -> CmdResult {
                 pin.as_ref()
                     .map_or_else(Clone::clone, |()| "honoured".to_owned())
             ));
+            s.push_str(&format!("\nestimate: {estimate}"));
             s
         },
     );
@@ -173,4 +189,56 @@ pub(super) async fn serve_metrics(addr: SocketAddr) -> CmdResult {
     eprintln!("metrics on http://{addr}/metrics; Ctrl-C stops");
     tokio::signal::ctrl_c().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What planning tells before a run: input size from the source, duration and cost from the
+/// operator's declared rates.
+#[derive(Debug, serde::Serialize)]
+struct Estimate {
+    chunks: usize,
+    chunks_with_size: usize,
+    records: u64,
+    bytes: Option<u64>,
+    seconds: Option<f64>,
+    cost_usd: Option<f64>,
+}
+
+impl Estimate {
+    fn of(plan: &ResolvedPlan, rate: Option<f64>, cost_per_million: Option<f64>) -> Self {
+        let sized: Vec<_> = plan.chunks.iter().filter_map(|c| c.estimate).collect();
+        let records = sized.iter().map(|e| e.records).sum::<u64>();
+        let bytes = sized.iter().map(|e| e.bytes).sum::<Option<u64>>();
+        Self {
+            chunks: plan.chunks.len(),
+            chunks_with_size: sized.len(),
+            records,
+            bytes,
+            seconds: rate.filter(|r| *r > 0.0).map(|r| records as f64 / r),
+            cost_usd: cost_per_million.map(|c| records as f64 / 1e6 * c),
+        }
+    }
+}
+
+impl std::fmt::Display for Estimate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} input records", self.records)?;
+        if self.chunks_with_size < self.chunks {
+            write!(
+                f,
+                " in the {} of {} chunks the source could size",
+                self.chunks_with_size, self.chunks
+            )?;
+        }
+        if let Some(b) = self.bytes {
+            write!(f, ", {b} bytes")?;
+        }
+        match self.seconds {
+            Some(s) => write!(f, ", ~{s:.0} s")?,
+            None => write!(f, ", duration: pass --rate RECORDS_PER_S")?,
+        }
+        if let Some(c) = self.cost_usd {
+            write!(f, ", ~${c:.2}")?;
+        }
+        Ok(())
+    }
 }
