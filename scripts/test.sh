@@ -37,6 +37,9 @@ cargo test --workspace --lib --bins --tests --examples
 step "cargo test --doc"
 cargo test --workspace --doc
 
+step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
+cargo test -p backfill-iceberg --features opendal --test opendal
+
 step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
 for pass in first second; do
