@@ -544,3 +544,48 @@ fn the_prometheus_endpoint_serves_every_metric_during_a_run() {
     assert!(status.success(), "{seen:?}");
     assert!(seen.iter().any(|l| l.ends_with("-> published")), "{seen:?}");
 }
+
+/// Ctrl-C (SIGINT) during `run` stops it cleanly (exit 130, a message saying how to resume, the
+/// run still `running` with its finished chunks), and `run` again finishes it.
+#[test]
+fn ctrl_c_stops_a_run_cleanly_and_run_again_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tool::new(dir.path());
+    t.ok(&["submit", &manifest("sla-history.json")]);
+    t.ok(&["approve", HISTORY_RUN, "--as", OWNER]);
+    let mut child = Child(
+        t.command(&["run", HISTORY_RUN])
+            .env(CHUNK_DELAY_ENV, "200")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+    for line in lines.by_ref() {
+        if line.contains("chunk   2/") {
+            let pid = child.0.id().to_string();
+            let k = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+            assert!(k.success());
+            break;
+        }
+    }
+    let rest: Vec<String> = lines.collect();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("interrupted") && l.contains("resumes")),
+        "{rest:?}"
+    );
+    let st = t.json(&["status", HISTORY_RUN]);
+    assert_eq!(state(&st), "running", "{st}");
+    let done = st["chunks_done"].as_u64().unwrap();
+    assert!(done >= 2, "{st}");
+    let o = t.output(&["run", HISTORY_RUN, "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(state(&r), "published", "{r}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("{done} already done")));
+}
