@@ -31,7 +31,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: replay BROKERS TOPIC memory|kafka");
         std::process::exit(2);
     };
-    let cfg = KafkaConfig::new(brokers).set("receive.message.max.bytes", "2000000000");
+    let mut cfg = KafkaConfig::new(brokers).set("receive.message.max.bytes", "2000000000");
+    // K1_PROPS="compression.type=lz4,linger.ms=20": client properties to compare settings.
+    for kv in std::env::var("K1_PROPS").unwrap_or_default().split(',') {
+        if let Some((k, v)) = kv.split_once('=') {
+            cfg = cfg.set(k.trim(), v.trim());
+        }
+    }
     if mode == "create" {
         backfill_kafka::ensure_topic(&cfg, topic, 4, 1).await?;
         return Ok(());
