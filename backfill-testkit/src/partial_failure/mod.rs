@@ -17,7 +17,7 @@
 //!   that the target committed exactly once.
 //! - [`Scenario::check_publish_crash`] and [`Scenario::check_rollback_crash`] interrupt a
 //!   publication (over an earlier published run) or a rollback at one of the [`Crash`] windows, with
-//!   a [`FaultyPublisher`] or a [`FaultyStore`](crate::faults::FaultyStore), retry through a fresh
+//!   a [`FaultyPublisher`] or a [`FaultyStore`], retry through a fresh
 //!   [`Control`], and check convergence: the store's accepted pointer is what the target says, one
 //!   receipt is recorded, run states and transitions agree, the target committed once, and readers
 //!   see what an uninterrupted sequence shows.
