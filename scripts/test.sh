@@ -38,7 +38,7 @@ step "cargo test --doc"
 cargo test --workspace --doc
 
 step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
-cargo test -p backfill-iceberg --features opendal --test opendal
+cargo test -p backfill-iceberg --features opendal --test conformance opendal
 
 step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"

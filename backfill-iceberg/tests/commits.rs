@@ -8,36 +8,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use backfill_core::context::OutputLineage;
-use backfill_core::digest::PartitionDigests;
-use backfill_core::ids::{ChunkId, RunId};
+use backfill_core::ids::RunId;
 use backfill_core::manifest::{Mutation, RunKind, RunManifest, TargetSpec};
 use backfill_core::mode::ExecutionMode;
-use backfill_core::publish::{ChunkArtifact, PublishRequest, Publisher, TargetReader};
-use backfill_core::sink::{StageRequest, StagingSink};
+use backfill_core::publish::{PublishRequest, Publisher, TargetReader};
 use backfill_iceberg::{
     refs, IcebergCatalog, IcebergPublisher, IcebergStagingSink, ManifestProducer, ProducedSnapshot,
     SnapshotProducer, SnapshotRequest,
 };
 use chrono::{TimeZone, Utc};
 use common::{Engine, Sale};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::TableIdent;
-
-fn lineage(run: &str) -> OutputLineage {
-    OutputLineage {
-        run_id: RunId::from(run),
-        mode: ExecutionMode::Backfill,
-        transform_name: "t".into(),
-        transform_version: "1.0.0".into(),
-        input_snapshot: None,
-        input_range: "2025-01-01..2025-05-01".into(),
-        reference_data: String::new(),
-        produced_at: Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).unwrap(),
-    }
-}
 
 fn manifest(run: &str, table: &TableIdent, mutation: Mutation, months: &[&str]) -> RunManifest {
     let mut m = RunManifest::new(run, RunKind::Restatement, ExecutionMode::Backfill);
@@ -50,39 +34,6 @@ fn manifest(run: &str, table: &TableIdent, mutation: Mutation, months: &[&str]) 
         ..TargetSpec::default()
     };
     m
-}
-
-/// Stages `rows` as one chunk of `run`; returns its artifact and digests.
-async fn stage(
-    sink: &IcebergStagingSink<Sale>,
-    run: &str,
-    rows: Vec<Sale>,
-) -> (ChunkArtifact, PartitionDigests) {
-    let run_id = RunId::from(run);
-    let chunk = ChunkId::from("00000-c");
-    let l = lineage(run);
-    let digests = PartitionDigests::of_rows(&rows);
-    let receipt = sink
-        .stage(
-            StageRequest {
-                run_id: &run_id,
-                chunk_id: &chunk,
-                attempt: 1,
-                lineage: &l,
-            },
-            futures::stream::iter(vec![Ok(rows)]).boxed(),
-        )
-        .await
-        .expect("stage");
-    (
-        ChunkArtifact {
-            chunk_id: chunk,
-            attempt: 1,
-            rows: receipt.rows,
-            artifact: receipt.artifact,
-        },
-        digests,
-    )
 }
 
 fn in_months(months: &[&str]) -> Vec<Sale> {
@@ -135,8 +86,8 @@ async fn concurrent_publishers_on_different_partitions_both_land(engine: Engine)
     };
     let sink = IcebergStagingSink::<Sale>::new(catalog.clone(), ident.clone());
     let (a_months, b_months) = (["2025-01", "2025-02"], ["2025-03", "2025-04"]);
-    let (a_art, a_dig) = stage(&sink, "bf-a", in_months(&a_months)).await;
-    let (b_art, b_dig) = stage(&sink, "bf-b", in_months(&b_months)).await;
+    let (a_art, a_dig) = common::stage(&sink, "bf-a", in_months(&a_months)).await;
+    let (b_art, b_dig) = common::stage(&sink, "bf-b", in_months(&b_months)).await;
     let ma = manifest("bf-a", &ident, Mutation::ReplacePartitions, &a_months);
     let mb = manifest("bf-b", &ident, Mutation::ReplacePartitions, &b_months);
     // Two processes' publishers: separate catalog handles on the same catalog database.
@@ -209,29 +160,11 @@ async fn a_foreign_commit_in_between_is_rebased_on_not_overwritten(engine: Engin
     };
     let sink = IcebergStagingSink::<Sale>::new(catalog.clone(), ident.clone());
     // The foreign writer's files: staged by another run, committed by the crate's fast append.
-    let (foreign_art, _) = stage(&sink, "bf-foreign", in_months(&["2025-03"])).await;
-    let staged: backfill_iceberg::StagedFiles = foreign_art.artifact.parse().expect("artifact");
+    let (foreign_art, _) = common::stage(&sink, "bf-foreign", in_months(&["2025-03"])).await;
     let table = catalog.load(&ident).await.expect("load");
-    let md = table.metadata();
-    let ptype = md
-        .default_partition_spec()
-        .partition_type(md.current_schema())
-        .expect("type");
-    let foreign = staged
-        .files
-        .iter()
-        .map(|f| {
-            iceberg::spec::deserialize_data_file_from_json(
-                &f.data_file,
-                md.default_partition_spec().spec_id(),
-                &ptype,
-                md.current_schema(),
-            )
-            .expect("data file")
-        })
-        .collect();
+    let foreign = common::data_files(&table, &foreign_art);
     let months = ["2025-01", "2025-02"];
-    let (art, dig) = stage(&sink, "bf-ours", in_months(&months)).await;
+    let (art, dig) = common::stage(&sink, "bf-ours", in_months(&months)).await;
     let m = manifest("bf-ours", &ident, Mutation::ReplacePartitions, &months);
     let p = IcebergPublisher::<Sale>::new(catalog.clone(), ident.clone()).producer(Arc::new(
         Interloper {

@@ -1,6 +1,7 @@
 //! The testkit's conformance suites on real Iceberg tables: the staging sink (fencing included), the
 //! publisher in both flows (append, replace partitions, rollback, read-back), on a SQLite catalog
-//! and on a PostgreSQL catalog.
+//! and on a PostgreSQL catalog; with feature `opendal`, also over OpenDAL's storage
+//! (`cargo test -p backfill-iceberg --features opendal --test conformance opendal`).
 
 mod common;
 
@@ -80,4 +81,15 @@ backfill_testkit::publisher_conformance!(postgres_direct, || Iceberg {
 backfill_testkit::publisher_conformance!(postgres_wap, || Iceberg {
     engine: Engine::Postgres,
     flow: PublishFlow::WriteAuditPublish
+});
+
+#[cfg(feature = "opendal")]
+backfill_testkit::sink_conformance!(opendal_sink, || Iceberg {
+    engine: Engine::SqliteOpenDal,
+    flow: PublishFlow::Direct
+});
+#[cfg(feature = "opendal")]
+backfill_testkit::publisher_conformance!(opendal_direct, || Iceberg {
+    engine: Engine::SqliteOpenDal,
+    flow: PublishFlow::Direct
 });

@@ -7,21 +7,15 @@ mod common;
 
 use std::sync::Arc;
 
-use backfill_core::context::OutputLineage;
-use backfill_core::ids::{ChunkId, RunId};
 use backfill_core::manifest::{InputRange, ManifestDigest, RunKind, RunManifest, SourceSpec};
 use backfill_core::mode::ExecutionMode;
 use backfill_core::plan::{PlannedChunk, ResolvedPlan};
-use backfill_core::sink::{StageRequest, StagingSink};
 use backfill_core::source::BackfillSource;
-use backfill_iceberg::{
-    IcebergCatalog, IcebergChunkState, IcebergSource, IcebergStagingSink, StagedFiles,
-};
+use backfill_iceberg::{IcebergCatalog, IcebergChunkState, IcebergSource, IcebergStagingSink};
 use backfill_testkit::{SourceFixture, SourceHarness};
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::{NaiveDate, Utc};
 use common::{Engine, Sale};
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::deserialize_data_file_from_json;
+use futures::TryStreamExt;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::TableIdent;
@@ -33,47 +27,9 @@ fn day(m: u32, d: u32) -> NaiveDate {
 /// Writes `rows` as data files and commits them with the iceberg crate's fast append.
 async fn append(catalog: &IcebergCatalog, ident: &TableIdent, rows: Vec<Sale>, run: &str) -> Table {
     let sink = IcebergStagingSink::<Sale>::new(catalog.clone(), ident.clone());
-    let (r, c) = (RunId::from(run), ChunkId::from("seed"));
-    let lineage = OutputLineage {
-        run_id: r.clone(),
-        mode: ExecutionMode::Live,
-        transform_name: "seed".into(),
-        transform_version: "1".into(),
-        input_snapshot: None,
-        input_range: String::new(),
-        reference_data: String::new(),
-        produced_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
-    };
-    let receipt = sink
-        .stage(
-            StageRequest {
-                run_id: &r,
-                chunk_id: &c,
-                attempt: 1,
-                lineage: &lineage,
-            },
-            futures::stream::iter(vec![Ok(rows)]).boxed(),
-        )
-        .await
-        .expect("write");
-    let staged: StagedFiles = receipt.artifact.parse().expect("artifact");
+    let (artifact, _) = common::stage(&sink, run, rows).await;
     let table = catalog.load(ident).await.expect("load");
-    let md = table.metadata();
-    let spec = md.default_partition_spec();
-    let ptype = spec.partition_type(md.current_schema()).expect("type");
-    let files: Vec<_> = staged
-        .files
-        .iter()
-        .map(|f| {
-            deserialize_data_file_from_json(
-                &f.data_file,
-                spec.spec_id(),
-                &ptype,
-                md.current_schema(),
-            )
-            .expect("file")
-        })
-        .collect();
+    let files = common::data_files(&table, &artifact);
     let tx = Transaction::new(&table);
     let tx = tx
         .fast_append()

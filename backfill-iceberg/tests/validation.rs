@@ -5,52 +5,18 @@
 
 mod common;
 
-use backfill_core::context::OutputLineage;
 use backfill_core::digest::PartitionDigests;
-use backfill_core::ids::{ChunkId, RunId};
+use backfill_core::ids::RunId;
 use backfill_core::manifest::{Mutation, RunKind, RunManifest, TargetSpec};
 use backfill_core::mode::ExecutionMode;
-use backfill_core::publish::{ChunkArtifact, PublishRequest, Publisher, TargetReader};
-use backfill_core::sink::{StageRequest, StagingSink};
+use backfill_core::publish::{PublishRequest, Publisher, TargetReader};
 use backfill_core::Error;
 use backfill_iceberg::{refs, IcebergPublisher, IcebergStagingSink, PublishFlow};
 use chrono::{TimeZone, Utc};
 use common::{Engine, Sale};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use iceberg::spec::{PrimitiveType, Type};
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
-
-async fn stage(sink: &IcebergStagingSink<Sale>, run: &str, rows: Vec<Sale>) -> ChunkArtifact {
-    let (r, c) = (RunId::from(run), ChunkId::from("00000-c"));
-    let l = OutputLineage {
-        run_id: r.clone(),
-        mode: ExecutionMode::Backfill,
-        transform_name: "t".into(),
-        transform_version: "1.0.0".into(),
-        input_snapshot: None,
-        input_range: String::new(),
-        reference_data: String::new(),
-        produced_at: Utc.with_ymd_and_hms(2026, 12, 4, 9, 0, 0).unwrap(),
-    };
-    let receipt = sink
-        .stage(
-            StageRequest {
-                run_id: &r,
-                chunk_id: &c,
-                attempt: 1,
-                lineage: &l,
-            },
-            futures::stream::iter(vec![Ok(rows)]).boxed(),
-        )
-        .await
-        .expect("stage");
-    ChunkArtifact {
-        chunk_id: c,
-        attempt: 1,
-        rows: receipt.rows,
-        artifact: receipt.artifact,
-    }
-}
 
 fn manifest(run: &str, table: &str) -> RunManifest {
     let mut m = RunManifest::new(run, RunKind::Restatement, ExecutionMode::Backfill);
@@ -89,7 +55,7 @@ async fn a_branch_that_disagrees_with_the_ledger_is_dropped_and_main_stays() {
     let at = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
     // A good first run.
     let rows = january();
-    let art = stage(&sink, "bf-good", rows.clone()).await;
+    let art = common::stage(&sink, "bf-good", rows.clone()).await.0;
     let good = RunId::from("bf-good");
     let m = manifest("bf-good", &ident.to_string());
     let receipt = p
@@ -113,7 +79,7 @@ async fn a_branch_that_disagrees_with_the_ledger_is_dropped_and_main_stays() {
     );
     let head = refs::main_head(&catalog.load(&ident).await.expect("load"));
     // A run whose ledger digests are not what its files hold (one row fewer in the ledger).
-    let art = stage(&sink, "bf-bad", rows.clone()).await;
+    let art = common::stage(&sink, "bf-bad", rows.clone()).await.0;
     let bad = RunId::from("bf-bad");
     let m = manifest("bf-bad", &ident.to_string());
     let err = p
@@ -155,8 +121,8 @@ async fn staged_files_survive_an_additive_schema_change_but_not_a_dropped_column
     let sink = IcebergStagingSink::<Sale>::new(catalog.clone(), ident.clone());
     let p = IcebergPublisher::<Sale>::new(catalog.clone(), ident.clone());
     let rows = january();
-    let a = stage(&sink, "bf-a", rows.clone()).await;
-    let b = stage(&sink, "bf-b", rows.clone()).await;
+    let a = common::stage(&sink, "bf-a", rows.clone()).await.0;
+    let b = common::stage(&sink, "bf-b", rows.clone()).await.0;
     // Someone adds an optional column after staging.
     let table = catalog.load(&ident).await.expect("load");
     let tx = Transaction::new(&table);

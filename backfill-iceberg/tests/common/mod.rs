@@ -13,6 +13,9 @@ use iceberg::{NamespaceIdent, TableIdent};
 pub enum Engine {
     Sqlite,
     Postgres,
+    /// SQLite, with data and metadata files through OpenDAL's storage (the object-store path).
+    #[cfg(feature = "opendal")]
+    SqliteOpenDal,
 }
 
 /// The PostgreSQL URL of the test server; panics under BACKFILL_REQUIRE_SERVICES=1 when unset.
@@ -60,6 +63,16 @@ pub async fn catalog(engine: Engine, tag: &str) -> backfill_core::Result<Iceberg
     let dir = fresh_dir(tag);
     match engine {
         Engine::Sqlite => IcebergCatalog::embedded(&dir).await,
+        #[cfg(feature = "opendal")]
+        Engine::SqliteOpenDal => {
+            IcebergCatalog::builder(
+                format!("sqlite:{}?mode=rwc", dir.join("catalog.db").display()),
+                format!("file://{}", dir.display()),
+            )
+            .opendal(iceberg_storage_opendal::OpenDalStorageFactory::Fs)
+            .connect()
+            .await
+        }
         Engine::Postgres => {
             let url = pg_url().ok_or_else(|| {
                 backfill_core::Error::adapter(
@@ -155,6 +168,80 @@ pub fn sales(n: usize) -> Vec<Sale> {
             day: start + chrono::Duration::days((i * 7 % 120) as i64),
             region: ["eu", "us", "apac"][i % 3].to_owned(),
             amount: (i as i64 * 37) % 1000,
+        })
+        .collect()
+}
+
+/// Stages `rows` as chunk `00000-c` (attempt 1) of `run`; returns the chunk's artifact as the
+/// ledger records it, and the rows' digests.
+pub async fn stage(
+    sink: &backfill_iceberg::IcebergStagingSink<Sale>,
+    run: &str,
+    rows: Vec<Sale>,
+) -> (
+    backfill_core::publish::ChunkArtifact,
+    backfill_core::digest::PartitionDigests,
+) {
+    use backfill_core::sink::StagingSink;
+    use futures::StreamExt;
+    let run_id = backfill_core::ids::RunId::from(run);
+    let chunk = backfill_core::ids::ChunkId::from("00000-c");
+    let lineage = backfill_core::context::OutputLineage {
+        run_id: run_id.clone(),
+        mode: backfill_core::mode::ExecutionMode::Backfill,
+        transform_name: "t".into(),
+        transform_version: "1.0.0".into(),
+        input_snapshot: None,
+        input_range: "2025-01-01..2025-05-01".into(),
+        reference_data: String::new(),
+        produced_at: chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2026, 12, 4, 9, 0, 0)
+            .unwrap(),
+    };
+    let digests = backfill_core::digest::PartitionDigests::of_rows(&rows);
+    let receipt = sink
+        .stage(
+            backfill_core::sink::StageRequest {
+                run_id: &run_id,
+                chunk_id: &chunk,
+                attempt: 1,
+                lineage: &lineage,
+            },
+            futures::stream::iter(vec![Ok(rows)]).boxed(),
+        )
+        .await
+        .expect("stage");
+    (
+        backfill_core::publish::ChunkArtifact {
+            chunk_id: chunk,
+            attempt: 1,
+            rows: receipt.rows,
+            artifact: receipt.artifact,
+        },
+        digests,
+    )
+}
+
+/// The Iceberg data files a chunk artifact names, for committing them with the iceberg crate's
+/// own actions (an independent writer).
+pub fn data_files(
+    table: &iceberg::table::Table,
+    artifact: &backfill_core::publish::ChunkArtifact,
+) -> Vec<iceberg::spec::DataFile> {
+    let staged: backfill_iceberg::StagedFiles = artifact.artifact.parse().expect("artifact");
+    let md = table.metadata();
+    let spec = md.default_partition_spec();
+    let ptype = spec.partition_type(md.current_schema()).expect("type");
+    staged
+        .files
+        .iter()
+        .map(|f| {
+            iceberg::spec::deserialize_data_file_from_json(
+                &f.data_file,
+                spec.spec_id(),
+                &ptype,
+                md.current_schema(),
+            )
+            .expect("data file")
         })
         .collect()
 }
