@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 //! `backfill`: the operator's tool over the runbook.
 //!
 //! Used two ways. As the generic binary `backfill` for everything that needs no transform
