@@ -150,11 +150,18 @@ pub(crate) enum Command {
         #[arg(long = "as", default_value = "operator")]
         who: String,
     },
-    /// Serves the Prometheus endpoint until stopped.
+    /// Serves a Prometheus endpoint over the run store until stopped: every run's counters from
+    /// the ledger, its state, its chunks by status and one series per chunk, whoever runs them.
     ServeMetrics {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9464")]
         addr: SocketAddr,
+        /// Seconds between two reads of the store.
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+        /// Only runs created in the last HOURS.
+        #[arg(long)]
+        since_hours: Option<u32>,
     },
 }
 

@@ -25,6 +25,7 @@
 
 mod args;
 mod commands;
+mod dashboard;
 mod out;
 mod progress;
 mod registry;

@@ -44,7 +44,8 @@ where
         .finish()
 }
 
-/// Serves the metrics recorded from now on at `http://addr/metrics` (every path answers).
+/// Serves the metrics recorded from now on at `http://addr/metrics` (every path answers), the
+/// §25 names described.
 pub(crate) fn serve_metrics(addr: SocketAddr) -> Result<(), String> {
     PrometheusBuilder::new()
         .with_http_listener(addr)

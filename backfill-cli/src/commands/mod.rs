@@ -22,7 +22,6 @@ pub(crate) async fn dispatch(cli: &Cli, settings: &Settings, reg: &Registry) -> 
     let json = cli.json;
     match &cli.command {
         Command::Manifest(cmd) => manifest::run(cmd, json),
-        Command::ServeMetrics { addr } => work::serve_metrics(*addr).await,
         Command::Plan {
             file,
             rate,
@@ -74,8 +73,13 @@ pub(crate) async fn dispatch(cli: &Cli, settings: &Settings, reg: &Registry) -> 
                 Command::Verify { file, against } => {
                     work::verify(&control, reg, file, *against, json).await
                 }
-                Command::Manifest(_) | Command::ServeMetrics { .. } | Command::Plan { .. } => {
-                    Ok(ExitCode::SUCCESS)
+                Command::ServeMetrics {
+                    addr,
+                    interval,
+                    since_hours,
+                } => work::serve_metrics(&control, *addr, *interval, *since_hours).await,
+                Command::Manifest(_) | Command::Plan { .. } => {
+                    Err("manifest and plan need no store".into())
                 }
             }
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use backfill_core::control::Control;
 use backfill_core::evidence::bundle::EvidenceBundle;
 use backfill_core::plan::ResolvedPlan;
+use backfill_core::store::RunFilter;
 
 use super::{known, CmdResult};
 use crate::out::emit;
@@ -184,11 +185,45 @@ pub(super) async fn verify(
     })
 }
 
-pub(super) async fn serve_metrics(addr: SocketAddr) -> CmdResult {
+pub(super) async fn serve_metrics(
+    control: &Control,
+    addr: SocketAddr,
+    interval: f64,
+    since_hours: Option<u32>,
+) -> CmdResult {
+    if !(interval.is_finite() && interval > 0.0) {
+        return Err(
+            format!("--interval must be a positive number of seconds, not {interval}").into(),
+        );
+    }
     crate::telemetry::serve_metrics(addr)?;
-    eprintln!("metrics on http://{addr}/metrics; Ctrl-C stops");
-    tokio::signal::ctrl_c().await?;
-    Ok(ExitCode::SUCCESS)
+    crate::dashboard::describe();
+    let filter = match since_hours {
+        Some(h) => RunFilter::all()
+            .created_after(control.clock().now() - chrono::Duration::hours(h.into())),
+        None => RunFilter::all(),
+    };
+    let mut dashboard = crate::dashboard::Dashboard::default();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs_f64(interval));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut announced = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+            _ = tick.tick() => {}
+        }
+        // A store that is briefly unreachable leaves the last values up and says so.
+        match dashboard.refresh(control, &filter).await {
+            Ok(n) if !announced => {
+                eprintln!("metrics of {n} run(s) on http://{addr}/metrics every {interval} s; Ctrl-C stops");
+                announced = true;
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: reading the run store: {e}"),
+        }
+    }
 }
 
 /// What planning tells before a run: input size from the source, duration and cost from the
