@@ -34,7 +34,9 @@ mod telemetry;
 use std::future::Future;
 use std::process::ExitCode;
 
-pub use registry::{ExecutorJob, Job, PartitionDiff, Registry, Settings, Target, TypedTarget};
+pub use registry::{
+    ExecutorJob, Job, MeasureDiff, PartitionDiff, Registry, Settings, Target, TypedTarget,
+};
 
 /// Parses the command line, builds the registry with `setup`, runs the command; returns the exit
 /// code (0 done, 1 refused or failed, 2 bad usage, 130 interrupted).

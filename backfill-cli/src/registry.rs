@@ -131,6 +131,27 @@ pub struct PartitionDiff {
     pub rows_after: u64,
     /// Keys whose row differs (added, removed or changed).
     pub changed_keys: Vec<String>,
+    /// The target's [key measures](TypedTarget::measure), summed over the partition.
+    pub measures: Vec<MeasureDiff>,
+}
+
+/// A key measure of one partition (breaches, amount, events): its sum over the rows readers see
+/// now and over the rows the run staged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MeasureDiff {
+    /// The measure's name.
+    pub name: String,
+    /// Sum over the visible rows.
+    pub before: i128,
+    /// Sum over the staged rows.
+    pub after: i128,
+}
+
+impl MeasureDiff {
+    /// `after - before`.
+    pub fn delta(&self) -> i128 {
+        self.after - self.before
+    }
 }
 
 /// A published target the tool can publish to, roll back, diff and verify against.
@@ -155,6 +176,7 @@ pub trait Target: fmt::Debug + Send + Sync + 'static {
 
 type KeyOf<R> = Arc<dyn Fn(&R) -> String + Send + Sync + 'static>;
 type ContentOf<R> = Arc<dyn Fn(&R) -> Vec<u8> + Send + Sync + 'static>;
+type MeasureOf<R> = Arc<dyn Fn(&R) -> i64 + Send + Sync + 'static>;
 
 /// A [`Target`] over a typed sink and reader (a SQL table, an Iceberg table, a topic), rows keyed by
 /// `key` within their partition for diffs, and compared on their canonical encoding unless
@@ -165,6 +187,7 @@ pub struct TypedTarget<R: OutputRow> {
     sink: Arc<dyn StagingSink<R>>,
     key: KeyOf<R>,
     content: ContentOf<R>,
+    measures: Vec<(String, MeasureOf<R>)>,
 }
 
 impl<R: OutputRow> fmt::Debug for TypedTarget<R> {
@@ -189,7 +212,33 @@ impl<R: OutputRow> TypedTarget<R> {
             sink,
             key: Arc::new(key),
             content: Arc::new(canonical::<R>),
+            measures: Vec::new(),
         }
+    }
+
+    /// A key measure the diff sums per partition before and after (the business numbers an owner
+    /// reviews: breaches, revenue, counts of a status), in the order declared.
+    ///
+    /// ```ignore
+    /// target.measure("breaches", |r: &CaseSlaMonth| i64::from(r.breached))
+    /// ```
+    pub fn measure(
+        mut self,
+        name: impl Into<String>,
+        f: impl Fn(&R) -> i64 + Send + Sync + 'static,
+    ) -> Self {
+        self.measures.push((name.into(), Arc::new(f)));
+        self
+    }
+
+    fn sums<'r>(&self, rows: impl Iterator<Item = &'r R> + Clone) -> Vec<i128>
+    where
+        R: 'r,
+    {
+        self.measures
+            .iter()
+            .map(|(_, f)| rows.clone().map(|r| i128::from(f(r))).sum())
+            .collect()
     }
 
     /// Compares rows on `content` instead of their whole canonical encoding: a key whose content is
@@ -220,10 +269,13 @@ impl<R: OutputRow> Target for TypedTarget<R> {
     async fn diff(&self, run: &RunId, partitions: &[PartitionKey]) -> Result<Vec<PartitionDiff>> {
         let staged: Vec<R> = self.sink.read_staged(run).try_concat().await?;
         let mut new: BTreeMap<PartitionKey, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        let mut staged_by: BTreeMap<PartitionKey, Vec<&R>> = BTreeMap::new();
         for r in &staged {
-            new.entry(PartitionKey::from(r.partition().as_ref()))
+            let p = PartitionKey::from(r.partition().as_ref());
+            new.entry(p.clone())
                 .or_default()
                 .insert((self.key)(r), (self.content)(r));
+            staged_by.entry(p).or_default().push(r);
         }
         let mut keys: Vec<PartitionKey> = new.keys().cloned().collect();
         keys.extend(partitions.iter().cloned());
@@ -245,11 +297,24 @@ impl<R: OutputRow> Target for TypedTarget<R> {
                 .chain(old.keys().filter(|k| !now.contains_key(*k)).cloned())
                 .collect();
             changed.sort();
+            let before = self.sums(old_rows.iter());
+            let after = self.sums(staged_by.get(&p).into_iter().flatten().copied());
+            let measures = self
+                .measures
+                .iter()
+                .zip(before.into_iter().zip(after))
+                .map(|((name, _), (before, after))| MeasureDiff {
+                    name: name.clone(),
+                    before,
+                    after,
+                })
+                .collect();
             out.push(PartitionDiff {
                 partition: p,
                 rows_before: old.len() as u64,
                 rows_after: now.len() as u64,
                 changed_keys: changed,
+                measures,
             });
         }
         Ok(out)

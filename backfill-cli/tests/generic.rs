@@ -99,6 +99,13 @@ fn the_runbook_steps_that_need_no_transform() {
     assert_eq!(runs[0]["run_id"], "bf-cli-1");
     let r = backfill(d, &["runs", "--requester", "somebody-else"]);
     assert!(text(&r).contains("0 runs"), "{}", text(&r));
+    // Age: created within the last hour, yes; within the last zero hours, no.
+    let r = backfill(d, &["--json", "runs", "--age-hours", "1"]);
+    let recent: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(recent.as_array().map(Vec::len), Some(1), "{}", text(&r));
+    let r = backfill(d, &["--json", "runs", "--age-hours", "0"]);
+    let none: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(none.as_array().map(Vec::len), Some(0), "{}", text(&r));
     let st = backfill(d, &["--json", "status", "bf-cli-1"]);
     let status: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(status["state"], "approved");

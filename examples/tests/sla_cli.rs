@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,7 +15,7 @@ use backfill_examples::sla::cli::{self, Warehouse, CHUNK_DELAY_ENV, CRASH_AFTER_
 use backfill_examples::sla::job::{
     DRY_RUN, HISTORY_RUN, OWNER, REQUESTER, RESTATEMENT_RUN, TARGET,
 };
-use common::{published, table};
+use common::{breaches_by_month, facts, published, table};
 use serde_json::Value;
 use sqlx::sqlite::SqlitePool;
 
@@ -101,17 +102,6 @@ fn text(o: &Output) -> String {
 
 fn state(v: &Value) -> &str {
     v["state"].as_str().unwrap_or_default()
-}
-
-/// The published rows' business facts (ids are run-scoped, so they are left out), in key order.
-async fn facts(db: &SqlitePool) -> Vec<(String, String, Option<String>, bool, String)> {
-    sqlx::query_as(&format!(
-        "SELECT case_id, month, due_on, breached, produced_by_run_id FROM {} ORDER BY month, case_id",
-        table()
-    ))
-    .fetch_all(db)
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,6 +294,28 @@ async fn the_runbook_on_sqlite_from_manifest_to_rollback() {
         })
         .sum();
     assert_eq!(d[0]["changed_keys"].as_array().unwrap().len(), january);
+    // The key measure per month: before is what readers see now (counted here in SQL), after is
+    // what readers will see once published (counted again after step 8).
+    let breaches = |p: &Value, side: &str| -> i64 {
+        let m = &p["measures"][0];
+        assert_eq!(m["name"], "breaches", "{p}");
+        m[side].as_i64().unwrap()
+    };
+    let counted = breaches_by_month(&db).await;
+    for p in d {
+        let month = p["partition"].as_str().unwrap();
+        assert_eq!(Some(&breaches(p, "before")), counted.get(month), "{p}");
+    }
+    let after: BTreeMap<String, i64> = d
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_str().unwrap().to_owned(),
+                breaches(p, "after"),
+            )
+        })
+        .collect();
+    assert_ne!(after, counted, "the restatement moves breaches");
     let written = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(written.lines().next(), Some("partition,key"));
     assert_eq!(written.lines().count(), changed + 1);
@@ -340,6 +352,11 @@ async fn the_runbook_on_sqlite_from_manifest_to_rollback() {
     let new_rows = facts(&db).await;
     assert_eq!(new_rows.len(), 15_136);
     assert!(new_rows.iter().all(|r| r.4 == RESTATEMENT_RUN));
+    assert_eq!(
+        breaches_by_month(&db).await,
+        after,
+        "the diff's after is what was published"
+    );
 
     // 8. Monitor: `runs` lists it published, the history superseded; nothing left to diff.
     let runs = t.json(&["runs"]);

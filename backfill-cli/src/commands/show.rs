@@ -244,17 +244,40 @@ pub(super) async fn diff(
             );
             for d in diffs {
                 s.push_str(&format!(
-                    "{:<24} {:>10} {:>10} {:>10}\n",
+                    "{:<24} {:>10} {:>10} {:>10}",
                     d.partition.as_str(),
                     d.rows_before,
                     d.rows_after,
                     d.changed_keys.len()
                 ));
+                for m in &d.measures {
+                    s.push_str(&format!(
+                        "  {} {} -> {} ({:+})",
+                        m.name,
+                        m.before,
+                        m.after,
+                        m.delta()
+                    ));
+                }
+                s.push('\n');
             }
             let changed: usize = diffs.iter().map(|d| d.changed_keys.len()).sum();
             s.push_str(&format!("{changed} changed keys"));
             if let Some(p) = out {
                 s.push_str(&format!(", written to {}", p.display()));
+            }
+            for (i, name) in diffs
+                .first()
+                .map(|d| d.measures.iter().map(|m| &m.name).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+            {
+                let (b, a) = diffs
+                    .iter()
+                    .filter_map(|d| d.measures.get(i))
+                    .fold((0i128, 0i128), |(b, a), m| (b + m.before, a + m.after));
+                s.push_str(&format!("; {name} {b} -> {a} ({:+})", a - b));
             }
             s
         });

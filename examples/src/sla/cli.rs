@@ -288,7 +288,13 @@ pub async fn registry(settings: Settings) -> backfill_core::Result<Registry> {
         Arc::clone(&sink) as Arc<dyn StagingSink<CaseSlaMonth>>,
         |r: &CaseSlaMonth| r.case_id.clone(),
     )
-    .compare_by(business_content);
+    .compare_by(business_content)
+    .measure("breaches", |r: &CaseSlaMonth| {
+        i64::from(r.breached_in_month)
+    })
+    .measure("business_days_used", |r: &CaseSlaMonth| {
+        r.business_days_used
+    });
     Ok(Registry::new().job(job).target(target))
 }
 

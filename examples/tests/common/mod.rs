@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -62,6 +63,30 @@ pub(crate) async fn published(
 ) -> Vec<(String, String, Option<String>, bool, String)> {
     sqlx::query_as(&format!(
         "SELECT id, month, due_on, breached, produced_by_run_id FROM {} ORDER BY id",
+        table()
+    ))
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// Breaches per month of the published table (case-months that breached in that month).
+pub(crate) async fn breaches_by_month(db: &SqlitePool) -> BTreeMap<String, i64> {
+    sqlx::query_as::<_, (String, i64)>(&format!(
+        "SELECT month, SUM(breached_in_month) FROM {} GROUP BY month",
+        table()
+    ))
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect()
+}
+
+/// The published rows' business facts (ids are run-scoped, so they are left out), in key order.
+pub(crate) async fn facts(db: &SqlitePool) -> Vec<(String, String, Option<String>, bool, String)> {
+    sqlx::query_as(&format!(
+        "SELECT case_id, month, due_on, breached, produced_by_run_id FROM {} ORDER BY month, case_id",
         table()
     ))
     .fetch_all(db)
