@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub(crate) struct Bar {
     bar: ProgressBar,
     rows: AtomicU64,
+    staged: AtomicU64,
     plain: bool,
 }
 
@@ -26,6 +27,7 @@ impl Bar {
         Self {
             bar,
             rows: AtomicU64::new(0),
+            staged: AtomicU64::new(0),
             plain,
         }
     }
@@ -62,11 +64,17 @@ impl ProgressListener for Bar {
                 let all = self.rows.fetch_add(*rows, Ordering::Relaxed) + rows;
                 self.bar.set_position(*done as u64);
                 let secs = self.bar.elapsed().as_secs_f64().max(1e-3);
-                self.bar
-                    .set_message(format!("{all} rows, {:.0} rows/s", all as f64 / secs));
+                let rate = format!("{all} rows, {:.0} rows/s", all as f64 / secs);
                 if self.plain {
-                    eprintln!("chunk {done:>3}/{total} {label}: {rows} rows staged");
+                    // The chunks staged by this process set the pace for the ones left.
+                    let left = total.saturating_sub(*done) as f64;
+                    let staged = self.staged.fetch_add(1, Ordering::Relaxed) + 1;
+                    let eta = left * secs / staged as f64;
+                    eprintln!(
+                        "chunk {done:>3}/{total} {label}: {rows} rows staged ({rate}, eta {eta:.0} s)"
+                    );
                 }
+                self.bar.set_message(rate);
             }
             RunEvent::ChunkFailed { label, error } => {
                 self.line(format!("chunk {label} failed: {error}"));

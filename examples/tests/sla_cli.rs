@@ -499,12 +499,18 @@ fn the_prometheus_endpoint_serves_every_metric_during_a_run() {
     };
     // 14 chunks, 250 ms after each: the run lasts several seconds.
     let mut child = Child(
-        t.command(&["run", HISTORY_RUN, "--metrics-addr", &addr.to_string()])
-            .env(CHUNK_DELAY_ENV, "250")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+        t.command(&[
+            "--json-logs",
+            "run",
+            HISTORY_RUN,
+            "--metrics-addr",
+            &addr.to_string(),
+        ])
+        .env(CHUNK_DELAY_ENV, "250")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
     );
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -560,6 +566,30 @@ fn the_prometheus_endpoint_serves_every_metric_during_a_run() {
     seen.extend(rx.try_iter());
     assert!(status.success(), "{seen:?}");
     assert!(seen.iter().any(|l| l.ends_with("-> published")), "{seen:?}");
+    // --json-logs: every log line is JSON with the run's context; a chunk's lines carry the chunk's.
+    let logs: Vec<Value> = seen
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!logs.is_empty(), "{seen:?}");
+    for l in &logs {
+        let span = &l["span"];
+        assert_eq!(span["run_id"], HISTORY_RUN, "{l}");
+        for k in ["transform_version", "target", "processing_mode"] {
+            assert!(span.get(k).is_some(), "{k} missing in {l}");
+        }
+    }
+    let staged: Vec<&Value> = logs
+        .iter()
+        .filter(|l| l["message"] == "chunk staged")
+        .collect();
+    assert_eq!(staged.len(), 14, "{seen:?}");
+    for l in staged {
+        assert!(
+            l["span"]["chunk_id"].is_string() && l["span"]["source_range"].is_string(),
+            "{l}"
+        );
+    }
 }
 
 /// Ctrl-C (SIGINT) during `run` stops it cleanly (exit 130, a message saying how to resume, the

@@ -433,82 +433,76 @@ impl<T: DeterministicTransform> Executor<T> {
             target = %m.target.name,
             processing_mode = %m.mode,
         );
-        let actor = self.actor();
-        let mut state = record.state;
-        loop {
-            let step = match state {
-                RunState::Draft => {
-                    return Err(Error::NotApproved {
-                        run_id: run_id.clone(),
-                        version: record.manifest_version,
-                    })
-                }
-                RunState::Approved => self.step(run_id, state, Event::Start, "start").await,
-                RunState::Failed => self.step(run_id, state, Event::Resume, "resume").await,
-                RunState::Running => {
-                    match tracing::Instrument::instrument(self.execute(&approved), span.clone())
-                        .await
-                    {
+        // Every step, transitions included, logs inside the run's span.
+        let steps = async {
+            let actor = self.actor();
+            let mut state = record.state;
+            loop {
+                let step = match state {
+                    RunState::Draft => {
+                        return Err(Error::NotApproved {
+                            run_id: run_id.clone(),
+                            version: record.manifest_version,
+                        })
+                    }
+                    RunState::Approved => self.step(run_id, state, Event::Start, "start").await,
+                    RunState::Failed => self.step(run_id, state, Event::Resume, "resume").await,
+                    RunState::Running => match self.execute(&approved).await {
                         Ok(()) => {
                             self.step(run_id, state, Event::AllStaged, "every chunk staged")
                                 .await
                         }
                         Err(e) => Err(e),
+                    },
+                    RunState::Staged => self.validate(&approved).await,
+                    RunState::Validated
+                        if m.mode == crate::context::ExecutionMode::DryRun
+                            || m.safety.manual_publish =>
+                    {
+                        break
                     }
-                }
-                RunState::Staged => {
-                    tracing::Instrument::instrument(self.validate(&approved), span.clone()).await
-                }
-                RunState::Validated
-                    if m.mode == crate::context::ExecutionMode::DryRun
-                        || m.safety.manual_publish =>
-                {
-                    break
-                }
-                RunState::Validated => {
-                    let published = tracing::Instrument::instrument(
-                        self.control.publish(run_id, &actor),
-                        span.clone(),
-                    )
-                    .await;
-                    match published {
-                        Ok(_) => {
-                            self.emit(run_id, RunEvent::State(RunState::Published));
-                            Ok(RunState::Published)
+                    RunState::Validated => {
+                        let published = self.control.publish(run_id, &actor).await;
+                        match published {
+                            Ok(_) => {
+                                self.emit(run_id, RunEvent::State(RunState::Published));
+                                Ok(RunState::Published)
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
                     }
-                }
-                RunState::Published => {
-                    // A publication interrupted before the store's pointer moved is finished here
-                    // (idempotent: the target is inspected, nothing is published twice).
-                    let accepted = self.control.store().accepted(&m.target.name).await?;
-                    if accepted.as_ref().map(|p| &p.run_id) != Some(run_id) {
-                        self.control.publish(run_id, &actor).await?;
+                    RunState::Published => {
+                        // A publication interrupted before the store's pointer moved is finished here
+                        // (idempotent: the target is inspected, nothing is published twice).
+                        let accepted = self.control.store().accepted(&m.target.name).await?;
+                        if accepted.as_ref().map(|p| &p.run_id) != Some(run_id) {
+                            self.control.publish(run_id, &actor).await?;
+                        }
+                        break;
                     }
-                    break;
-                }
-                RunState::AwaitingReview
-                | RunState::Superseded
-                | RunState::RolledBack
-                | RunState::Rejected
-                | RunState::Cancelled => break,
-            };
-            state = match step {
-                Ok(next) => next,
-                // Another worker (or an operator) moved the run first: continue from where it is now.
-                Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
-                    let now = self.control.run(run_id).await?.state;
-                    if now == state {
-                        return Err(e);
+                    RunState::AwaitingReview
+                    | RunState::Superseded
+                    | RunState::RolledBack
+                    | RunState::Rejected
+                    | RunState::Cancelled => break,
+                };
+                state = match step {
+                    Ok(next) => next,
+                    // Another worker (or an operator) moved the run first: continue from where it is now.
+                    Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
+                        let now = self.control.run(run_id).await?.state;
+                        if now == state {
+                            return Err(e);
+                        }
+                        tracing::info!(run_id = %run_id, from = %state, to = %now, "the run moved elsewhere");
+                        now
                     }
-                    tracing::info!(run_id = %run_id, from = %state, to = %now, "the run moved elsewhere");
-                    now
-                }
-                Err(e) => return Err(e),
-            };
-        }
-        self.control.status(run_id).await
+                    Err(e) => return Err(e),
+                };
+            }
+            self.control.status(run_id).await
+        };
+        tracing::Instrument::instrument(steps, span).await
     }
 
     /// The run's status (same as [`Control::status`]).
