@@ -4,7 +4,7 @@
 //! once per database in order, under an engine lock (PostgreSQL advisory lock, MySQL `GET_LOCK`, SQLite's
 //! write lock), and recorded in `bf_schema_migrations`.
 
-use sqlx::Acquire;
+use sqlx::Connection;
 
 use crate::dialect::Dialect;
 use crate::error::db;
@@ -63,7 +63,11 @@ fn render(sql: &str, d: Dialect) -> Vec<String> {
         .collect()
 }
 
-/// Applies every migration not yet applied. Safe to call from several processes at once.
+/// Applies every migration not yet applied. Safe to call from several processes at once: on
+/// PostgreSQL and MySQL the whole run holds a session lock, on SQLite each migration is checked and
+/// applied inside `BEGIN IMMEDIATE`, which takes the database's write lock before the check (a
+/// plain `BEGIN` takes it only at the first write, after two processes have both seen the version
+/// missing).
 pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
     let d = pool.dialect();
     let create = format!(
@@ -75,21 +79,27 @@ pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
         let (lock, unlock) = match d {
             Dialect::Postgres => ("SELECT pg_advisory_lock(727374)", "SELECT pg_advisory_unlock(727374)"),
             Dialect::MySql => ("SELECT GET_LOCK('backfill_migrate', 60)", "SELECT RELEASE_LOCK('backfill_migrate')"),
+            // Each migration's transaction is the lock (below).
             Dialect::Sqlite => ("SELECT 1", "SELECT 1"),
+        };
+        let begin = match d {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
         };
         sqlx::query(lock).execute(&mut *conn).await.map_err(db)?;
         let result = async {
             sqlx::query(&create).execute(&mut *conn).await.map_err(db)?;
             for m in MIGRATIONS {
+                let mut tx = conn.begin_with(begin).await.map_err(db)?;
                 let applied: Option<i64> = sqlx::query_scalar(&d.sql("SELECT version FROM bf_schema_migrations WHERE version = ?"))
                     .bind(m.version)
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(db)?;
                 if applied.is_some() {
+                    tx.commit().await.map_err(db)?;
                     continue;
                 }
-                let mut tx = conn.begin().await.map_err(db)?;
                 for stmt in render(m.sql, d) {
                     sqlx::query(&stmt).execute(&mut *tx).await.map_err(db)?;
                 }

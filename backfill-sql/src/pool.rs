@@ -160,8 +160,22 @@ impl SqlPool {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30));
-            let pool = pool_options(opts).connect_with(o).await.map_err(db)?;
-            Ok(Self::Sqlite(pool))
+            // Switching a fresh file to WAL needs the exclusive lock, and SQLite answers BUSY at
+            // once, without its busy handler, to every other connection doing the same at that
+            // moment (several workers started together): retry those for as long as the busy
+            // timeout would have waited.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match pool_options(opts).connect_with(o.clone()).await {
+                    Ok(pool) => return Ok(Self::Sqlite(pool)),
+                    Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    Err(e) => return Err(db(e)),
+                }
+            }
         } else {
             Err(Error::Url(url.chars().take(20).collect()).into())
         }
@@ -255,4 +269,12 @@ pub(crate) async fn pg_index_exists(
     Ok(pg_relation(pg, table, index)
         .await?
         .is_some_and(|(_, indexed)| indexed))
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (primary codes 5 and 6, with any extended code).
+fn sqlite_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
 }

@@ -181,3 +181,41 @@ async fn evidence_is_typed_and_corrupt_rows_are_refused() {
         ns.drop().await;
     }
 }
+
+/// Workers started at the same moment on a fresh store: every one connects, the schema is
+/// migrated once (one row per version, read back with the engine's own client).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_started_together_on_a_fresh_store_all_connect_and_migrate_once() {
+    for engine in common::engines() {
+        for round in 0..3 {
+            let ns = engine.namespace("concurrent_start");
+            let starts: Vec<_> = (0..8)
+                .map(|_| {
+                    let (url, opts) = (ns.url.clone(), ns.opts.clone());
+                    tokio::spawn(async move { SqlStore::connect_with(&url, &opts).await })
+                })
+                .collect();
+            for (i, s) in starts.into_iter().enumerate() {
+                if let Err(e) = s.await.unwrap() {
+                    panic!(
+                        "{} round {round}: worker {i} failed to start: {e}",
+                        engine.name
+                    );
+                }
+            }
+            if let Some(rows) = common::cli(
+                &ns,
+                "SELECT COUNT(*), COUNT(DISTINCT version), MAX(version) FROM bf_schema_migrations",
+            ) {
+                let v = backfill_sql::SCHEMA_VERSION;
+                assert_eq!(
+                    rows.replace('\t', "|"),
+                    format!("{v}|{v}|{v}"),
+                    "{} round {round}",
+                    engine.name
+                );
+            }
+            ns.drop().await;
+        }
+    }
+}

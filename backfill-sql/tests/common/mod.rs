@@ -142,6 +142,8 @@ pub fn engine(name: &str) -> Option<Engine> {
 pub fn cli(ns: &Namespace, sql: &str) -> Option<String> {
     let out = match ns.engine.name {
         "sqlite" => Command::new("sqlite3")
+            // Pools just dropped may still be closing their connections.
+            .args(["-cmd", ".timeout 10000"])
             .arg(ns.url.trim_start_matches("sqlite:"))
             .arg(sql)
             .output(),
