@@ -196,8 +196,21 @@ impl SqlPool {
     }
 
     /// Runs one statement without parameters (DDL).
+    ///
+    /// `CREATE … IF NOT EXISTS` is safe to race here: on PostgreSQL two sessions creating the same
+    /// table at once can both pass the existence check, and the loser fails on the catalog's unique
+    /// index (`pg_type_typname_nsp_index`) instead of doing nothing. It is run once more, and then
+    /// finds the winner's object.
     pub(crate) async fn execute(&self, sql: &str) -> backfill_core::Result<u64> {
-        with_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()).map_err(db))
+        let run = || async {
+            with_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))
+        };
+        match run().await {
+            Err(e) if crate::error::is_unique_violation(&e) && creates_if_missing(sql) => {
+                run().await.map_err(db)
+            }
+            r => r.map_err(db),
+        }
     }
 
     /// Runs `create`, a `CREATE [UNIQUE] INDEX IF NOT EXISTS` statement for the index named `index`
@@ -277,4 +290,15 @@ fn sqlite_busy(e: &sqlx::Error) -> bool {
         .and_then(|d| d.code())
         .and_then(|c| c.parse::<i32>().ok())
         .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// `CREATE [UNIQUE] TABLE|INDEX|VIEW|SCHEMA … IF NOT EXISTS …`: a statement that means "make sure it
+/// exists".
+fn creates_if_missing(sql: &str) -> bool {
+    let head: String = sql
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .to_ascii_uppercase();
+    head.trim_start().starts_with("CREATE ") && head.contains(" IF NOT EXISTS ")
 }

@@ -182,27 +182,86 @@ async fn evidence_is_typed_and_corrupt_rows_are_refused() {
     }
 }
 
-/// Workers started at the same moment on a fresh store: every one connects, the schema is
-/// migrated once (one row per version, read back with the engine's own client).
+fn approved_manifest() -> backfill_core::manifest::ApprovedManifest {
+    use backfill_core::manifest::*;
+    let mut m = RunManifest::new("bf-together", RunKind::Backfill, ExecutionMode::Backfill);
+    m.reason = "workers started together".into();
+    m.requested_by = "alice".into();
+    m.source.name = "events".into();
+    m.source.snapshot = Some("s-1".into());
+    m.source.range = Some(InputRange::Dates {
+        from: chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(),
+        to_exclusive: chrono::NaiveDate::from_ymd_opt(2025, 2, 1).unwrap(),
+    });
+    m.transform.name = "t".into();
+    m.transform.version = "1".into();
+    m.target.name = "out".into();
+    m.target.mutation = Some(Mutation::ReplacePartitions);
+    m.target.partitions = vec!["2025-01".into()];
+    m.safety.side_effects = Some(SideEffectPolicy::default());
+    m.validation = Some(ValidationPlan {
+        checksum_required: true,
+        ..Default::default()
+    });
+    m.approve("bob", at(9)).unwrap()
+}
+
+/// Workers started at the same moment on a fresh store, each submitting the same approved
+/// manifest (what every worker of a job does first): every one connects, the schema is migrated
+/// once (one row per version, read back with the engine's own client), the run is created once,
+/// approved once, and every worker gets it back approved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workers_started_together_on_a_fresh_store_all_connect_and_migrate_once() {
+    use backfill_core::control::Control;
+    let approved = approved_manifest();
     for engine in common::engines() {
         for round in 0..3 {
             let ns = engine.namespace("concurrent_start");
             let starts: Vec<_> = (0..8)
                 .map(|_| {
-                    let (url, opts) = (ns.url.clone(), ns.opts.clone());
-                    tokio::spawn(async move { SqlStore::connect_with(&url, &opts).await })
+                    let (url, opts, approved) = (ns.url.clone(), ns.opts.clone(), approved.clone());
+                    tokio::spawn(async move {
+                        let store = SqlStore::connect_with(&url, &opts).await?;
+                        let control = Control::new(std::sync::Arc::new(store.clone()));
+                        control.submit(&approved).await.map(|r| (store, r))
+                    })
                 })
                 .collect();
+            let mut store = None;
             for (i, s) in starts.into_iter().enumerate() {
-                if let Err(e) = s.await.unwrap() {
-                    panic!(
+                match s.await.unwrap() {
+                    Ok((s, record)) => {
+                        assert_eq!(
+                            record.state,
+                            RunState::Approved,
+                            "{} worker {i}",
+                            engine.name
+                        );
+                        store = Some(s);
+                    }
+                    Err(e) => panic!(
                         "{} round {round}: worker {i} failed to start: {e}",
                         engine.name
-                    );
+                    ),
                 }
             }
+            let store = store.unwrap();
+            let id = approved.run_id();
+            let approvals = store
+                .evidence(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| matches!(e.record, EvidenceRecord::Approved(_)))
+                .count();
+            assert_eq!(approvals, 1, "{} round {round}", engine.name);
+            let transitions = store.transitions(id).await.unwrap();
+            assert_eq!(
+                transitions.len(),
+                1,
+                "{} round {round}: {transitions:?}",
+                engine.name
+            );
             if let Some(rows) = common::cli(
                 &ns,
                 "SELECT COUNT(*), COUNT(DISTINCT version), MAX(version) FROM bf_schema_migrations",

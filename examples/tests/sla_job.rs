@@ -15,7 +15,7 @@ use backfill_examples::sla::diff::{DiffAgainstAccepted, SlaDiff};
 use backfill_examples::sla::events::{generate, CaseHistory, EventKind, GeneratorConfig};
 use backfill_examples::sla::job::{HISTORY_RUN, RESTATEMENT_RUN, TARGET};
 use chrono::{Datelike, NaiveDate};
-use common::{job, published, store, table, text, warehouse};
+use common::{job, published, store, table, text, together, warehouse};
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 
@@ -333,11 +333,7 @@ async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
     // Exactly the accepted history again, row for row.
     assert_eq!(published(&db).await, history_rows);
     let s = store(dir.path()).await;
-    let state = |id: &str| {
-        let s = &s;
-        let id = RunId::from(id);
-        async move { s.run(&id).await.unwrap().unwrap().state }
-    };
+    let state = |id: &'static str| common::state(&s, id);
     assert_eq!(state(RESTATEMENT_RUN).await, RunState::RolledBack);
     assert_eq!(state(HISTORY_RUN).await, RunState::Published);
     assert_eq!(
@@ -364,4 +360,31 @@ async fn a_rollback_restores_the_history_rows_and_is_not_undone_by_a_rerun() {
     );
     assert_eq!(published(&db).await, history_rows);
     assert_eq!(state(RESTATEMENT_RUN).await, RunState::RolledBack);
+}
+
+/// Two workers of the job started at the same moment on a fresh data directory, three times: both
+/// succeed (no migration race, no duplicate load of the bronze events, one submission, one approval,
+/// one review, one publication), and the restatement is published once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_started_together_on_a_fresh_directory_all_succeed() {
+    for attempt in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        for (i, o) in together(&["--data-dir", data]).iter().enumerate() {
+            assert!(
+                o.status.success(),
+                "try {attempt}, worker {i}:\n{}",
+                text(o)
+            );
+        }
+        let rows = published(&warehouse(dir.path()).await).await;
+        let ids: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.0).collect();
+        assert_eq!(ids.len(), rows.len(), "try {attempt}: duplicated rows");
+        assert!(rows.len() > 10_000, "try {attempt}: {}", rows.len());
+        assert!(rows.iter().all(|r| r.4 == RESTATEMENT_RUN), "try {attempt}");
+        let store = store(dir.path()).await;
+        let state = |id: &'static str| common::state(&store, id);
+        assert_eq!(state(RESTATEMENT_RUN).await, RunState::Published);
+        assert_eq!(state(HISTORY_RUN).await, RunState::Superseded);
+    }
 }

@@ -1,4 +1,7 @@
-//! The main job with `--database-url`, on PostgreSQL and on MariaDB: the same result as on SQLite.
+//! The main job with `--database-url`, on PostgreSQL and on MariaDB: the same result as on SQLite,
+//! and workers started together on a fresh database all succeed.
+
+mod common;
 
 use std::process::Command;
 
@@ -24,6 +27,14 @@ fn server(var: &str) -> Option<String> {
             eprintln!("SKIPPED: {var} is not set; run scripts/test.sh");
             None
         }
+    }
+}
+
+fn dialect(url: &str) -> Dialect {
+    if url.starts_with("postgres") {
+        Dialect::Postgres
+    } else {
+        Dialect::MySql
     }
 }
 
@@ -75,6 +86,41 @@ async fn fresh_database(url: &str, name: &str) -> String {
 
 async fn the_job_runs_on(var: &str, tag: &str) {
     let Some(url) = server(var) else { return };
+    // Two workers started at the same moment on a fresh database, three times: both succeed and the
+    // restatement is published once, every row once.
+    for attempt in 0..3 {
+        let db_url = fresh_database(
+            &url,
+            &format!("bf_sla_{tag}_{}_{attempt}", std::process::id()),
+        )
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let reviews = dir.path().to_str().unwrap();
+        for (i, o) in common::together(&["--database-url", &db_url, "--data-dir", reviews])
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                o.status.success(),
+                "{tag} try {attempt}, worker {i}:\n{}",
+                common::text(o)
+            );
+        }
+        let target = QualifiedName::parse(TARGET).unwrap().quoted(dialect(&url));
+        let all = scalar(&db_url, &format!("SELECT COUNT(*) FROM {target}")).await;
+        let distinct = scalar(&db_url, &format!("SELECT COUNT(DISTINCT id) FROM {target}")).await;
+        let restated = scalar(
+            &db_url,
+            &format!(
+                "SELECT COUNT(*) FROM {target} WHERE produced_by_run_id = '{RESTATEMENT_RUN}'"
+            ),
+        )
+        .await;
+        assert!(
+            all > 10_000 && all == distinct && all == restated,
+            "{tag} try {attempt}: {all} {distinct} {restated}"
+        );
+    }
     let db_url = fresh_database(&url, &format!("bf_sla_{tag}_{}", std::process::id())).await;
     let dir = tempfile::tempdir().unwrap();
     let reviews = dir.path().join("reviews");
@@ -109,12 +155,7 @@ async fn the_job_runs_on(var: &str, tag: &str) {
     );
 
     // The target is schema-qualified on the server too.
-    let dialect = if url.starts_with("postgres") {
-        Dialect::Postgres
-    } else {
-        Dialect::MySql
-    };
-    let target = QualifiedName::parse(TARGET).unwrap().quoted(dialect);
+    let target = QualifiedName::parse(TARGET).unwrap().quoted(dialect(&url));
     let all = format!("SELECT COUNT(*) FROM {target}");
     let restated =
         format!("SELECT COUNT(*) FROM {target} WHERE produced_by_run_id = '{RESTATEMENT_RUN}'");
@@ -124,11 +165,7 @@ async fn the_job_runs_on(var: &str, tag: &str) {
     assert_eq!(scalar(&db_url, &restated).await, rows);
     assert_eq!(scalar(&db_url, &warm_up).await, 0);
     let store = SqlStore::connect(&db_url).await.unwrap();
-    let state = |id: &str| {
-        let store = &store;
-        let id = RunId::from(id);
-        async move { store.run(&id).await.unwrap().unwrap().state }
-    };
+    let state = |id: &'static str| common::state(&store, id);
     assert_eq!(state(RESTATEMENT_RUN).await, RunState::Published);
     assert_eq!(state(HISTORY_RUN).await, RunState::Superseded);
 

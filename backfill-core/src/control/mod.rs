@@ -35,7 +35,7 @@ use chrono::{DateTime, Utc};
 pub use status::RunReport;
 
 use crate::context::{Clock, SystemClock};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::evidence::EvidenceRecord;
 use crate::ids::RunId;
 use crate::manifest::{ApprovedManifest, RunManifest, StoredManifest};
@@ -237,12 +237,38 @@ impl Control {
         let stored = approved.to_stored();
         stored.verify()?;
         let run_id = approved.run_id();
-        if let Some(existing) = self.store.run(run_id).await? {
-            return same_manifest(existing, &stored);
-        }
         let m = approved.manifest();
-        self.store_new_run(m, &stored).await?;
-        self.record_approval(approved).await?;
+        // Workers started together all submit the same approved manifest: one creates the run, and
+        // whoever finds it still a draft records the approval (the first to do so wins the
+        // transition; the others find the run approved).
+        let mut raced = 0;
+        loop {
+            if let Some(existing) = self.store.run(run_id).await? {
+                let existing = same_manifest(existing, &stored)?;
+                if existing.state != RunState::Draft {
+                    return Ok(existing);
+                }
+                // A draft of this very manifest: submitted as a draft, or by a worker that has not
+                // recorded its approval yet. This approval is as good as theirs.
+                self.store.put_manifest(&stored).await?;
+                break;
+            }
+            match self.store_new_run(m, &stored).await {
+                Ok(()) => break,
+                Err(e) if e.root().kind() == ErrorKind::Conflict && raced < SUBMIT_RACE_WAITS => {
+                    raced += 1;
+                    tokio::time::sleep(SUBMIT_RACE_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Err(e) = self.record_approval(approved).await {
+            let now = self.run(run_id).await?;
+            if e.root().kind() == ErrorKind::Conflict && now.state != RunState::Draft {
+                return Ok(now);
+            }
+            return Err(e);
+        }
         if let Some(prev) = &m.supersedes {
             self.cancel_superseded_version(&prev.run_id, run_id).await?;
         }
@@ -253,11 +279,21 @@ impl Control {
     /// before an owner looks at it. Executing a draft is refused with [`Error::NotApproved`].
     pub async fn submit_draft(&self, manifest: &RunManifest) -> Result<RunRecord> {
         let stored = StoredManifest::new(manifest, None);
-        if let Some(existing) = self.store.run(&manifest.run_id).await? {
-            return same_manifest(existing, &stored);
+        let mut raced = 0;
+        loop {
+            if let Some(existing) = self.store.run(&manifest.run_id).await? {
+                return same_manifest(existing, &stored);
+            }
+            match self.store_new_run(manifest, &stored).await {
+                Ok(()) => return self.run(&manifest.run_id).await,
+                // Submitted by someone else at the same moment: theirs is found on the next look.
+                Err(e) if e.root().kind() == ErrorKind::Conflict && raced < SUBMIT_RACE_WAITS => {
+                    raced += 1;
+                    tokio::time::sleep(SUBMIT_RACE_PAUSE).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        self.store_new_run(manifest, &stored).await?;
-        self.run(&manifest.run_id).await
     }
 
     /// Approves a stored draft: checks findings and self-approval, binds the approval to the stored
@@ -459,12 +495,17 @@ impl Control {
         loop {
             let state = self.run(run_id).await?.state;
             match self.apply_now(run_id, state, event, by, reason).await {
-                Err(e) if e.kind() == crate::ErrorKind::Conflict && tries < 5 => tries += 1,
+                Err(e) if e.kind() == ErrorKind::Conflict && tries < 5 => tries += 1,
                 other => return other,
             }
         }
     }
 }
+
+/// How often, and how long between, a submitter that lost the race to create a run looks again
+/// for the winner's run (two seconds in all).
+const SUBMIT_RACE_WAITS: u32 = 100;
+const SUBMIT_RACE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 fn same_manifest(existing: RunRecord, stored: &StoredManifest) -> Result<RunRecord> {
     if existing.manifest_digest == stored.digest {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::{not_found, Control};
 use crate::context::ExecutionMode;
 use crate::digest::PartitionDigests;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::evidence::{Evidence, EvidenceRecord};
 use crate::ids::RunId;
 use crate::publish::{ChunkArtifact, PublishReceipt, PublishRequest, RollbackRequest};
@@ -39,7 +39,25 @@ impl Control {
     /// Publishes a validated run, moves the accepted pointer and supersedes the previous run. Calling
     /// it for a run that is already published returns its receipt and finishes whatever an
     /// interrupted publication left undone.
+    ///
+    /// Two processes publishing the same run at once both succeed with the same receipt: the one
+    /// that loses a compare-and-set (the run's state, the accepted pointer) looks again, and finds
+    /// the publication done.
     pub async fn publish(&self, run_id: &RunId, by: &str) -> Result<PublishReceipt> {
+        let mut tries = 0;
+        loop {
+            match self.publish_step(run_id, by).await {
+                Err(e) if e.root().kind() == ErrorKind::Conflict && tries < 3 => {
+                    tries += 1;
+                    tracing::info!(run_id = %run_id, error = %e, "publication raced another; looking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn publish_step(&self, run_id: &RunId, by: &str) -> Result<PublishReceipt> {
         let (approved, record) = self.load(run_id).await?;
         let m = approved.manifest();
         if m.mode == ExecutionMode::DryRun {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use backfill_core::evidence::bundle::{verify_rows, Verification};
 use backfill_core::prelude::*;
 use backfill_core::runner::{ExecutorBuilder, ProgressListener, RunEvent};
+use backfill_core::store::RunRecord;
 use backfill_core::validate::{BusinessDelta, UniqueKey};
 use backfill_sql::{SqlCheck, SqlPool, SqlPublisher, SqlSink, SqlStore};
 
@@ -251,9 +252,29 @@ fn display_url(url: &str) -> String {
 async fn submit_and_approve(control: &Control, m: &RunManifest) -> backfill_core::Result<()> {
     let r = control.submit_draft(m).await?;
     if r.state == RunState::Draft {
-        control.approve(&m.run_id, OWNER).await?;
+        approve_once(control, &m.run_id).await?;
     }
     Ok(())
+}
+
+/// The owner approves a draft. A worker of the job started at the same moment may have approved
+/// it first (the approval is recorded once: the second `approve` is refused as immutable, or loses
+/// the transition): then the run is approved, which is what this worker wanted.
+async fn approve_once(control: &Control, run_id: &RunId) -> backfill_core::Result<RunRecord> {
+    let e = match control.approve(run_id, OWNER).await {
+        Ok(r) => return Ok(r),
+        Err(e) if matches!(e.root(), Error::Immutable { .. } | Error::Conflict { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    // The other approval is stored; its transition follows within moments.
+    for _ in 0..100 {
+        let r = control.run(run_id).await?;
+        if r.state != RunState::Draft {
+            return Ok(r);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Err(e)
 }
 
 /// Runs the whole job. Prints what it does; returns the final state of both runs.
@@ -357,7 +378,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         return finish(cfg, &parts, control.status(&rid).await?).await;
     }
     if state == RunState::Draft {
-        let r = control.approve(&rid, OWNER).await?;
+        let r = approve_once(control, &rid).await?;
         say!(
             "   approved by {OWNER} through the control plane, bound to {}",
             r.manifest_digest
@@ -430,11 +451,22 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                 } else {
                     "rejected on review"
                 };
-                control.review(&rid, accept, OWNER, why).await?;
-                say!(
-                    "   {OWNER}: {} ({why})",
-                    if accept { "accepted" } else { "rejected" }
-                );
+                match control.review(&rid, accept, OWNER, why).await {
+                    Ok(_) => say!(
+                        "   {OWNER}: {} ({why})",
+                        if accept { "accepted" } else { "rejected" }
+                    ),
+                    // A worker started together with this one recorded the decision first.
+                    Err(e)
+                        if matches!(
+                            e.root(),
+                            Error::IllegalEvent { .. } | Error::Conflict { .. }
+                        ) && control.run(&rid).await?.state != RunState::AwaitingReview =>
+                    {
+                        say!("   {OWNER}'s decision was recorded by another worker");
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         r = control.status(&rid).await?;

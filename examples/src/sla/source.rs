@@ -175,12 +175,34 @@ pub async fn loaded(pool: &SqlPool) -> Result<Option<String>, Error> {
 
 /// Loads generated cases into [`TABLE`] once, in one transaction, and returns the generator's
 /// content hash. Loading the same cases again does nothing; loading other cases into a loaded table
-/// is refused.
+/// is refused. Workers started together all succeed: whoever loses the race to load (a duplicate
+/// key, or a concurrent `CREATE … IF NOT EXISTS` on PostgreSQL) finds the winner's load recorded
+/// and uses it.
 pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error> {
     let content = super::events::snapshot_id(cases);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let err = match try_load(pool, cases, &content).await {
+            Ok(()) => return Ok(content),
+            Err(e) => e,
+        };
+        // The other worker's transaction has committed by the time ours failed on its keys.
+        match loaded(pool).await {
+            Ok(Some(have)) if have == content => return Ok(content),
+            Ok(Some(_)) => return Err(err),
+            _ if attempt < 3 => {
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+async fn try_load(pool: &SqlPool, cases: &[CaseHistory], content: &str) -> Result<(), Error> {
     if let Some(have) = loaded(pool).await? {
         if have == content {
-            return Ok(content);
+            return Ok(());
         }
         return Err(refused(format!(
             "already holds the cases {have}, not {content}: use a fresh data directory"
@@ -235,12 +257,12 @@ pub async fn load(pool: &SqlPool, cases: &[CaseHistory]) -> Result<String, Error
         }
         sqlx::query(&record)
             .bind(TABLE)
-            .bind(content.as_str())
+            .bind(content)
             .bind(i64::try_from(rows.len()).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await
             .map_err(|e| failed("recording the load", e))?;
         tx.commit().await.map_err(|e| failed("commit", e))?;
     });
-    Ok(content)
+    Ok(())
 }

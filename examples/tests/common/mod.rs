@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use backfill_examples::sla::job::TARGET;
 use backfill_sql::{Dialect, QualifiedName, SqlStore};
@@ -21,6 +21,23 @@ pub(crate) fn job(dir: &Path, extra: &[&str]) -> Output {
         .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
         .output()
         .unwrap()
+}
+
+/// Starts the job twice at the same moment with the same arguments (workers of one job started
+/// together), and waits for both.
+pub(crate) fn together(args: &[&str]) -> [Output; 2] {
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_sla-restatement"))
+            .args(args)
+            .env_remove("BACKFILL_DATABASE_URL")
+            .env_remove("BACKFILL_SLA_CRASH_AFTER_CHUNKS")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()]
 }
 
 /// Stdout and stderr of a run.
@@ -92,4 +109,15 @@ pub(crate) async fn facts(db: &SqlitePool) -> Vec<(String, String, Option<String
     .fetch_all(db)
     .await
     .unwrap()
+}
+
+/// The state of run `id` in `store`.
+pub(crate) async fn state(store: &SqlStore, id: &str) -> backfill_core::state::RunState {
+    use backfill_core::store::RunStore;
+    store
+        .run(&backfill_core::ids::RunId::from(id))
+        .await
+        .unwrap()
+        .unwrap()
+        .state
 }
