@@ -269,12 +269,17 @@ impl<R: OutputRow, C: ArrowRows<R>> IcebergPublisher<R, C> {
                 {
                     Ok(diff) => diff,
                     Err(e) => {
-                        let _ = commit(
+                        // The refusal is the error to report; a branch that could not be dropped
+                        // now is dropped by the sink's `discard`.
+                        if let Err(drop) = refs::drop_audit_branch(
                             &self.catalog,
-                            &on_branch,
-                            refs::remove_ref(&on_branch, &branch),
+                            on_branch.identifier(),
+                            req.run_id.as_str(),
                         )
-                        .await;
+                        .await
+                        {
+                            tracing::warn!(run = %req.run_id, error = %drop, "audit branch left for discard");
+                        }
                         return Err(e);
                     }
                 };

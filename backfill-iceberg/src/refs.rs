@@ -191,3 +191,30 @@ pub async fn create_tag(
     }
     .into())
 }
+
+/// Drops the write-audit-publish branch of `run_id` if the table still has it (a run abandoned
+/// after its branch commit, or an audit whose drop failed). `main` is never touched; a table moved
+/// by a concurrent commit is looked at again. Returns whether a branch was dropped.
+pub(crate) async fn drop_audit_branch(
+    catalog: &IcebergCatalog,
+    ident: &TableIdent,
+    run_id: &str,
+) -> Result<bool> {
+    const ATTEMPTS: u32 = 5;
+    let branch = audit_branch(run_id);
+    for _ in 0..ATTEMPTS {
+        let table = catalog.load(ident).await?;
+        if !refs(&table).contains_key(&branch) {
+            return Ok(false);
+        }
+        if let Committed::Yes(_) = commit(catalog, &table, remove_ref(&table, &branch)).await? {
+            tracing::info!(run = run_id, table = %ident, %branch, "dropped the audit branch");
+            return Ok(true);
+        }
+    }
+    Err(crate::error::IcebergError::Contended {
+        table: ident.to_string(),
+        attempts: ATTEMPTS,
+    }
+    .into())
+}

@@ -339,8 +339,13 @@ impl<R: OutputRow, C: ArrowRows<R>> StagingSink<R> for IcebergStagingSink<R, C> 
         let records = self.records();
         records.ensure().await?;
         let artifacts = records.artifacts(run_id).await?;
+        // A write-audit-publish run abandoned after its branch commit leaves `bf-<run>` behind.
+        // A published run's branch is gone (dropped in the fast-forward's commit).
+        crate::refs::drop_audit_branch(&self.catalog, &self.table, run_id.as_str()).await?;
         let table = self.catalog.load(&self.table).await?;
-        // Published files are the table's now: only a run no snapshot names loses its files.
+        // Published files are the table's now: only a run no snapshot names loses its files. (The
+        // snapshot of a dropped branch stays in the metadata until snapshot expiry, and its files
+        // with it, so time travel to it keeps working.)
         if crate::refs::find_run_snapshot(&table, run_id.as_str()).is_none() {
             for a in &artifacts {
                 files::delete(table.file_io(), &a.files).await;

@@ -197,4 +197,5 @@ async fn postgres_publish_and_rollback_crash_windows_converge() {
         return;
     }
     crash_windows(Engine::Postgres, PublishFlow::Direct).await;
+    crash_windows(Engine::Postgres, PublishFlow::WriteAuditPublish).await;
 }

@@ -414,5 +414,52 @@ async fn pyiceberg_reads_append_restatement_and_rollback() {
     assert_eq!(snapshots[1]["parent_id"], json!(snapshot_a));
     assert_eq!(snapshots[1]["run_id"], json!(run_b));
     assert_eq!(snapshots[1]["rows"], rows(&restated));
+
+    // A write-audit-publish run abandoned after its branch commit leaves `bf-<run>` behind (made
+    // here by PyIceberg, another writer, at A's snapshot). Discarding the run drops the branch and
+    // leaves main where it was.
+    let abandoned = "bf-sales-c";
+    branch(&python, &dir, &table, abandoned, snapshot_a);
+    assert!(
+        check(
+            &python,
+            &dir,
+            &table,
+            &json!({ "snapshot_id": snapshot_a, "refs": [abandoned, "main"] })
+        )["refs"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2),
+        "PyIceberg made the branch"
+    );
+    sink.discard(&RunId::from(abandoned)).await.unwrap();
+    check(
+        &python,
+        &dir,
+        &table,
+        &json!({ "snapshot_id": snapshot_a, "run_id": run_a, "refs": ["main"], "rows": rows(&v1) }),
+    );
+    // Discarding again (or a run that never had a branch) changes nothing.
+    sink.discard(&RunId::from(abandoned)).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates the branch `name` at `snapshot_id` with PyIceberg's own commit path.
+fn branch(python: &str, dir: &Path, table: &TableIdent, name: &str, snapshot_id: i64) {
+    let script = format!(
+        "from pyiceberg.catalog.sql import SqlCatalog\n\
+         c = SqlCatalog('backfill', uri='sqlite:///{db}', warehouse='file://{wh}')\n\
+         t = c.load_table('{table}')\n\
+         t.manage_snapshots().create_branch({snapshot_id}, '{name}').commit()\n",
+        db = dir.join("catalog.db").display(),
+        wh = dir.display(),
+    );
+    let out = Command::new(python)
+        .args(["-c", &script])
+        .output()
+        .expect("running PyIceberg");
+    assert!(
+        out.status.success(),
+        "PyIceberg could not create branch {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
