@@ -89,7 +89,7 @@ fn event(op: &str, before: Value, after: Value, lsn: u64) -> Vec<u8> {
 }
 
 /// The topic `shop.public.customers` as (key, value) messages; `None` values are tombstones.
-fn topic() -> Vec<(i64, Option<Vec<u8>>)> {
+fn topic_messages() -> Vec<(i64, Option<Vec<u8>>)> {
     let n = Value::Null;
     vec![
         (
@@ -127,7 +127,7 @@ fn topic() -> Vec<(i64, Option<Vec<u8>>)> {
 
 fn decode_topic() -> Vec<ChangeRecord<Image>> {
     let mut d = ChangeDecoder::new();
-    topic()
+    topic_messages()
         .into_iter()
         .enumerate()
         .map(|(offset, (id, value))| {
@@ -418,4 +418,183 @@ async fn equal_version_deletes_win_tombstones_bury_older_rows_and_bad_delete_col
         );
         ns.drop().await;
     }
+}
+
+/// The same change stream through a real broker: the topic is written by `kcat` (tombstones as
+/// null values), replayed change by change through `KafkaSource::decoded` and the executor in
+/// chunks of five offsets (so one key's changes land in several chunks, and several in one), staged
+/// in SQL and merged by version with deletes. The target equals the in-memory fold of the same
+/// topic, on every engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cdc_topic_replayed_from_the_broker_through_the_executor_merges_to_the_fold() {
+    use std::sync::Arc;
+
+    use backfill_core::manifest::OffsetRange;
+    use backfill_kafka::{ensure_topic, KafkaConfig, KafkaRecord, KafkaSource};
+    use backfill_sql::{SqlPublisher, SqlSink, SqlStore};
+
+    let Some(brokers) =
+        backfill_testkit::services::service("BACKFILL_TEST_KAFKA_BROKERS", "a Kafka broker")
+    else {
+        return;
+    };
+    let config = KafkaConfig::new(&brokers).timeout(std::time::Duration::from_secs(20));
+    let topic = format!("shop.public.customers.{}", std::process::id());
+    ensure_topic(&config, &topic, 1, 1).await.unwrap();
+    let lines: String = topic_messages()
+        .into_iter()
+        .map(|(id, value)| {
+            let value = value
+                .map(|v| String::from_utf8(v).unwrap())
+                .unwrap_or_default();
+            format!("{}\t{value}\n", json!({ "id": id }))
+        })
+        .collect();
+    kcat_produce(&brokers, &topic, &lines);
+    let n = topic_messages().len() as i64;
+
+    // The fold of the whole topic from an empty target: what the merge must leave.
+    let expected: BTreeMap<i64, (String, i64)> = rows_of(
+        replay(decode_topic(), &PositionRange::all())
+            .into_iter()
+            .filter(|s| !s.is_deleted())
+            .map(ChangeRow::from),
+    )
+    .into_iter()
+    .map(|c| (c.id, (c.email, c.version)))
+    .collect();
+    assert_eq!(expected.len(), 3, "{expected:?}");
+
+    for engine in common::engines() {
+        let e = engine.name;
+        let ns = engine.namespace("cdc_broker");
+        let pool = ns.pool().await;
+        let store = Arc::new(SqlStore::new(pool.clone()).await.unwrap());
+        let sink = Arc::new(
+            SqlSink::<Customer>::new(pool.clone(), TARGET)
+                .await
+                .unwrap(),
+        );
+        let publisher = Arc::new(
+            SqlPublisher::<Customer>::new(pool.clone(), TARGET)
+                .await
+                .unwrap(),
+        );
+        let control = Control::new(store)
+            .with_target(Arc::clone(&publisher) as Arc<dyn Publisher>)
+            .unwrap();
+        // Tombstones repeat the delete before them (Debezium writes one after every delete, for
+        // compaction); positioned by the source log, a delete carries the fact and its version.
+        let source = KafkaSource::new(config.clone())
+            .chunk_offsets(5)
+            .decoded(|r: KafkaRecord| {
+                if r.is_tombstone() {
+                    return Ok(None);
+                }
+                let at = KafkaCoordinates::new(r.topic.as_str(), r.partition, r.offset);
+                ChangeDecoder::new()
+                    .decode::<Image>(r.key.as_deref(), r.value.as_deref(), Some(&at))
+                    .map(Some)
+                    .map_err(|e| Error::adapter("cdc", e))
+            });
+        let executor = Executor::builder(
+            control.clone(),
+            Arc::new(source),
+            Arc::new(ChangeToRow),
+            sink,
+            publisher,
+        )
+        .options(RunnerOptions::worker("cdc-broker"))
+        .build();
+        let mut m = manifest("bf-cdc-broker", TARGET, merge_with_deletes(), &[]);
+        m.reason = "replay the customers change stream".into();
+        m.requested_by = "crm-data".into();
+        m.source = SourceSpec {
+            kind: "kafka".into(),
+            name: topic.clone(),
+            range: Some(InputRange::Offsets {
+                partitions: vec![OffsetRange {
+                    partition: 0,
+                    from: 0,
+                    to_exclusive: n,
+                }],
+            }),
+            ..SourceSpec::default()
+        };
+        m.transform.name = "customers-cdc".into();
+        m.transform.version = "1.0.0".into();
+        m.validation = Some(ValidationPlan {
+            checksum_required: true,
+            ..Default::default()
+        });
+        let approved = m.approve("crm-owner", publishing::at()).unwrap();
+        control.submit(&approved).await.unwrap();
+        let report = executor.run(approved.run_id()).await.unwrap();
+        assert_eq!(report.state, RunState::Published, "{e}: {report:?}");
+        assert!(
+            report.chunks_total >= 4,
+            "{e}: {} chunks",
+            report.chunks_total
+        );
+        let parts: Parts<Customer> = Parts::of(pool, TARGET).await;
+        assert_eq!(target(&parts).await, expected, "{e}");
+        if e == "sqlite" {
+            assert_eq!(
+                sqlite3_reads(&ns.url),
+                "2|b@new|1200\n4|d@x|1000\n5|e@back|1100\n"
+            );
+        }
+        ns.drop().await;
+    }
+}
+
+/// One change, one target row (a delete as a delete marker); tombstones add nothing.
+#[derive(Debug)]
+struct ChangeToRow;
+
+impl DeterministicTransform for ChangeToRow {
+    type Input = Option<ChangeRecord<Image>>;
+    type Output = Customer;
+    fn name(&self) -> &str {
+        "customers-cdc"
+    }
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+    fn apply(
+        &self,
+        change: &Option<ChangeRecord<Image>>,
+        _: &TransformContext,
+        out: &mut Vec<Customer>,
+    ) -> Result<(), TransformError> {
+        if let Some(c) = change {
+            let image = c.state().or(c.before.as_ref()).cloned();
+            out.push(to_row(ChangeRow {
+                key: c.key.clone(),
+                row: image,
+                deleted: c.is_delete(),
+                version: c.version,
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// Writes `key<TAB>value` lines to partition 0 with kcat, empty values as null (tombstones).
+fn kcat_produce(brokers: &str, topic: &str, lines: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("kcat")
+        .args([
+            "-P", "-b", brokers, "-t", topic, "-p", "0", "-K", "\t", "-Z",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("kcat must be installed (scripts/test.sh installs Debian's kcat)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "kcat -P failed");
 }

@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod partial_failure;
 pub mod publisher;
 pub mod reconcile;
+pub mod services;
 pub mod side_effects;
 pub mod sink;
 pub mod source;

@@ -6,17 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 
 fn brokers() -> Option<String> {
-    match std::env::var("BACKFILL_TEST_KAFKA_BROKERS") {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ => {
-            assert!(
-                std::env::var("BACKFILL_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "BACKFILL_TEST_KAFKA_BROKERS is not set but BACKFILL_REQUIRE_SERVICES=1"
-            );
-            eprintln!("SKIPPED: no Kafka broker (set BACKFILL_TEST_KAFKA_BROKERS)");
-            None
-        }
-    }
+    backfill_testkit::services::service("BACKFILL_TEST_KAFKA_BROKERS", "a Kafka broker")
 }
 
 fn replay(b: &str, dir: &std::path::Path, topics: &(String, String), extra: &[&str]) -> Command {

@@ -14,20 +14,7 @@ use sqlx::postgres::PgPool;
 
 /// A test server's URL; missing is a failure where services are required (scripts/test.sh, CI).
 fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = ["CI", "BACKFILL_REQUIRE_SERVICES"]
-                .iter()
-                .any(|k| std::env::var(k).is_ok_and(|v| v == "true" || v == "1"));
-            assert!(
-                !required,
-                "{var} is not set: the server is required here (scripts/test.sh starts it)"
-            );
-            eprintln!("SKIPPED: {var} is not set; run scripts/test.sh");
-            None
-        }
-    }
+    backfill_testkit::services::service(var, "the database server")
 }
 
 fn dialect(url: &str) -> Dialect {

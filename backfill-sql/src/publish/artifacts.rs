@@ -30,7 +30,12 @@ pub(crate) struct Staged {
 impl Staged {
     /// A `FROM` item yielding the staged rows, aliased `s`; `None` when nothing was staged.
     pub(crate) fn source(&self, d: Dialect) -> Option<String> {
-        self.table.as_ref().map(|t| format!("{} s", t.quoted(d)))
+        self.table(d).map(|t| format!("{t} s"))
+    }
+
+    /// The staging table, quoted; `None` when nothing was staged.
+    pub(crate) fn table(&self, d: Dialect) -> Option<String> {
+        self.table.as_ref().map(|t| t.quoted(d))
     }
 
     /// The query that counts the staging table's rows per chunk, for [`Self::verify_counts`];

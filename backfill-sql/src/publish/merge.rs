@@ -218,7 +218,7 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .await?;
         let d = self.d();
         let reference = format!("{}:{}", d.name(), self.target);
-        let Some(src) = staged.source(d) else {
+        let Some(table) = staged.table(d) else {
             return Ok(Change {
                 stmts: Vec::new(),
                 view: None,
@@ -230,6 +230,18 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         let k = self.keys_table(key).quoted(d);
         let cols = column_list(&self.schema, d, "");
         let key_q: Vec<String> = keys.iter().map(|k| k.quoted(d)).collect();
+        // A run may stage several rows of one key (a change stream replayed change by change, in
+        // chunks): the newest version wins, and at equal versions a delete. One row per key goes
+        // on, so the upsert never meets a key twice.
+        let newest_first = match &del {
+            Some(c) => format!("{v} DESC, COALESCE({}, FALSE) DESC", c.quoted(d)),
+            None => format!("{v} DESC"),
+        };
+        let src = format!(
+            "(SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {newest_first}) AS {rank} FROM {table}) r WHERE {rank} = 1) s",
+            key_q.join(", "),
+            rank = d.quote("bf_newest"),
+        );
         let same_key = |left: &str, right: &str| {
             key_q
                 .iter()

@@ -95,21 +95,7 @@ impl Engine {
 }
 
 fn required(var: &str, engine: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            let required = ["CI", "BACKFILL_REQUIRE_SERVICES"]
-                .iter()
-                .any(|k| std::env::var(k).is_ok_and(|v| v == "true" || v == "1"));
-            if required {
-                panic!("{var} is not set: {engine} is required here (scripts/test.sh starts it)");
-            }
-            eprintln!(
-                "!!! SKIPPING {engine}: {var} is not set. Run scripts/test.sh to provision it. !!!"
-            );
-            None
-        }
-    }
+    backfill_testkit::services::service(var, engine)
 }
 
 /// SQLite always; PostgreSQL and MariaDB when their URLs are set (required when CI=true).
