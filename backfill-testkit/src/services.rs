@@ -1,11 +1,11 @@
 //! Services a test needs (a broker, a database server, an independent reader), named by
 //! environment variables: missing is a loud skip on a developer's machine and a failure in CI.
 //!
-//! ```
+//! ```no_run
 //! // In a test that needs a Kafka broker:
 //! let Some(brokers) = backfill_testkit::services::service("MY_TEST_KAFKA_BROKERS", "a Kafka broker")
 //! else {
-//!     return; // skipped, loudly, because CI and BACKFILL_REQUIRE_SERVICES are unset here
+//!     return; // skipped, loudly (in CI, or with BACKFILL_REQUIRE_SERVICES=1, it panics instead)
 //! };
 //! # let _ = brokers;
 //! ```
