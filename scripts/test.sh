@@ -43,7 +43,7 @@ cargo test --workspace --doc
 step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
 cargo test -p backfill-iceberg --features opendal --test conformance opendal
 
-step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement"
+step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
 for pass in first second; do
   cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > "$sla_dir/$pass.out" 2>&1 || {
@@ -58,6 +58,21 @@ cargo run -q -p backfill-examples --example iceberg_restatement -- --warehouse "
   cat "$ice_dir/out" >&2; exit 1; }
 [ "$(tail -n 1 "$ice_dir/out")" = "iceberg table sales.daily_region_amounts" ] || { cat "$ice_dir/out" >&2; exit 1; }
 rm -rf "$ice_dir"
+if [ -n "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
+  kafka_dir="$(mktemp -d /tmp/backfill-kafka.XXXXXX)"
+  topic="orders.ci.$$"
+  cargo run -q -p backfill-examples --example kafka_replay -- --brokers "$BACKFILL_TEST_KAFKA_BROKERS" \
+    --data-dir "$kafka_dir" --source-topic "$topic" --target-topic "$topic.backfill" > "$kafka_dir/out" 2>&1 || {
+    cat "$kafka_dir/out" >&2; exit 1; }
+  last="$(tail -n 1 "$kafka_dir/out")"
+  case "$last" in "published "*" records to $topic.backfill") ;; *) cat "$kafka_dir/out" >&2; exit 1 ;; esac
+  n="${last#published }"; n="${n%% *}"
+  seen="$(kcat -C -b "$BACKFILL_TEST_KAFKA_BROKERS" -t "$topic.backfill" -o beginning -e -q \
+    -X isolation.level=read_committed -f '%k\n' | sort -u | wc -l)"
+  [ "$seen" -eq "$n" ] || { echo "kcat read $seen distinct keys of $topic.backfill, the example published $n" >&2; exit 1; }
+  echo "$last (kcat: $seen distinct keys)"
+  rm -rf "$kafka_dir"
+fi
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
