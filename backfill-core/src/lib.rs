@@ -20,6 +20,7 @@ pub mod policy;
 pub mod publish;
 pub mod runner;
 pub mod sink;
+pub mod sink_class;
 pub mod source;
 pub mod state;
 pub mod store;

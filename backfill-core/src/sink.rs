@@ -1,5 +1,6 @@
 //! Staging: where output waits, invisible to readers, until it is validated and published.
 
+use crate::sink_class::SinkClass;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -20,6 +21,13 @@ pub struct SinkDescriptor {
     pub kind: String,
     /// Whether writing it reaches the outside world (live topics, notifications, caches, external APIs).
     pub external_side_effects: bool,
+    /// What kind of system it writes (decides what each mode may do by default; `None`: only
+    /// `external_side_effects` is looked at).
+    pub class: Option<SinkClass>,
+    /// Whether it writes a target of the run's own (a run-scoped topic, a versioned table, a new
+    /// index), which classes that are [isolated](crate::sink_class::SinkRule::Isolated) outside live
+    /// mode require.
+    pub isolated: bool,
 }
 
 impl SinkDescriptor {
@@ -29,16 +37,30 @@ impl SinkDescriptor {
             name: name.into(),
             kind: kind.into(),
             external_side_effects: false,
+            class: None,
+            isolated: false,
         }
     }
 
     /// A sink with external side effects.
     pub fn side_effecting(name: impl Into<String>, kind: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
-            kind: kind.into(),
             external_side_effects: true,
+            ..Self::internal(name, kind)
         }
+    }
+
+    /// Declares the sink's class; a class with external side effects marks the sink as having them.
+    pub fn with_class(mut self, class: SinkClass) -> Self {
+        self.class = Some(class);
+        self.external_side_effects |= class.has_external_side_effects();
+        self
+    }
+
+    /// Declares that the sink writes a target of the run's own, never the one live readers use.
+    pub fn isolated_target(mut self) -> Self {
+        self.isolated = true;
+        self
     }
 }
 

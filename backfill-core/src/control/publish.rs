@@ -60,10 +60,15 @@ impl Control {
     async fn publish_step(&self, run_id: &RunId, by: &str) -> Result<PublishReceipt> {
         let (approved, record) = self.load(run_id).await?;
         let m = approved.manifest();
-        if m.mode == ExecutionMode::DryRun {
+        if matches!(m.mode, ExecutionMode::DryRun | ExecutionMode::Reconciliation) {
             return Err(Error::PublishRefused {
                 run_id: run_id.clone(),
-                reason: "a dry run is never published".into(),
+                reason: if m.mode == ExecutionMode::DryRun {
+                    "a dry run is never published".into()
+                } else {
+                    "a reconciliation run is never published: it compares with the accepted output"
+                        .into()
+                },
             });
         }
         if !matches!(record.state, RunState::Validated | RunState::Published) {

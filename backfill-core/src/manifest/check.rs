@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Mutation, RunManifest};
+use super::{Mutation, RunKind, RunManifest};
+use crate::context::ExecutionMode;
 
 pub use crate::finding::{Finding, Severity};
 
@@ -281,6 +282,19 @@ impl RunManifest {
                 Q_CONSUMERS,
                 "target.consumers",
                 "impacted downstream consumers not listed",
+            );
+        }
+        // Mode: live processing is not how history is changed.
+        if self.mode == ExecutionMode::Live && self.kind != RunKind::Bootstrap {
+            f.push(
+                Blocking,
+                "live_mode_for_historical_run",
+                Q_SIDE,
+                "mode",
+                format!(
+                    "a {:?} run in LIVE mode would write like the live pipeline (live sinks, live side effects); use BACKFILL, REPLAY, DRY_RUN or RECONCILIATION",
+                    self.kind
+                ),
             );
         }
         // Side effects.

@@ -455,9 +455,14 @@ impl<T: DeterministicTransform> Executor<T> {
                         Err(e) => Err(e),
                     },
                     RunState::Staged => self.validate(&approved).await,
+                    // A dry run and a reconciliation are never published; a manual publication
+                    // waits for its operator.
                     RunState::Validated
-                        if m.mode == crate::context::ExecutionMode::DryRun
-                            || m.safety.manual_publish =>
+                        if matches!(
+                            m.mode,
+                            crate::context::ExecutionMode::DryRun
+                                | crate::context::ExecutionMode::Reconciliation
+                        ) || m.safety.manual_publish =>
                     {
                         break
                     }
