@@ -80,7 +80,9 @@ impl SinkPolicy for DefaultSinkPolicy {
             return Ok(());
         }
         if matches!(mode, ExecutionMode::DryRun | ExecutionMode::Reconciliation) {
-            return Err(refuse(format!("a {mode} run makes nothing visible outside staging")));
+            return Err(refuse(format!(
+                "a {mode} run makes nothing visible outside staging"
+            )));
         }
         match &manifest.safety.side_effects {
             Some(p)

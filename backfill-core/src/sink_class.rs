@@ -117,9 +117,10 @@ impl SinkClass {
             ExecutionMode::Live => Allowed,
             _ if tables => Allowed,
             ExecutionMode::Backfill | ExecutionMode::Replay => match self {
-                Self::MaterializedView | Self::KafkaTopic | Self::SearchIndex | Self::FeatureStore => {
-                    Isolated
-                }
+                Self::MaterializedView
+                | Self::KafkaTopic
+                | Self::SearchIndex
+                | Self::FeatureStore => Isolated,
                 _ => Refused,
             },
             ExecutionMode::DryRun | ExecutionMode::Reconciliation => match self {

@@ -60,7 +60,10 @@ impl Control {
     async fn publish_step(&self, run_id: &RunId, by: &str) -> Result<PublishReceipt> {
         let (approved, record) = self.load(run_id).await?;
         let m = approved.manifest();
-        if matches!(m.mode, ExecutionMode::DryRun | ExecutionMode::Reconciliation) {
+        if matches!(
+            m.mode,
+            ExecutionMode::DryRun | ExecutionMode::Reconciliation
+        ) {
             return Err(Error::PublishRefused {
                 run_id: run_id.clone(),
                 reason: if m.mode == ExecutionMode::DryRun {

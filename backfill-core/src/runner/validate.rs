@@ -2,13 +2,15 @@
 //!
 //! The manifest's plan decides the built-in checks (`checksum_required` → digests of the staged rows
 //! against the ledger, `count_tolerance` → staged rows against the accepted output, replace-partitions
-//! → no declared partition emptied unless the manifest allows it), its `quality_gate` names a gate
+//! → no declared partition emptied unless the manifest allows it; a reconciliation run compares with
+//! the accepted output), its `quality_gate` names a gate
 //! registered on the executor and its `checks` name attached validators; a name nothing implements is
 //! refused at preflight, before any chunk runs.
 
 use std::sync::Arc;
 
 use super::Executor;
+use crate::context::ExecutionMode;
 use crate::error::{Error, Result};
 use crate::evidence::EvidenceRecord;
 use crate::manifest::{ApprovedManifest, Mutation, RunManifest};
@@ -16,8 +18,8 @@ use crate::state::{Event, RunState};
 use crate::telemetry::RunMetrics;
 use crate::transform::DeterministicTransform;
 use crate::validate::{
-    CountTolerance, DeclaredPartitionsStaged, DigestMatchesLedger, Expected, ValidationContext,
-    Validator, Verdict,
+    AcceptedComparison, CountTolerance, DeclaredPartitionsStaged, DigestMatchesLedger, Expected,
+    ValidationContext, Validator, Verdict,
 };
 
 impl<T: DeterministicTransform> Executor<T> {
@@ -86,6 +88,9 @@ impl<T: DeterministicTransform> Executor<T> {
         if m.target.mutation == Some(Mutation::ReplacePartitions) && !m.target.partitions.is_empty()
         {
             out.push(Arc::new(DeclaredPartitionsStaged));
+        }
+        if m.mode == ExecutionMode::Reconciliation {
+            out.push(Arc::new(AcceptedComparison));
         }
         out
     }

@@ -1,5 +1,6 @@
 //! Validation before publication: the trait, its context and the built-in validators.
 
+mod compare;
 mod delta;
 mod rows;
 mod totals;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
+pub use compare::AcceptedComparison;
 pub use delta::BusinessDelta;
 pub use rows::{AcceptedValues, InRange, NotNull, UniqueKey};
 pub use totals::{CountTolerance, DeclaredPartitionsStaged, DigestMatchesLedger, Expected};
