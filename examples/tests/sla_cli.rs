@@ -6,103 +6,17 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use backfill_core::manifest::RunManifest;
-use backfill_examples::sla::cli::{self, Warehouse, CHUNK_DELAY_ENV, CRASH_AFTER_CHUNKS_ENV};
+use backfill_examples::sla::cli::{self, Warehouse, CHUNK_DELAY_ENV};
 use backfill_examples::sla::job::{
     DRY_RUN, HISTORY_RUN, OWNER, REQUESTER, RESTATEMENT_RUN, TARGET,
 };
-use common::{breaches_by_month, facts, published, table};
+use common::tool::{manifest, manifests_dir, state, Tool};
+use common::{breaches_by_month, facts, published, table, text};
 use serde_json::Value;
-use sqlx::sqlite::SqlitePool;
-
-/// `examples/manifests`.
-fn manifests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests")
-}
-
-fn manifest(name: &str) -> String {
-    manifests_dir().join(name).display().to_string()
-}
-
-/// The binary pointed at a run store and a warehouse in one directory, nothing inherited that
-/// would change what it does.
-struct Tool {
-    dir: PathBuf,
-}
-
-impl Tool {
-    fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sla-backfill"));
-        c.args(args)
-            .current_dir(&self.dir)
-            .env("BACKFILL_STORE", self.dir.join("runs.db"))
-            .env("BACKFILL_WAREHOUSE", self.dir.join("warehouse.db"))
-            .env_remove("BACKFILL_JSON_LOGS")
-            .env_remove("RUST_LOG")
-            .env_remove(CRASH_AFTER_CHUNKS_ENV)
-            .env_remove(CHUNK_DELAY_ENV)
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.output(args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    /// Runs a command with `--json` that must succeed; returns its document.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.push("--json");
-        let out = self.ok(&a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-    }
-
-    /// Runs a command that must exit with `code`; returns stdout and stderr.
-    fn exits(&self, code: i32, args: &[&str]) -> String {
-        let o = self.output(args);
-        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", text(&o));
-        text(&o)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-
-    async fn warehouse(&self) -> SqlitePool {
-        SqlitePool::connect(&format!("sqlite://{}", self.path("warehouse.db")))
-            .await
-            .unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn state(v: &Value) -> &str {
-    v["state"].as_str().unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_manifests_are_what_the_code_generates() {
@@ -359,14 +273,7 @@ async fn the_runbook_on_sqlite_from_manifest_to_rollback() {
     );
 
     // 8. Monitor: `runs` lists it published, the history superseded; nothing left to diff.
-    let runs = t.json(&["runs"]);
-    let of = |id: &str| {
-        runs.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["run_id"] == id)
-            .map(|r| r["state"].as_str().unwrap().to_owned())
-    };
+    let of = |id: &str| t.run_state(id);
     assert_eq!(of(RESTATEMENT_RUN).as_deref(), Some("published"));
     assert_eq!(of(HISTORY_RUN).as_deref(), Some("superseded"));
     assert_eq!(of(DRY_RUN).as_deref(), Some("cancelled"));
@@ -447,14 +354,7 @@ async fn the_runbook_on_sqlite_from_manifest_to_rollback() {
     ]);
     assert!(out.contains(HISTORY_RUN), "{out}");
     assert_eq!(published(&db).await, old_rows);
-    let runs = t.json(&["runs"]);
-    let of = |id: &str| {
-        runs.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["run_id"] == id)
-            .map(|r| r["state"].as_str().unwrap().to_owned())
-    };
+    let of = |id: &str| t.run_state(id);
     assert_eq!(of(RESTATEMENT_RUN).as_deref(), Some("rolled_back"));
     assert_eq!(of(HISTORY_RUN).as_deref(), Some("published"));
     let trail = t.ok(&["evidence", RESTATEMENT_RUN]);

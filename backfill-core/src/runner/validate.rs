@@ -152,7 +152,9 @@ impl<T: DeterministicTransform> Executor<T> {
                 failed,
             });
         }
-        if review {
+        // A reconciliation reports what would need review; there is nothing to decide on, since
+        // it is never published.
+        if review && m.mode != ExecutionMode::Reconciliation {
             self.step(
                 run_id,
                 RunState::Staged,
@@ -161,13 +163,13 @@ impl<T: DeterministicTransform> Executor<T> {
             )
             .await
         } else {
-            self.step(
-                run_id,
-                RunState::Staged,
-                Event::ValidationPassed,
-                "all validators passed",
-            )
-            .await
+            let why = if review {
+                "validated; the owner-review findings are the reconciliation's report"
+            } else {
+                "all validators passed"
+            };
+            self.step(run_id, RunState::Staged, Event::ValidationPassed, why)
+                .await
         }
     }
 }

@@ -39,7 +39,7 @@ use super::events::{generate, CaseHistory, GeneratorConfig};
 use super::job::{regulatory_gate, restatement_validators};
 use super::manifests::{
     dates, dry_run_input_range, dry_run_manifest, history_manifest, input_range, publish_range,
-    restatement_manifest, QUALITY_GATE, TARGET,
+    reconciliation_manifest, restatement_manifest, QUALITY_GATE, TARGET,
 };
 use super::source::{case_event_source, load, pinned_snapshot, CaseEventSource};
 use super::transform::{CaseSlaMonth, CaseSlaTransform, TRANSFORM_NAME};
@@ -55,10 +55,11 @@ pub const CRASH_AFTER_CHUNKS_ENV: &str = "BACKFILL_EXAMPLE_CRASH_AFTER_CHUNKS";
 /// endpoint can be scraped while it goes.
 pub const CHUNK_DELAY_ENV: &str = "BACKFILL_EXAMPLE_CHUNK_DELAY_MS";
 /// The shipped manifest files (in `examples/manifests/`), in the order the runbook uses them.
-pub const MANIFEST_FILES: [&str; 3] = [
+pub const MANIFEST_FILES: [&str; 4] = [
     "sla-history.json",
     "sla-dry-run.json",
     "sla-restatement.json",
+    "sla-reconciliation.json",
 ];
 
 fn adapter(message: String) -> Error {
@@ -133,6 +134,7 @@ pub async fn manifests(w: &Warehouse) -> backfill_core::Result<Vec<(&'static str
         (MANIFEST_FILES[0], history_manifest(&old, &full)),
         (MANIFEST_FILES[1], dry_run_manifest(&new, &subset)),
         (MANIFEST_FILES[2], restatement_manifest(&new, &full)),
+        (MANIFEST_FILES[3], reconciliation_manifest(&new, &full)),
     ])
 }
 

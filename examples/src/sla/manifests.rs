@@ -185,3 +185,19 @@ pub fn dry_run_manifest(t: &CaseSlaTransform, snapshot: &str) -> RunManifest {
     m.safety.max_cost_usd = Some(1);
     m
 }
+
+/// The reconciliation of the restatement against the accepted history.
+pub const RECONCILIATION_RUN: &str = "bf-2026-07-04-case-sla-v3-recon";
+
+/// The restatement computed in [`ExecutionMode::Reconciliation`]: v3.1.0 over the whole year, staged,
+/// validated and compared with what readers see now (the accepted run), month by month; never
+/// published, so target and pointer stay as they are. What an owner runs to see what the
+/// restatement would change before deciding to request it.
+pub fn reconciliation_manifest(t: &CaseSlaTransform, snapshot: &str) -> RunManifest {
+    let mut m = restatement_manifest(t, snapshot);
+    m.run_id = RECONCILIATION_RUN.into();
+    m.mode = ExecutionMode::Reconciliation;
+    m.reason = "Reconcile v3.1.0 (timezone fix, restated calendar) against the accepted 2025 SLA                 history: what would change, month by month; never published"
+        .into();
+    m
+}

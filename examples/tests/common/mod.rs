@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod tool;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
