@@ -5,6 +5,7 @@
 #   BACKFILL_TEST_MYSQL_URL  mysql://backfill:backfill@127.0.0.1:<port>/backfill
 #   BACKFILL_TEST_KAFKA_BROKERS  127.0.0.1:<port> (a Kafka-protocol broker, scripts/kafka-broker.sh)
 #   BACKFILL_TEST_PYICEBERG  <venv>/bin/python with PyIceberg, the independent reader of Iceberg tables
+#   BACKFILL_TEST_PG_RESTART, BACKFILL_TEST_MYSQL_RESTART  commands that restart a server abruptly
 # Installs Debian's packages when the server binaries are missing. Source it (`. scripts/services.sh`)
 # and call `services_start`; `services_stop` (also run on EXIT) stops the servers and removes the data.
 # A URL already set in the environment is used as it is and nothing is started for it.
@@ -59,6 +60,8 @@ _start_pg() {
   "${as[@]}" "$bindir/createdb" -h 127.0.0.1 -p "$port" -U backfill backfill || return 1
   export BACKFILL_TEST_PG_URL="postgres://backfill:backfill@127.0.0.1:$port/backfill"
   _BACKFILL_PG_STOP="${as[*]} $bindir/pg_ctl -D $dir/data -m immediate stop"
+  # An immediate restart (no shutdown checkpoint: crash recovery on start), for scripts/chaos.sh.
+  export BACKFILL_TEST_PG_RESTART="${as[*]} $bindir/pg_ctl -D $dir/data -l $dir/server.log -w -t 60 -m immediate restart"
   _svc_log "PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 }
 
@@ -73,14 +76,26 @@ _start_mariadb() {
   user="$(id -un)"
   mariadb-install-db --no-defaults --datadir="$dir/data" --user="$user" \
     --auth-root-authentication-method=socket >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; return 1; }
-  "$server" --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$port" --bind-address=127.0.0.1 \
-    --user="$user" --pid-file="$dir/pid" --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
-    --max-connections=300 --log-error="$dir/server.log" >/dev/null 2>&1 &
-  local i
-  for i in $(seq 1 120); do
-    mariadb --no-defaults --socket="$dir/sock" -u root -e 'SELECT 1' >/dev/null 2>&1 && break
-    sleep 0.5
-  done
+  # start.sh starts the server and waits until it answers; restart.sh kills it (-9) and starts it
+  # again (scripts/chaos.sh restarts the server under running workers).
+  cat >"$dir/start.sh" <<START
+"$server" --no-defaults --datadir="$dir/data" --socket="$dir/sock" --port="$port" --bind-address=127.0.0.1 \\
+  --user="$user" --pid-file="$dir/pid" --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \\
+  --max-connections=300 --log-error="$dir/server.log" >/dev/null 2>&1 &
+for i in \$(seq 1 120); do
+  mariadb --no-defaults --socket="$dir/sock" -u root -e 'SELECT 1' >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+exit 1
+START
+  cat >"$dir/restart.sh" <<RESTART
+pid="\$(cat "$dir/pid" 2>/dev/null)"
+[ -n "\$pid" ] && kill -9 "\$pid" 2>/dev/null
+while [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
+rm -f "$dir/sock" "$dir/pid"
+bash "$dir/start.sh"
+RESTART
+  bash "$dir/start.sh" || { cat "$dir/server.log" >&2; return 1; }
   mariadb --no-defaults --socket="$dir/sock" -u root -e "
     CREATE DATABASE backfill;
     CREATE USER 'backfill'@'127.0.0.1' IDENTIFIED BY 'backfill';
@@ -88,6 +103,7 @@ _start_mariadb() {
     GRANT ALL ON *.* TO 'backfill'@'127.0.0.1';
     GRANT ALL ON *.* TO 'backfill'@'localhost';" || { cat "$dir/server.log" >&2; return 1; }
   export BACKFILL_TEST_MYSQL_URL="mysql://backfill:backfill@127.0.0.1:$port/backfill"
+  export BACKFILL_TEST_MYSQL_RESTART="bash $dir/restart.sh"
   _BACKFILL_MARIADB_STOP="mariadb-admin --no-defaults --socket=$dir/sock -u root shutdown"
   _svc_log "MariaDB $("$server" --version | awk '{print $3}') on 127.0.0.1:$port"
 }

@@ -74,6 +74,9 @@ if [ -n "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
   rm -rf "$kafka_dir"
 fi
 
+step "fault campaign: every fault kind once on every engine (scripts/chaos.sh; RELIABILITY.md has the long one)"
+scripts/chaos.sh --trials 11 --seed "${BACKFILL_CHAOS_SEED:-$(date +%s)}"
+
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 

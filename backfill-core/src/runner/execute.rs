@@ -272,6 +272,11 @@ impl<T: DeterministicTransform> Executor<T> {
                     }
                     sh.throttle.pause().await;
                 }
+                // Fenced off: this worker's lease ran out (a pause, a slow heartbeat) and another
+                // worker holds the chunk now. That attempt is the chunk's; this one is void.
+                Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
+                    tracing::info!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %e, "chunk attempt fenced off: another worker owns the chunk");
+                }
                 Err(e) => {
                     let msg = e.to_string();
                     tracing::warn!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %msg, "chunk failed");

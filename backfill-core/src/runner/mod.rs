@@ -128,6 +128,11 @@ pub struct RunnerOptions {
     pub lease_for: Duration,
     /// Retry of transient errors.
     pub retry: RetryPolicy,
+    /// How long [`Executor::run`] goes on after transient failures (a database restarting, a broker
+    /// failing over) that outlast a chunk's retries or hit a step between chunks: it waits with
+    /// backoff and continues from the run's stored state. Zero (the default): the first such
+    /// failure is returned to the caller, who may call `run` again.
+    pub transient_budget: Duration,
 }
 
 /// A worker id unique to this process: host name, process id and start time, so two processes
@@ -156,6 +161,7 @@ impl Default for RunnerOptions {
             worker_id: default_worker_id(),
             lease_for: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            transient_budget: Duration::ZERO,
         }
     }
 }
@@ -172,6 +178,12 @@ impl RunnerOptions {
     /// Sets the lease length.
     pub fn with_lease(mut self, lease_for: Duration) -> Self {
         self.lease_for = lease_for;
+        self
+    }
+
+    /// Sets [`transient_budget`](Self::transient_budget).
+    pub fn with_transient_budget(mut self, budget: Duration) -> Self {
+        self.transient_budget = budget;
         self
     }
 
@@ -421,8 +433,24 @@ impl<T: DeterministicTransform> Executor<T> {
     /// Executes (or resumes) a run as far as it can go: plan, chunks, validation, and publication
     /// unless the manifest requires a manual publish or is a dry run. Safe to call again at any point,
     /// from any number of processes: finished chunks are not re-read and a published run is not
-    /// published again. A run cancelled through [`Control::cancel`] stops here too.
+    /// published again. A run cancelled through [`Control::cancel`] stops here too. Transient
+    /// failures are waited out for the options' [`transient_budget`](RunnerOptions::transient_budget).
     pub async fn run(&self, run_id: &RunId) -> Result<RunReport> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.run_steps(run_id).await {
+                Err(e) if e.is_retryable() && started.elapsed() < self.options.transient_budget => {
+                    tracing::warn!(run_id = %run_id, error = %e, retry_in_ms = pause.as_millis() as u64, "transient failure: the run goes on from its stored state");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn run_steps(&self, run_id: &RunId) -> Result<RunReport> {
         let (approved, record) = self.control.load(run_id).await?;
         let m = approved.manifest();
         self.preflight(m)?;

@@ -44,6 +44,9 @@ struct Args {
     /// Exit after this many restatement chunks (to show that the next invocation resumes).
     #[arg(long, env = "BACKFILL_SLA_CRASH_AFTER_CHUNKS", hide = true)]
     crash_after_chunks: Option<usize>,
+    /// Seconds this worker's chunk leases last (a worker paused longer loses its chunks).
+    #[arg(long, env = "BACKFILL_SLA_LEASE_SECS", hide = true)]
+    lease_secs: Option<u64>,
     /// Generator seed (the same seed gives the same case events).
     #[arg(long, default_value_t = GeneratorConfig::default().seed)]
     seed: u64,
@@ -64,8 +67,28 @@ async fn main() -> ExitCode {
             seed: args.seed,
             ..GeneratorConfig::default()
         },
+        lease: args.lease_secs.map(std::time::Duration::from_secs),
     };
-    match job::run(&cfg).await {
+    // The job is safe to run again at any point: a transient failure outside the executor's own
+    // retries (the database restarting under a control-plane step) runs it again, for a minute.
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(500);
+    let result = loop {
+        match job::run(&cfg).await {
+            Err(e)
+                if e.is_retryable() && started.elapsed() < std::time::Duration::from_secs(60) =>
+            {
+                eprintln!(
+                    "transient failure, running the job again in {} ms: {e}",
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            r => break r,
+        }
+    };
+    match result {
         // The exported evidence does not match the ledger or the target: someone changed something.
         Ok(out) if out.verification.as_ref().is_some_and(|v| !v.passed()) => {
             eprintln!("the restatement's evidence bundle does not verify");

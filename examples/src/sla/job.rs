@@ -62,6 +62,9 @@ pub struct JobConfig {
     pub correction_events: bool,
     /// The case generator.
     pub generator: GeneratorConfig,
+    /// How long this worker's chunk leases last (the runner's default when `None`); a worker
+    /// paused for longer loses its chunks to the others.
+    pub lease: Option<std::time::Duration>,
 }
 
 /// What the job ended with.
@@ -173,6 +176,8 @@ pub struct Parts {
     pub publisher: Arc<SqlPublisher<CaseSlaMonth>>,
     /// Every operator action: the run store with the publisher registered for [`TARGET`].
     pub control: Control,
+    /// The runner options of this process (its worker id, its lease).
+    pub options: RunnerOptions,
 }
 
 impl Parts {
@@ -190,7 +195,7 @@ impl Parts {
             Arc::<SqlSink<CaseSlaMonth>>::clone(&self.sink),
             Arc::<SqlPublisher<CaseSlaMonth>>::clone(&self.publisher),
         )
-        .options(RunnerOptions::worker("sla-job"))
+        .options(self.options.clone())
         .progress(Arc::new(progress))
         .quality_gate(QUALITY_GATE, regulatory_gate(&self.sink)?))
     }
@@ -229,11 +234,21 @@ pub async fn connect(cfg: &JobConfig) -> backfill_core::Result<Parts> {
     let publisher = Arc::new(SqlPublisher::new(pool.clone(), TARGET).await?);
     let control =
         Control::new(store).with_target(Arc::<SqlPublisher<CaseSlaMonth>>::clone(&publisher))?;
+    // Every process of the job is worker `sla-job`: a restarted job takes its own leases back at
+    // once instead of waiting for them to expire. Workers running together are kept apart by the
+    // attempt fencing of every chunk: one that finds its attempt fenced off leaves the chunk to the
+    // other. Transient failures (a database restarting) are waited out for a minute.
+    let mut options =
+        RunnerOptions::worker("sla-job").with_transient_budget(std::time::Duration::from_secs(60));
+    if let Some(lease) = cfg.lease {
+        options = options.with_lease(lease);
+    }
     Ok(Parts {
         pool,
         sink,
         publisher,
         control,
+        options,
     })
 }
 
