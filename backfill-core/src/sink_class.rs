@@ -19,7 +19,8 @@
 //! | payment or ledger | allowed | refused | refused |
 //! | external API | allowed | refused (unless idempotent or compensated, and named in the manifest) | refused |
 //!
-//! "Isolated" means the sink must say it writes a target of its own ([`SinkDescriptor::isolated`]).
+//! "Isolated" means the sink must say it writes a target of its own
+//! ([`SinkDescriptor::isolated`](crate::sink::SinkDescriptor::isolated)).
 //! In backfill and replay modes a refused class can be allowed for one sink by the approved
 //! manifest (`safety.side_effects.allowed` with the sink in `allowed_sinks`); a dry run or a
 //! reconciliation never writes anything outside staging.
