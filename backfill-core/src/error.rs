@@ -40,6 +40,9 @@ pub enum ErrorKind {
     NotSupported,
     /// A permanent failure in an adapter or transform; retrying will not help.
     Permanent,
+    /// The outside world asks the run to stop for a while (a vendor's long rate-limit storm): the
+    /// runner pauses the run instead of failing it, and running it again resumes it.
+    Paused,
 }
 
 /// The error type of `backfill-core` and the type every adapter converts its own errors into.
@@ -286,6 +289,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// An adapter asks for the run to be paused rather than failed (see [`ErrorKind::Paused`]).
+    #[error("{adapter}: run paused: {reason}")]
+    Paused {
+        /// Adapter name, such as `"http"`.
+        adapter: &'static str,
+        /// Why, for the operator (what to wait for before resuming).
+        reason: String,
+    },
     /// A permanent failure in an adapter.
     #[error("{adapter}: {source}")]
     Adapter {
@@ -345,6 +356,7 @@ impl Error {
             }
             Self::Chunk { source, .. } => source.kind(),
             Self::Transient { .. } => ErrorKind::Transient,
+            Self::Paused { .. } => ErrorKind::Paused,
             Self::Adapter { .. } | Self::Encode { .. } => ErrorKind::Permanent,
             Self::NotSupported { .. } => ErrorKind::NotSupported,
         }
@@ -360,6 +372,14 @@ impl Error {
         Self::Transient {
             adapter,
             source: source.into(),
+        }
+    }
+
+    /// An adapter's request to pause the run (see [`ErrorKind::Paused`]).
+    pub fn paused(adapter: &'static str, reason: impl Into<String>) -> Self {
+        Self::Paused {
+            adapter,
+            reason: reason.into(),
         }
     }
 

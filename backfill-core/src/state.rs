@@ -4,6 +4,7 @@
 //! Draft → Approved → Running → Staged → Validated ─────────→ Published → Superseded
 //!                      ↑  │        │  ↘ AwaitingReview ↗  │      ↑   ↘ RolledBack
 //!                      └─ Failed   └→ Rejected     ↘ Rejected    └── (reinstated by rollback)
+//!                      └─ Paused (an adapter asked to wait; running it again resumes)
 //! any state before Published → Cancelled → (reopened) Approved
 //! ```
 //!
@@ -41,6 +42,9 @@ pub enum RunState {
     RolledBack,
     /// A chunk failed for good (resumable: Failed → Running).
     Failed,
+    /// An adapter asked the run to wait (a vendor's long rate-limit storm); no chunk failed.
+    /// Running it again resumes it (Paused → Running).
+    Paused,
     /// Validation failed or an owner rejected the result.
     Rejected,
     /// Stopped by an operator.
@@ -49,7 +53,7 @@ pub enum RunState {
 
 impl RunState {
     /// Every state.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Draft,
         Self::Approved,
         Self::Running,
@@ -60,6 +64,7 @@ impl RunState {
         Self::Superseded,
         Self::RolledBack,
         Self::Failed,
+        Self::Paused,
         Self::Rejected,
         Self::Cancelled,
     ];
@@ -90,6 +95,7 @@ impl RunState {
             Self::Superseded => "superseded",
             Self::RolledBack => "rolled_back",
             Self::Failed => "failed",
+            Self::Paused => "paused",
             Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
         }
@@ -116,8 +122,10 @@ pub enum Event {
     Approve,
     /// A worker starts executing an approved run.
     Start,
-    /// A worker resumes a failed run.
+    /// A worker resumes a failed or paused run.
     Resume,
+    /// An adapter asked the run to wait (see [`ErrorKind::Paused`](crate::ErrorKind::Paused)).
+    Pause,
     /// Every chunk of the plan is staged.
     AllStaged,
     /// A chunk failed for good (or validation could not run).
@@ -148,10 +156,11 @@ pub enum Event {
 
 impl Event {
     /// Every event.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Approve,
         Self::Start,
         Self::Resume,
+        Self::Pause,
         Self::AllStaged,
         Self::Fail,
         Self::ValidationPassed,
@@ -181,7 +190,8 @@ pub fn next(state: RunState, event: Event) -> Option<RunState> {
     Some(match (state, event) {
         (Draft, E::Approve) => Approved,
         (Approved, E::Start) => Running,
-        (Failed, E::Resume) => Running,
+        (Failed | Paused, E::Resume) => Running,
+        (Running, E::Pause) => Paused,
         (Running, E::AllStaged) => Staged,
         (Running | Staged, E::Fail) => Failed,
         (Staged, E::ValidationPassed) => Validated,
@@ -193,9 +203,10 @@ pub fn next(state: RunState, event: Event) -> Option<RunState> {
         (Published, E::Supersede) => Superseded,
         (Published, E::RollBack) => RolledBack,
         (Superseded, E::Reinstate) => Published,
-        (Draft | Approved | Running | Staged | Validated | AwaitingReview | Failed, E::Cancel) => {
-            Cancelled
-        }
+        (
+            Draft | Approved | Running | Staged | Validated | AwaitingReview | Failed | Paused,
+            E::Cancel,
+        ) => Cancelled,
         (Cancelled, E::Reopen) => Approved,
         _ => return None,
     })

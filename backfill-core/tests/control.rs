@@ -520,6 +520,62 @@ async fn rollback_through_the_control_plane_is_idempotent() {
     assert_eq!(rolled, 1, "evidence is recorded once");
 }
 
+#[tokio::test]
+async fn publishing_a_run_already_published_and_superseded_answers_its_receipt() {
+    let parts = Parts::new();
+    let v1 = parts.runner(Arc::new(source()), Scale::default()).build();
+    let a = approve(manifest("bf-s1"));
+    v1.control().submit(&a).await.unwrap();
+    v1.run(a.run_id()).await.unwrap();
+    let control = parts.control();
+    let first = control.publish(a.run_id(), "worker-1").await.unwrap();
+    let fixed = Scale {
+        factor: 3,
+        version: "2.0.0",
+    };
+    let v2 = parts.runner(Arc::new(source()), fixed).build();
+    let mut m = manifest("bf-s2");
+    m.transform.version = "2.0.0".into();
+    let b = approve(m);
+    v2.control().submit(&b).await.unwrap();
+    v2.run(b.run_id()).await.unwrap();
+    assert_eq!(
+        control.run(a.run_id()).await.unwrap().state,
+        RunState::Superseded
+    );
+    let before = parts.publisher.snapshot();
+
+    // A worker paused since before the supersession asks to publish the first run.
+    let late = control.publish(a.run_id(), "worker-2").await.unwrap();
+    assert_eq!(late, first);
+    assert_eq!(
+        parts.publisher.snapshot(),
+        before,
+        "the target is untouched"
+    );
+    assert_eq!(
+        parts
+            .store
+            .accepted("amounts_daily")
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id,
+        *b.run_id()
+    );
+    assert_eq!(
+        control.run(a.run_id()).await.unwrap().state,
+        RunState::Superseded
+    );
+    // A run rolled back is not republished by a late worker either: it stays refused.
+    control
+        .rollback_run(b.run_id(), "ops", "bad numbers")
+        .await
+        .unwrap();
+    let err = control.publish(b.run_id(), "worker-3").await.unwrap_err();
+    assert!(matches!(err, Error::PublishRefused { .. }), "{err}");
+}
+
 #[test]
 fn the_default_worker_id_is_unique_per_process() {
     let id = backfill_core::runner::default_worker_id();

@@ -262,6 +262,63 @@ async fn transient_errors_are_retried_with_backoff() {
 }
 
 #[tokio::test]
+async fn an_adapter_pause_pauses_the_run_and_running_again_resumes_it() {
+    let reference = Parts::new();
+    let r = reference
+        .runner(Arc::new(source()), Scale::default())
+        .build();
+    let approved = approve(manifest("bf-pause"));
+    r.control().submit(&approved).await.unwrap();
+    r.run(approved.run_id()).await.unwrap();
+    let expected = staged_digests(&reference, "bf-pause").await;
+
+    let parts = Parts::new();
+    let src = Arc::new(source());
+    // Chunk 1 asks to pause, more often than the retry policy would retry a transient error.
+    let pausing = Arc::new(FailingSink::new(parts.sink.clone(), 1, 1, true).pausing());
+    let runner = parts
+        .runner_with_sink(src.clone(), Scale::default(), pausing)
+        .options(RunnerOptions::default().with_retry(RetryPolicy::new(5, Duration::from_millis(1))))
+        .build();
+    runner.control().submit(&approved).await.unwrap();
+    let err = runner.run(approved.run_id()).await.unwrap_err();
+    assert_eq!(err.root().kind(), ErrorKind::Paused, "{err}");
+    assert!(
+        err.to_string().contains("bf-pause") && err.to_string().contains("vendor asks to wait"),
+        "{err}"
+    );
+    let report = runner.status(approved.run_id()).await.unwrap();
+    assert_eq!(report.state, RunState::Paused);
+    let chunks = parts.store.chunks(approved.run_id()).await.unwrap();
+    assert_eq!(chunks[0].status, ChunkStatus::Done);
+    assert_ne!(chunks[1].status, ChunkStatus::Done);
+    let transitions = parts.store.transitions(approved.run_id()).await.unwrap();
+    let last = transitions.last().unwrap();
+    assert_eq!((last.from, last.to), (RunState::Running, RunState::Paused));
+    assert!(
+        last.reason.contains("vendor asks to wait"),
+        "{}",
+        last.reason
+    );
+
+    // Running it again resumes it: the done chunk is not read again, the paused one is.
+    let runner = parts.runner(src.clone(), Scale::default()).build();
+    let report = runner.run(approved.run_id()).await.unwrap();
+    assert_eq!(report.state, RunState::Published);
+    assert_eq!(staged_digests(&parts, "bf-pause").await, expected);
+    let plan = parts.store.plan(approved.run_id()).await.unwrap().unwrap();
+    let log = src.read_log();
+    assert_eq!(
+        log.iter().filter(|r| **r == plan.chunks[0].range).count(),
+        1
+    );
+    assert_eq!(
+        log.iter().filter(|r| **r == plan.chunks[1].range).count(),
+        2
+    );
+}
+
+#[tokio::test]
 async fn tampered_manifest_is_refused_before_anything_runs() {
     let parts = Parts::new();
     let src = Arc::new(source());

@@ -74,6 +74,19 @@ impl Control {
                 },
             });
         }
+        // A worker that was away (paused past its lease) may ask to publish a run another worker
+        // published and a later run has since superseded: that publication happened; answer with
+        // its receipt and touch nothing (publishing it again would undo the later run).
+        if record.state == RunState::Superseded {
+            let evidence = self.store.evidence(run_id).await?;
+            if let Some(receipt) = evidence.iter().rev().find_map(|e| match &e.record {
+                EvidenceRecord::Published { receipt, .. } => Some(receipt.clone()),
+                _ => None,
+            }) {
+                tracing::info!(run_id = %run_id, "already published and since superseded: nothing to publish");
+                return Ok(receipt);
+            }
+        }
         if !matches!(record.state, RunState::Validated | RunState::Published) {
             return Err(Error::PublishRefused {
                 run_id: run_id.clone(),

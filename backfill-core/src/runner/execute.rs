@@ -175,10 +175,10 @@ impl<T: DeterministicTransform> Executor<T> {
         futures::future::join_all((0..workers).map(|i| self.worker(&shared, i))).await;
         let error = shared.error.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = error {
-            let event = if e.root().kind() == crate::ErrorKind::Cancelled {
-                Event::Cancel
-            } else {
-                Event::Fail
+            let event = match e.root().kind() {
+                crate::ErrorKind::Cancelled => Event::Cancel,
+                crate::ErrorKind::Paused => Event::Pause,
+                _ => Event::Fail,
             };
             // An operator's cancel already moved the run; a local cancel or a failure moves it here.
             let state = self.control.run(run_id).await?.state;
@@ -199,10 +199,14 @@ impl<T: DeterministicTransform> Executor<T> {
         let poll = (self.options.lease_for / 10)
             .clamp(Duration::from_millis(10), Duration::from_millis(500));
         while !sh.stop.load(Ordering::SeqCst) {
-            if self.cancel.is_cancelled() || self.cancelled_elsewhere(run_id).await {
+            if self.cancel.is_cancelled() {
                 sh.fail(Error::Cancelled {
                     run_id: run_id.clone(),
                 });
+                return;
+            }
+            if let Some(e) = self.stopped_elsewhere(run_id).await {
+                sh.fail(e);
                 return;
             }
             let lease = match self
@@ -276,6 +280,20 @@ impl<T: DeterministicTransform> Executor<T> {
                 // worker holds the chunk now. That attempt is the chunk's; this one is void.
                 Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
                     tracing::info!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %e, "chunk attempt fenced off: another worker owns the chunk");
+                }
+                // An adapter asked the run to wait: the chunk goes back to the ledger (its attempt is
+                // recorded, not counted against the retry budget) and the run pauses.
+                Err(e) if e.root().kind() == crate::ErrorKind::Paused => {
+                    let msg = e.to_string();
+                    tracing::warn!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %msg, "chunk paused: the run pauses");
+                    let _ = self.control.store().fail_chunk(&lease, &msg, now).await;
+                    sh.fail(Error::Chunk {
+                        run_id: run_id.clone(),
+                        chunk_id: lease.chunk_id.clone(),
+                        attempt: lease.attempt,
+                        source: Box::new(e),
+                    });
+                    return;
                 }
                 Err(e) => {
                     let msg = e.to_string();
@@ -546,12 +564,19 @@ impl<T: DeterministicTransform> Executor<T> {
         Ok((out, bytes))
     }
 
-    /// Whether an operator cancelled the run through the control plane.
-    async fn cancelled_elsewhere(&self, run_id: &crate::ids::RunId) -> bool {
-        matches!(
-            self.control.store().run(run_id).await,
-            Ok(Some(r)) if r.state == RunState::Cancelled
-        )
+    /// The error that stops this worker when the run was stopped through the control plane: an
+    /// operator cancelled it, or another worker paused it.
+    async fn stopped_elsewhere(&self, run_id: &crate::ids::RunId) -> Option<Error> {
+        match self.control.store().run(run_id).await {
+            Ok(Some(r)) if r.state == RunState::Cancelled => Some(Error::Cancelled {
+                run_id: run_id.clone(),
+            }),
+            Ok(Some(r)) if r.state == RunState::Paused => Some(Error::paused(
+                "runner",
+                format!("run {run_id} was paused by another worker"),
+            )),
+            _ => None,
+        }
     }
 
     /// Renews the lease until it is lost or the run is cancelled; returns the error that ended it.
@@ -560,10 +585,8 @@ impl<T: DeterministicTransform> Executor<T> {
         let mut lease = lease.clone();
         loop {
             tokio::time::sleep(every).await;
-            if self.cancelled_elsewhere(&lease.run_id).await {
-                return Error::Cancelled {
-                    run_id: lease.run_id.clone(),
-                };
+            if let Some(e) = self.stopped_elsewhere(&lease.run_id).await {
+                return e;
             }
             match self
                 .control

@@ -474,7 +474,9 @@ impl<T: DeterministicTransform> Executor<T> {
                         })
                     }
                     RunState::Approved => self.step(run_id, state, Event::Start, "start").await,
-                    RunState::Failed => self.step(run_id, state, Event::Resume, "resume").await,
+                    RunState::Failed | RunState::Paused => {
+                        self.step(run_id, state, Event::Resume, "resume").await
+                    }
                     RunState::Running => match self.execute(&approved).await {
                         Ok(()) => {
                             self.step(run_id, state, Event::AllStaged, "every chunk staged")

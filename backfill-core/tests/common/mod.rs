@@ -214,6 +214,8 @@ pub struct FailingSink {
     pub fail_at: u32,
     pub times: u32,
     pub transient: bool,
+    /// Ask the run to pause (an adapter's [`ErrorKind::Paused`]) instead of failing.
+    pub pause: bool,
     pub calls: AtomicU32,
     pub failures: AtomicU32,
 }
@@ -225,9 +227,16 @@ impl FailingSink {
             fail_at,
             times,
             transient,
+            pause: false,
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
         }
+    }
+
+    /// The injected failures ask the run to pause instead.
+    pub fn pausing(mut self) -> Self {
+        self.pause = true;
+        self
     }
 }
 
@@ -251,7 +260,9 @@ impl StagingSink<Row> for FailingSink {
             self.failures.fetch_add(1, Ordering::SeqCst);
             // Consume part of the stream, as a real sink would before failing.
             drop(rows);
-            return Err(if self.transient {
+            return Err(if self.pause {
+                Error::paused("test", "vendor asks to wait")
+            } else if self.transient {
                 Error::transient("test", Injected)
             } else {
                 Error::adapter("test", Injected)
