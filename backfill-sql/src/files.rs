@@ -1,4 +1,5 @@
-//! The file-import ledger: which files a file backfill has seen, and what it does with duplicates.
+//! The file-import ledger: which file contents a file backfill has seen (keyed by content hash, the
+//! path an attribute), and what it does with duplicates.
 
 use backfill_core::ids::RunId;
 use backfill_core::manifest::RunManifest;
@@ -62,25 +63,61 @@ pub enum FileDecision {
     Skip(FileRecord),
 }
 
-/// The ledger, in the `bf_file_imports` table.
+/// The ledger, in the `bf_file_imports` table, keyed by content hash: one row per content of a
+/// scope (a source), with the path where it landed as an attribute.
+///
+/// The key is `file_id`, derived from the scope and the content hash; rows of other scopes are
+/// told apart by recomputing it, so scopes share the table without a column of their own.
 #[derive(Debug, Clone)]
 pub struct FileLedger {
     pool: SqlPool,
+    scope: String,
 }
 
-fn file_id(path: &str, content_hash: &str) -> String {
+/// One row to write with [`FileLedger::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCommit {
+    /// The file.
+    pub identity: FileIdentity,
+    /// The run whose plan decided it.
+    pub run_id: RunId,
+    /// `accepted` or `rejected`.
+    pub status: String,
+    /// Content hash (`sha256:<hex>`) of the file it corrects, which becomes `superseded`.
+    pub corrects_content_hash: Option<String>,
+    /// When it is committed.
+    pub at: DateTime<Utc>,
+}
+
+/// The key of a content in a scope.
+pub fn file_id(scope: &str, content_hash: &str) -> String {
     let mut h = Sha256::new();
-    h.update(path.as_bytes());
+    h.update(scope.as_bytes());
     h.update([0]);
     h.update(content_hash.as_bytes());
     hex::encode(h.finalize())[..32].to_owned()
 }
 
 impl FileLedger {
-    /// A ledger on `pool` (migrated on creation).
+    /// A ledger on `pool` (migrated on creation), in the unnamed scope.
     pub async fn new(pool: SqlPool) -> backfill_core::Result<Self> {
         migrate(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            scope: String::new(),
+        })
+    }
+
+    /// The same ledger, scoped to one source (such as the manifest's `source.name`): contents are
+    /// keyed per scope.
+    pub fn scoped(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+
+    /// The scope.
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     /// Registers a landed file for `manifest`'s run and decides by its duplicate policy.
@@ -92,18 +129,19 @@ impl FileLedger {
         now: DateTime<Utc>,
     ) -> backfill_core::Result<FileDecision> {
         let policy = manifest.duplicate_file_policy()?;
-        let id = file_id(&file.path, &file.content_hash);
+        let id = file_id(&self.scope, &file.content_hash);
         let earlier = self.find_duplicate(file).await?;
         let (status, corrects) = match (&earlier, policy) {
             (None, _) => ("pending", None),
             (Some(e), _) if e.file_id == id => {
-                // Exactly this file again.
+                // This content again: a no-op at its own path; at another path, per the policy.
                 let decision = match policy {
-                    DuplicatePolicy::Ignore => FileDecision::Skip(e.clone()),
-                    DuplicatePolicy::Reject => return Err(self.rejected(manifest, file, e)),
-                    DuplicatePolicy::Reprocess | DuplicatePolicy::Correction => {
-                        FileDecision::Reprocess(e.clone())
+                    _ if e.identity.path == file.path => FileDecision::Skip(e.clone()),
+                    DuplicatePolicy::Ignore | DuplicatePolicy::Correction => {
+                        FileDecision::Skip(e.clone())
                     }
+                    DuplicatePolicy::Reject => return Err(self.rejected(manifest, file, e)),
+                    DuplicatePolicy::Reprocess => FileDecision::Reprocess(e.clone()),
                 };
                 return Ok(decision);
             }
@@ -195,19 +233,117 @@ impl FileLedger {
             .map(|mut v| v.pop())
     }
 
-    /// The earliest file with the same path or the same content.
+    /// The earliest file of this scope with the same path or the same content, not counting
+    /// rejected ones (content refused once is judged again when it lands again).
     async fn find_duplicate(
         &self,
         file: &FileIdentity,
     ) -> backfill_core::Result<Option<FileRecord>> {
         let mut v = self
-            .query(
-                "path = ? OR content_hash = ?",
-                &[&file.path, &file.content_hash],
+            .known(
+                std::slice::from_ref(&file.path),
+                std::slice::from_ref(&file.content_hash),
             )
             .await?;
+        v.retain(|r| r.status != "rejected");
         v.sort_by_key(|r| r.first_seen_at);
         Ok(v.into_iter().next())
+    }
+
+    /// The rows of this scope whose path is one of `paths` or whose content hash is one of
+    /// `hashes`, queried in batches of at most 200 values.
+    pub async fn known(
+        &self,
+        paths: &[String],
+        hashes: &[String],
+    ) -> backfill_core::Result<Vec<FileRecord>> {
+        let mut out: Vec<FileRecord> = Vec::new();
+        for (column, values) in [("path", paths), ("content_hash", hashes)] {
+            for batch in values.chunks(200) {
+                let marks = vec!["?"; batch.len()].join(", ");
+                let binds: Vec<&str> = batch.iter().map(String::as_str).collect();
+                for r in self
+                    .query(&format!("{column} IN ({marks})"), &binds)
+                    .await?
+                {
+                    if r.file_id == file_id(&self.scope, &r.identity.content_hash)
+                        && !out.iter().any(|o| o.file_id == r.file_id)
+                    {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `rows` in one transaction: a new content is inserted; a known one is updated,
+    /// except that an accepted or superseded row is never turned `rejected`; the content a row
+    /// corrects becomes `superseded`. Committing the same rows twice changes nothing more.
+    pub async fn commit(&self, rows: &[FileCommit]) -> backfill_core::Result<()> {
+        let d = self.pool.dialect();
+        let select = d
+            .sql("SELECT status FROM bf_file_imports WHERE file_id = ?")
+            .into_owned();
+        let insert = d.sql("INSERT INTO bf_file_imports (file_id, path, size_bytes, content_hash, business_date, schema_version, first_seen_at, accepted_run_id, corrects_file_id, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)").into_owned();
+        let update = d.sql("UPDATE bf_file_imports SET path = ?, size_bytes = ?, business_date = ?, schema_version = ?, accepted_run_id = ?, corrects_file_id = ?, status = ? WHERE file_id = ?").into_owned();
+        let supersede = d
+            .sql("UPDATE bf_file_imports SET status = 'superseded' WHERE file_id = ?")
+            .into_owned();
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin().await.map_err(db)?;
+            for r in rows {
+                let id = file_id(&self.scope, &r.identity.content_hash);
+                let corrects = r.corrects_content_hash.as_deref().map(|h| file_id(&self.scope, h));
+                let size = i64::try_from(r.identity.size).unwrap_or(i64::MAX);
+                let existing: Option<(String,)> = sqlx::query_as(&select)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                match existing {
+                    None => {
+                        sqlx::query(&insert)
+                            .bind(&id)
+                            .bind(&r.identity.path)
+                            .bind(size)
+                            .bind(&r.identity.content_hash)
+                            .bind(r.identity.business_date.to_string())
+                            .bind(&r.identity.schema_version)
+                            .bind(r.at.timestamp_micros())
+                            .bind(r.run_id.as_str())
+                            .bind(&corrects)
+                            .bind(&r.status)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
+                    Some((old,)) if r.status == "rejected" && old != "rejected" => {}
+                    Some(_) => {
+                        sqlx::query(&update)
+                            .bind(&r.identity.path)
+                            .bind(size)
+                            .bind(r.identity.business_date.to_string())
+                            .bind(&r.identity.schema_version)
+                            .bind(r.run_id.as_str())
+                            .bind(&corrects)
+                            .bind(&r.status)
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                    }
+                }
+                if let Some(c) = &corrects {
+                    sqlx::query(&supersede)
+                        .bind(c)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().await.map_err(db)
+        })
     }
 
     async fn query(&self, cond: &str, binds: &[&str]) -> backfill_core::Result<Vec<FileRecord>> {

@@ -5,6 +5,8 @@
 mod conformance;
 pub mod determinism;
 pub mod faults;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod idempotency;
 mod macros;
 pub mod outbox;

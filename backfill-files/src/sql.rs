@@ -1,0 +1,78 @@
+//! backfill-sql's [`FileLedger`] as an [`ImportLedger`].
+
+use async_trait::async_trait;
+use backfill_core::Result;
+use backfill_sql::{FileCommit, FileIdentity, FileLedger};
+
+use crate::ledger::{ImportLedger, ImportRecord, ImportStatus};
+
+/// Contents are keyed by `(scope, sha256)`: `known` and `commit` use a ledger scoped to the
+/// record's source (see [`FileLedger::scoped`]). The SQL status `accepted`, `rejected` or
+/// `superseded` is the record's; rows written by [`FileLedger::register`] that are still
+/// `pending`, `reprocess` or `correction` read as accepted.
+#[async_trait]
+impl ImportLedger for FileLedger {
+    async fn known(
+        &self,
+        source: &str,
+        paths: &[String],
+        hashes: &[String],
+    ) -> Result<Vec<ImportRecord>> {
+        let scoped = self.clone().scoped(source);
+        let hashes: Vec<String> = hashes.iter().map(|h| format!("sha256:{h}")).collect();
+        let rows = scoped.known(paths, &hashes).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let status = ImportStatus::parse(&r.status).unwrap_or(ImportStatus::Accepted);
+                ImportRecord {
+                    source: source.to_owned(),
+                    sha256: r
+                        .identity
+                        .content_hash
+                        .strip_prefix("sha256:")
+                        .unwrap_or(&r.identity.content_hash)
+                        .to_owned(),
+                    path: r.identity.path,
+                    size: r.identity.size,
+                    business_date: r.identity.business_date,
+                    schema_version: Some(r.identity.schema_version).filter(|s| !s.is_empty()),
+                    run_id: r
+                        .accepted_run_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                    status,
+                    // The ledger keeps the corrected row's key, not its hash.
+                    corrects: None,
+                    recorded_at: r.first_seen_at,
+                }
+            })
+            .collect())
+    }
+
+    async fn commit(&self, records: &[ImportRecord]) -> Result<()> {
+        let mut by_source: std::collections::BTreeMap<&str, Vec<FileCommit>> = Default::default();
+        for r in records {
+            by_source
+                .entry(r.source.as_str())
+                .or_default()
+                .push(FileCommit {
+                    identity: FileIdentity {
+                        path: r.path.clone(),
+                        size: r.size,
+                        content_hash: format!("sha256:{}", r.sha256),
+                        business_date: r.business_date,
+                        schema_version: r.schema_version.clone().unwrap_or_default(),
+                    },
+                    run_id: r.run_id.as_str().into(),
+                    status: r.status.as_str().to_owned(),
+                    corrects_content_hash: r.corrects.as_ref().map(|c| format!("sha256:{c}")),
+                    at: r.recorded_at,
+                });
+        }
+        for (source, rows) in by_source {
+            self.clone().scoped(source).commit(&rows).await?;
+        }
+        Ok(())
+    }
+}
