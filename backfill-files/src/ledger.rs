@@ -78,7 +78,8 @@ pub struct ImportRecord {
 /// 2. `known` returns the committed records of `source` whose path is one of `paths` or whose
 ///    hash is one of `hashes`, in any order; it changes nothing.
 /// 3. `commit` stores all its records or none. A record whose key exists replaces it, except that
-///    an `accepted` or `superseded` record is never replaced by a `rejected` one. A record with
+///    a `superseded` record stays superseded and an `accepted` one is never replaced by a
+///    `rejected` one. A record with
 ///    `corrects` marks the corrected content `superseded`. Committing the same records twice
 ///    leaves the ledger as after the first commit, so a retried commit is safe.
 /// 4. Errors that may pass are [`ErrorKind::Transient`](backfill_core::ErrorKind).
@@ -144,7 +145,8 @@ impl ImportLedger for MemoryLedger {
         for r in records {
             let key = (r.source.clone(), r.sha256.clone());
             let keep = rows.get(&key).is_some_and(|old| {
-                r.status == ImportStatus::Rejected && old.status != ImportStatus::Rejected
+                old.status == ImportStatus::Superseded
+                    || (r.status == ImportStatus::Rejected && old.status != ImportStatus::Rejected)
             });
             if !keep {
                 rows.insert(key, r.clone());

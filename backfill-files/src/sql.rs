@@ -2,7 +2,10 @@
 
 use async_trait::async_trait;
 use backfill_core::Result;
-use backfill_sql::{FileCommit, FileIdentity, FileLedger};
+use std::collections::BTreeMap;
+
+use backfill_core::ids::RunId;
+use backfill_sql::{FileIdentity, FileLedger, FileRecord};
 
 use crate::ledger::{ImportLedger, ImportRecord, ImportStatus};
 
@@ -51,25 +54,32 @@ impl ImportLedger for FileLedger {
     }
 
     async fn commit(&self, records: &[ImportRecord]) -> Result<()> {
-        let mut by_source: std::collections::BTreeMap<&str, Vec<FileCommit>> = Default::default();
+        let mut by_source: BTreeMap<&str, Vec<FileRecord>> = BTreeMap::new();
         for r in records {
+            let scoped = self.clone().scoped(r.source.as_str());
+            let content_hash = format!("sha256:{}", r.sha256);
             by_source
                 .entry(r.source.as_str())
                 .or_default()
-                .push(FileCommit {
+                .push(FileRecord {
+                    file_id: scoped.key(&content_hash),
                     identity: FileIdentity {
                         path: r.path.clone(),
                         size: r.size,
-                        content_hash: format!("sha256:{}", r.sha256),
+                        content_hash,
                         business_date: r.business_date,
                         schema_version: r.schema_version.clone().unwrap_or_default(),
                     },
-                    run_id: r.run_id.as_str().into(),
+                    first_seen_at: r.recorded_at,
+                    accepted_run_id: Some(RunId::from(r.run_id.as_str())),
+                    corrects_file_id: r
+                        .corrects
+                        .as_ref()
+                        .map(|c| scoped.key(&format!("sha256:{c}"))),
                     status: r.status.as_str().to_owned(),
-                    corrects_content_hash: r.corrects.as_ref().map(|c| format!("sha256:{c}")),
-                    at: r.recorded_at,
                 });
         }
+        // One transaction per source: a plan has one source, so a run commits all or nothing.
         for (source, rows) in by_source {
             self.clone().scoped(source).commit(&rows).await?;
         }

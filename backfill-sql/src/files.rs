@@ -74,23 +74,8 @@ pub struct FileLedger {
     scope: String,
 }
 
-/// One row to write with [`FileLedger::commit`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileCommit {
-    /// The file.
-    pub identity: FileIdentity,
-    /// The run whose plan decided it.
-    pub run_id: RunId,
-    /// `accepted` or `rejected`.
-    pub status: String,
-    /// Content hash (`sha256:<hex>`) of the file it corrects, which becomes `superseded`.
-    pub corrects_content_hash: Option<String>,
-    /// When it is committed.
-    pub at: DateTime<Utc>,
-}
-
 /// The key of a content in a scope.
-pub fn file_id(scope: &str, content_hash: &str) -> String {
+fn file_id(scope: &str, content_hash: &str) -> String {
     let mut h = Sha256::new();
     h.update(scope.as_bytes());
     h.update([0]);
@@ -118,6 +103,11 @@ impl FileLedger {
     /// The scope.
     pub fn scope(&self) -> &str {
         &self.scope
+    }
+
+    /// The key (`file_id`) of a content hash (such as `sha256:<hex>`) in this scope.
+    pub fn key(&self, content_hash: &str) -> String {
+        file_id(&self.scope, content_hash)
     }
 
     /// Registers a landed file for `manifest`'s run and decides by its duplicate policy.
@@ -277,10 +267,13 @@ impl FileLedger {
         Ok(out)
     }
 
-    /// Writes `rows` in one transaction: a new content is inserted; a known one is updated,
-    /// except that an accepted or superseded row is never turned `rejected`; the content a row
-    /// corrects becomes `superseded`. Committing the same rows twice changes nothing more.
-    pub async fn commit(&self, rows: &[FileCommit]) -> backfill_core::Result<()> {
+    /// Writes `rows` in one transaction, keyed by their content hash in this scope (their
+    /// `file_id` is recomputed): a new content is inserted; a known one is updated, except that a
+    /// superseded row stays so and an accepted row is never turned `rejected`; the row named by a row's
+    /// `corrects_file_id` (see [`key`](Self::key)) becomes `superseded`. `accepted_run_id` is the
+    /// run whose plan decided the row, `first_seen_at` when it is committed. Committing the same
+    /// rows twice changes nothing more.
+    pub async fn commit(&self, rows: &[FileRecord]) -> backfill_core::Result<()> {
         let d = self.pool.dialect();
         let select = d
             .sql("SELECT status FROM bf_file_imports WHERE file_id = ?")
@@ -294,7 +287,8 @@ impl FileLedger {
             let mut tx = p.begin().await.map_err(db)?;
             for r in rows {
                 let id = file_id(&self.scope, &r.identity.content_hash);
-                let corrects = r.corrects_content_hash.as_deref().map(|h| file_id(&self.scope, h));
+                let corrects = r.corrects_file_id.clone();
+                let run = r.accepted_run_id.as_ref().map(RunId::as_str);
                 let size = i64::try_from(r.identity.size).unwrap_or(i64::MAX);
                 let existing: Option<(String,)> = sqlx::query_as(&select)
                     .bind(&id)
@@ -310,14 +304,16 @@ impl FileLedger {
                             .bind(&r.identity.content_hash)
                             .bind(r.identity.business_date.to_string())
                             .bind(&r.identity.schema_version)
-                            .bind(r.at.timestamp_micros())
-                            .bind(r.run_id.as_str())
+                            .bind(r.first_seen_at.timestamp_micros())
+                            .bind(run)
                             .bind(&corrects)
                             .bind(&r.status)
                             .execute(&mut *tx)
                             .await
                             .map_err(db)?;
                     }
+                    // A superseded content stays superseded; an imported one is never rejected.
+                    Some((old,)) if old == "superseded" => {}
                     Some((old,)) if r.status == "rejected" && old != "rejected" => {}
                     Some(_) => {
                         sqlx::query(&update)
@@ -325,7 +321,7 @@ impl FileLedger {
                             .bind(size)
                             .bind(r.identity.business_date.to_string())
                             .bind(&r.identity.schema_version)
-                            .bind(r.run_id.as_str())
+                            .bind(run)
                             .bind(&corrects)
                             .bind(&r.status)
                             .bind(&id)
