@@ -88,18 +88,19 @@ impl Capture {
 /// Where captures and their page blobs live.
 ///
 /// # Contract
-/// 1. `put_blob` is idempotent: a blob is named by its content's digest, so writing it twice is
-///    harmless, and a blob once written never changes.
+/// 1. `put_blob` is idempotent: a blob is named by its capture's key and its content's digest, so
+///    writing it twice is harmless, and a blob once written never changes. Blobs are kept per
+///    capture, so purging one capture never removes a page another capture holds.
 /// 2. `put_capture` makes a capture visible whole or not at all; `get_capture` of a key never
 ///    returns a capture whose blobs were not all written before it.
 /// 3. `purge_raw` deletes a capture's blobs but keeps the capture itself (digests and counts stay
 ///    as evidence); a replay of a purged capture fails rather than re-fetching.
 #[async_trait]
 pub trait CaptureStore: fmt::Debug + Send + Sync + 'static {
-    /// Stores a blob under its digest.
-    async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> Result<()>;
-    /// Reads a blob.
-    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>>;
+    /// Stores a blob of the capture `key` under its digest.
+    async fn put_blob(&self, key: &str, digest: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Reads a blob of the capture `key`.
+    async fn get_blob(&self, key: &str, digest: &str) -> Result<Vec<u8>>;
     /// Stores a complete capture.
     async fn put_capture(&self, capture: &Capture) -> Result<()>;
     /// The capture stored under `key`, if any.
@@ -111,7 +112,7 @@ pub trait CaptureStore: fmt::Debug + Send + Sync + 'static {
 /// Captures in memory: replay within one process (retries, re-reads), lost with it.
 #[derive(Debug, Default)]
 pub struct MemoryCaptureStore {
-    blobs: Mutex<HashMap<String, Vec<u8>>>,
+    blobs: Mutex<HashMap<(String, String), Vec<u8>>>,
     captures: Mutex<HashMap<String, Capture>>,
 }
 
@@ -121,7 +122,7 @@ impl MemoryCaptureStore {
         Self::default()
     }
 
-    fn blobs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u8>>> {
+    fn blobs(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Vec<u8>>> {
         self.blobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -132,14 +133,16 @@ impl MemoryCaptureStore {
 
 #[async_trait]
 impl CaptureStore for MemoryCaptureStore {
-    async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> Result<()> {
-        self.blobs().entry(digest.to_owned()).or_insert(bytes);
+    async fn put_blob(&self, key: &str, digest: &str, bytes: Vec<u8>) -> Result<()> {
+        self.blobs()
+            .entry((key.to_owned(), digest.to_owned()))
+            .or_insert(bytes);
         Ok(())
     }
 
-    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+    async fn get_blob(&self, key: &str, digest: &str) -> Result<Vec<u8>> {
         self.blobs()
-            .get(digest)
+            .get(&(key.to_owned(), digest.to_owned()))
             .cloned()
             .ok_or_else(|| HttpError::capture(digest, "blob not found (purged?)"))
     }
@@ -154,18 +157,12 @@ impl CaptureStore for MemoryCaptureStore {
     }
 
     async fn purge_raw(&self, key: &str) -> Result<()> {
-        let Some(c) = self.captures().get(key).cloned() else {
-            return Ok(());
-        };
-        let mut blobs = self.blobs();
-        for p in &c.pages {
-            blobs.remove(&p.digest);
-        }
+        self.blobs().retain(|(k, _), _| k != key);
         Ok(())
     }
 }
 
-/// Captures in a local directory: `blobs/<digest>` and `captures/<key>.json`, each written to a
+/// Captures in a local directory: `blobs/<key>/<digest>` and `captures/<key>.json`, each written to a
 /// temporary file and renamed into place, so a crashed process leaves nothing half written and a
 /// restarted one replays what was captured.
 #[derive(Debug, Clone)]
@@ -185,21 +182,20 @@ impl DirCaptureStore {
         Ok(Self { root })
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    fn blob_dir(&self, key: &str) -> Result<PathBuf> {
+        safe_key(key)?;
+        Ok(self.root.join("blobs").join(key))
+    }
+
+    fn blob_path(&self, key: &str, digest: &str) -> Result<PathBuf> {
         if digest.is_empty() || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(HttpError::capture(digest, "not a hex digest"));
         }
-        Ok(self.root.join("blobs").join(digest))
+        Ok(self.blob_dir(key)?.join(digest))
     }
 
     fn capture_path(&self, key: &str) -> Result<PathBuf> {
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(HttpError::capture(key, "not a safe capture key"));
-        }
+        safe_key(key)?;
         Ok(self.root.join("captures").join(format!("{key}.json")))
     }
 
@@ -220,16 +216,19 @@ impl DirCaptureStore {
 
 #[async_trait]
 impl CaptureStore for DirCaptureStore {
-    async fn put_blob(&self, digest: &str, bytes: Vec<u8>) -> Result<()> {
-        let path = self.blob_path(digest)?;
+    async fn put_blob(&self, key: &str, digest: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.blob_path(key, digest)?;
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(());
         }
+        tokio::fs::create_dir_all(self.blob_dir(key)?)
+            .await
+            .map_err(|e| HttpError::capture(key, e))?;
         self.write_atomic(&path, &bytes).await
     }
 
-    async fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let path = self.blob_path(digest)?;
+    async fn get_blob(&self, key: &str, digest: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(key, digest)?;
         tokio::fs::read(&path)
             .await
             .map_err(|e| HttpError::capture(digest, format!("blob unreadable (purged?): {e}")))
@@ -254,16 +253,21 @@ impl CaptureStore for DirCaptureStore {
     }
 
     async fn purge_raw(&self, key: &str) -> Result<()> {
-        let Some(c) = self.get_capture(key).await? else {
-            return Ok(());
-        };
-        for p in &c.pages {
-            match tokio::fs::remove_file(self.blob_path(&p.digest)?).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(HttpError::capture(&p.digest, e)),
-            }
+        match tokio::fs::remove_dir_all(self.blob_dir(key)?).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HttpError::capture(key, e)),
         }
-        Ok(())
     }
+}
+
+fn safe_key(key: &str) -> Result<()> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(HttpError::capture(key, "not a safe capture key"));
+    }
+    Ok(())
 }

@@ -110,6 +110,12 @@ impl RetryPolicy {
         self
     }
 
+    /// Sets the longest `Retry-After` waited in place; a longer one pauses the run at once.
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     /// Sets the retries of transient failures.
     pub fn with_max_retries(mut self, max_retries: usize) -> Self {
         self.max_retries = max_retries;

@@ -435,7 +435,7 @@ impl Inner {
                 }
             }
             let n = records.len() as u64;
-            pages.push(self.keep(page, n).await?);
+            pages.push(self.keep(key, page, n).await?);
             offset += n;
             if n < u64::from(shape.page_size) || total.is_some_and(|t| offset >= t) || n == 0 {
                 break;
@@ -525,7 +525,7 @@ impl Inner {
                 _ => None,
             };
             let n = records.len() as u64;
-            pages.push(self.keep(page, n).await?);
+            pages.push(self.keep(key, page, n).await?);
             match next {
                 Some(next) if !reached_end && n > 0 => {
                     if next == cursor {
@@ -567,9 +567,9 @@ impl Inner {
         Ok((page, body))
     }
 
-    async fn keep(&self, page: CapturedPage, records: u64) -> Result<PageRef> {
+    async fn keep(&self, key: &str, page: CapturedPage, records: u64) -> Result<PageRef> {
         let (bytes, digest) = page.encode()?;
-        self.store.put_blob(&digest, bytes).await?;
+        self.store.put_blob(key, &digest, bytes).await?;
         Ok(PageRef { digest, records })
     }
 }
@@ -610,7 +610,7 @@ fn replay<I: DeserializeOwned + Send + 'static>(
             while at < capture.pages.len() {
                 let r = &capture.pages[at];
                 at += 1;
-                let bytes = inner.store.get_blob(&r.digest).await?;
+                let bytes = inner.store.get_blob(&capture.key, &r.digest).await?;
                 if hex::encode(Sha256::digest(&bytes)) != r.digest {
                     return Err(
                         HttpError::capture(&r.digest, "blob does not match its digest").into(),
