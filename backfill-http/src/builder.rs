@@ -25,6 +25,7 @@ pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 /// ```
 /// use backfill_http::{HttpSource, RetryPolicy, Scan, Vendor};
 ///
+/// # #[allow(dead_code)]
 /// #[derive(Debug, serde::Deserialize)]
 /// struct Item { id: u64, name: String }
 ///
@@ -145,7 +146,9 @@ impl<I> HttpSourceBuilder<I> {
     }
 
     /// JSON pointer of the listing's total (default `/total`); `None` when the API gives none, in
-    /// which case turn on [`recheck_first_page`](Self::recheck_first_page).
+    /// which case turn on [`recheck_first_page`](Self::recheck_first_page). With a total, a chunk
+    /// pages until it is reached and must hold exactly that many records; without one, it pages
+    /// until an empty page (one request more), since an API may serve shorter pages than asked.
     pub fn total_at(mut self, pointer: Option<&str>) -> Self {
         self.shape.total_at = pointer.map(str::to_owned);
         self

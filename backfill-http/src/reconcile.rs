@@ -138,8 +138,23 @@ async fn list<I>(
         }
         let n = page.len() as u64;
         offset += n;
-        if n < u64::from(listing.page_size) || n == 0 || total.is_some_and(|t| offset >= t) {
+        let last = match total {
+            Some(t) => offset >= t || n == 0,
+            None => n == 0,
+        };
+        if last {
             break;
+        }
+    }
+    if let Some(t) = first_total {
+        if offset != t || ids.len() as u64 != t {
+            return Err(HttpError::Drift {
+                chunk,
+                detail: format!(
+                    "the id listing reported {t} ids but paging returned {offset} ({} distinct)",
+                    ids.len()
+                ),
+            });
         }
     }
     Ok(ids)

@@ -437,7 +437,13 @@ impl Inner {
             let n = records.len() as u64;
             pages.push(self.keep(key, page, n).await?);
             offset += n;
-            if n < u64::from(shape.page_size) || total.is_some_and(|t| offset >= t) || n == 0 {
+            // With a total, page until it is reached; without one, until an empty page. An API
+            // may serve shorter pages than asked for, so a short page never ends a listing.
+            let last = match total {
+                Some(t) => offset >= t || n == 0,
+                None => n == 0,
+            };
+            if last {
                 break;
             }
             if pages.len() as u64 >= u64::from(shape.max_pages) {

@@ -63,18 +63,28 @@ async fn without_totals_a_row_seen_twice_is_drift() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_totals_the_first_page_recheck_catches_an_insert_after_the_last_page() {
     let api = ScriptedApi::start(ApiScript::new(ApiRow::series(1..=100))).await;
-    // Inserted after all ten pages, before the recheck of page 1: no duplicate shows it.
-    api.insert_after_pages(10, ApiRow::series(101..=103));
+    // Ten full pages and the empty eleventh end the listing; the rows land after it, before the
+    // recheck of page 1, so no duplicate shows them.
+    api.insert_after_pages(11, ApiRow::series(101..=103));
     let src = id_source(&api, 10, None)
         .total_at(None)
         .recheck_first_page(true)
         .build()
         .expect("source");
-    let ids = read_all(&src, &manifest("bf-drift-recheck", 1, 1001))
-        .await
-        .expect("read");
+    let m = manifest("bf-drift-recheck", 1, 1001);
+    let ids = read_all(&src, &m).await.expect("read");
     assert_eq!(ids, api.ids());
     assert_eq!(ids.len(), 103);
+    let chunks = planned(&src, &m).await;
+    let capture = src
+        .capture_of(&chunks[0])
+        .await
+        .expect("store")
+        .expect("captured");
+    assert_eq!(
+        capture.attempts, 2,
+        "the recheck found the changed first page"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,4 +105,18 @@ async fn drift_that_outlasts_the_recaptures_fails_the_chunk_loudly_as_transient(
     let chunks = planned(&src, &m).await;
     assert!(src.capture_of(&chunks[0]).await.expect("store").is_none());
     assert_eq!(read_all(&src, &m).await.expect("fresh capture"), api.ids());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_serving_shorter_pages_than_asked_is_read_to_the_end() {
+    // The API serves at most 40 rows a page; the source asks for 100.
+    let api = ScriptedApi::start(ApiScript::new(ApiRow::series(1..=250)).max_limit(40)).await;
+    let with_totals = id_source(&api, 100, None).build().expect("source");
+    let m = manifest("bf-short-pages", 1, 1001);
+    assert_eq!(read_all(&with_totals, &m).await.expect("read"), api.ids());
+    let without = id_source(&api, 100, None)
+        .total_at(None)
+        .build()
+        .expect("source");
+    assert_eq!(read_all(&without, &m).await.expect("read"), api.ids());
 }
