@@ -54,7 +54,8 @@ impl TokenProvider for StaticToken {
     }
 }
 
-/// OAuth 2 client credentials: `POST <token_url>` with `grant_type=client_credentials`, reading
+/// OAuth 2 client credentials: `POST <token_url>` with `grant_type=client_credentials` (the client
+/// id and secret in HTTP Basic authentication), reading
 /// `access_token` and `expires_in` from the JSON answer. Refreshes proactively once
 /// `refresh_at` (default 0.8) of the lifetime has passed.
 pub struct ClientCredentials {
@@ -107,11 +108,13 @@ impl ClientCredentials {
         let resp = self
             .http
             .post(&self.token_url)
-            .query(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", self.client_id.as_str()),
-                ("client_secret", self.client_secret.as_str()),
-            ])
+            // RFC 6749 §2.3.1: client credentials in HTTP Basic, never in the URL.
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body("grant_type=client_credentials")
             .send()
             .await
             .map_err(|e| err(e.without_url().to_string()))?;

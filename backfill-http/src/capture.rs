@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -91,7 +92,9 @@ impl Capture {
 /// 1. `put_blob` is idempotent: a blob is named by its capture's key and its content's digest, so
 ///    writing it twice is harmless, and a blob once written never changes. Blobs are kept per
 ///    capture, so purging one capture never removes a page another capture holds.
-/// 2. `put_capture` makes a capture visible whole or not at all; `get_capture` of a key never
+/// 2. `put_capture` makes a capture visible whole or not at all, and the first capture stored
+///    under a key stays: a later one (a second worker that captured the same chunk) is dropped and
+///    the stored one returned, so every reader replays the same pages. `get_capture` of a key never
 ///    returns a capture whose blobs were not all written before it.
 /// 3. `purge_raw` deletes a capture's blobs but keeps the capture itself (digests and counts stay
 ///    as evidence); a replay of a purged capture fails rather than re-fetching.
@@ -101,8 +104,8 @@ pub trait CaptureStore: fmt::Debug + Send + Sync + 'static {
     async fn put_blob(&self, key: &str, digest: &str, bytes: Vec<u8>) -> Result<()>;
     /// Reads a blob of the capture `key`.
     async fn get_blob(&self, key: &str, digest: &str) -> Result<Vec<u8>>;
-    /// Stores a complete capture.
-    async fn put_capture(&self, capture: &Capture) -> Result<()>;
+    /// Stores a complete capture unless one is stored under its key; returns the stored one.
+    async fn put_capture(&self, capture: &Capture) -> Result<Capture>;
     /// The capture stored under `key`, if any.
     async fn get_capture(&self, key: &str) -> Result<Option<Capture>>;
     /// Deletes the capture's blobs, keeping the capture.
@@ -147,9 +150,12 @@ impl CaptureStore for MemoryCaptureStore {
             .ok_or_else(|| HttpError::capture(digest, "blob not found (purged?)"))
     }
 
-    async fn put_capture(&self, capture: &Capture) -> Result<()> {
-        self.captures().insert(capture.key.clone(), capture.clone());
-        Ok(())
+    async fn put_capture(&self, capture: &Capture) -> Result<Capture> {
+        Ok(self
+            .captures()
+            .entry(capture.key.clone())
+            .or_insert_with(|| capture.clone())
+            .clone())
     }
 
     async fn get_capture(&self, key: &str) -> Result<Option<Capture>> {
@@ -199,15 +205,21 @@ impl DirCaptureStore {
         Ok(self.root.join("captures").join(format!("{key}.json")))
     }
 
-    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+    /// A temporary file of this process and call, beside the store's files.
+    fn tmp_path(&self, path: &Path) -> PathBuf {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = self
-            .root
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        self.root
             .join("tmp")
-            .join(format!("{name}.{}", std::process::id()));
+            .join(format!("{name}.{}.{seq}", std::process::id()))
+    }
+
+    async fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_path(path);
         let err = |e: std::io::Error| HttpError::capture(path.display().to_string(), e);
         tokio::fs::write(&tmp, bytes).await.map_err(err)?;
         tokio::fs::rename(&tmp, path).await.map_err(err)
@@ -234,11 +246,24 @@ impl CaptureStore for DirCaptureStore {
             .map_err(|e| HttpError::capture(digest, format!("blob unreadable (purged?): {e}")))
     }
 
-    async fn put_capture(&self, capture: &Capture) -> Result<()> {
-        let path = self.capture_path(&capture.key)?;
-        let bytes =
-            serde_json::to_vec_pretty(capture).map_err(|e| HttpError::capture(&capture.key, e))?;
-        self.write_atomic(&path, &bytes).await
+    async fn put_capture(&self, capture: &Capture) -> Result<Capture> {
+        let key = &capture.key;
+        let path = self.capture_path(key)?;
+        let bytes = serde_json::to_vec_pretty(capture).map_err(|e| HttpError::capture(key, e))?;
+        // Written aside, then linked into place: the link fails if a capture is already there.
+        let tmp = self.tmp_path(&path);
+        let err = |e: std::io::Error| HttpError::capture(key, e);
+        tokio::fs::write(&tmp, &bytes).await.map_err(err)?;
+        let linked = tokio::fs::hard_link(&tmp, &path).await;
+        let _ = tokio::fs::remove_file(&tmp).await;
+        match linked {
+            Ok(()) => Ok(capture.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => self
+                .get_capture(key)
+                .await?
+                .ok_or_else(|| HttpError::capture(key, "capture vanished")),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn get_capture(&self, key: &str) -> Result<Option<Capture>> {

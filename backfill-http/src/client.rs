@@ -186,15 +186,9 @@ impl Client {
                 req = req.bearer_auth(t);
             }
             let wait = match req.send().await {
+                // No answer (refused, reset, timed out): retried on the schedule.
                 Err(e) => {
                     let e = e.without_url();
-                    if !(e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) {
-                        return Err(HttpError::Transport {
-                            chunk: chunk.into(),
-                            request,
-                            source: e,
-                        });
-                    }
                     storm = 0;
                     match schedule.next() {
                         Some(d) => d,
@@ -299,8 +293,13 @@ impl Client {
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is read as "no advice").
+/// `Retry-After` as seconds or as an HTTP date (a date in the past is no wait).
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get("retry-after")?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let v = resp.headers().get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }

@@ -8,7 +8,9 @@ mod builder;
 mod capture;
 mod client;
 mod error;
+mod fetch;
 mod reconcile;
+mod replay;
 mod scan;
 mod source;
 

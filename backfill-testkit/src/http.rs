@@ -14,6 +14,11 @@
 //! | `GET /exports/{id}` | the rows as they were when the server started, paged like `/items`; 404 for an unknown export |
 //! | `GET /ids` | ids only, filtered and paged like `/items`: `{"data": [1, 2], "total": n}` |
 //!
+//! Faults, set at any time: [`ScriptedApi::storm`] (429s with `Retry-After`),
+//! [`ScriptedApi::fail_next`] (5xx), [`ScriptedApi::insert_after_pages`] (rows at the head while a
+//! client pages), [`ScriptedApi::delete_hidden`] (deletes no endpoint reports), and a token lifetime
+//! counted in requests ([`ApiScript::token_lifetime`]).
+//!
 //! Listings are newest first (id descending) unless [`ApiScript::oldest_first`], so rows inserted
 //! during paging land at the head and shift every later page. Every request is logged
 //! ([`ScriptedApi::requests`]) with its arrival time and the status it got, so tests can count what a
@@ -148,12 +153,15 @@ struct State {
     token_uses_left: u32,
     storm_left: u32,
     storm_retry_after: u64,
+    fail_left: u32,
+    fail_status: u16,
     pending_insert: Option<(u32, Vec<ApiRow>)>,
     items_served: u32,
     log: Vec<LoggedRequest>,
 }
 
-/// A scripted API on a loopback server; dropping it stops the server.
+/// A scripted API on a loopback server. Dropping it hands the server back to wiremock's pool, which
+/// may keep the port open for a later test: to test an unreachable API, use a port nobody bound.
 pub struct ScriptedApi {
     server: MockServer,
     state: Arc<Mutex<State>>,
@@ -179,6 +187,8 @@ impl ScriptedApi {
             token_uses_left: 0,
             storm_left: 0,
             storm_retry_after: 1,
+            fail_left: 0,
+            fail_status: 503,
             pending_insert: None,
             items_served: 0,
             log: Vec::new(),
@@ -206,6 +216,14 @@ impl ScriptedApi {
         let mut s = self.state();
         s.storm_left = requests;
         s.storm_retry_after = retry_after_secs;
+    }
+
+    /// The next `requests` data requests fail with `status` (such as 500 or 503), without
+    /// `Retry-After`.
+    pub fn fail_next(&self, requests: u32, status: u16) {
+        let mut s = self.state();
+        s.fail_left = requests;
+        s.fail_status = status;
     }
 
     /// Ends a storm at once.
@@ -351,6 +369,10 @@ impl State {
                 json!({ "error": "rate limited" }),
                 vec![("retry-after", self.storm_retry_after.to_string())],
             );
+        }
+        if self.fail_left > 0 {
+            self.fail_left -= 1;
+            return error(self.fail_status, "scripted failure");
         }
         if self.script.token_lifetime.is_some() {
             let current = format!("Bearer tok-{}", self.tokens_issued);
