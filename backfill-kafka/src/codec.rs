@@ -68,13 +68,13 @@ pub mod headers {
 /// 3. A row that cannot be encoded, or a record that cannot be decoded, is an error naming it.
 pub trait RowCodec<R>: fmt::Debug + Send + Sync + 'static {
     /// The record to produce for `row`.
-    fn encode(&self, row: &R) -> Result<OutgoingRecord>;
+    fn encode<'a>(&self, row: &'a R) -> Result<OutgoingRecord<'a>>;
     /// The row a record read back stands for.
     fn decode(&self, record: &KafkaRecord) -> Result<R>;
 }
 
 impl<R, C: RowCodec<R> + ?Sized> RowCodec<R> for Arc<C> {
-    fn encode(&self, row: &R) -> Result<OutgoingRecord> {
+    fn encode<'a>(&self, row: &'a R) -> Result<OutgoingRecord<'a>> {
         (**self).encode(row)
     }
     fn decode(&self, record: &KafkaRecord) -> Result<R> {
@@ -126,7 +126,17 @@ impl ReplayRecord {
 
 impl OutputRow for ReplayRecord {
     fn partition(&self) -> Cow<'_, str> {
-        Cow::Owned(self.source.partition.to_string())
+        // The common partition numbers without an allocation per record.
+        const SMALL: [&str; 16] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+        ];
+        match usize::try_from(self.source.partition)
+            .ok()
+            .and_then(|i| SMALL.get(i))
+        {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(self.source.partition.to_string()),
+        }
     }
 }
 
@@ -136,14 +146,14 @@ impl OutputRow for ReplayRecord {
 pub struct ReplayCodec;
 
 impl RowCodec<ReplayRecord> for ReplayCodec {
-    fn encode(&self, row: &ReplayRecord) -> Result<OutgoingRecord> {
+    fn encode<'a>(&self, row: &'a ReplayRecord) -> Result<OutgoingRecord<'a>> {
         Ok(OutgoingRecord {
-            key: row.key.clone(),
-            value: row.value.clone(),
-            headers: row.headers.clone(),
+            key: row.key.as_deref().map(Cow::Borrowed),
+            value: row.value.as_deref().map(Cow::Borrowed),
+            headers: Cow::Borrowed(&row.headers),
             timestamp_ms: row.timestamp_ms,
             partition: Some(row.source.partition),
-            source: Some(row.source.clone()),
+            source: Some(Cow::Borrowed(&row.source)),
         })
     }
 
@@ -205,12 +215,12 @@ impl<R> JsonCodec<R> {
 }
 
 impl<R: Serialize + DeserializeOwned + OutputRow> RowCodec<R> for JsonCodec<R> {
-    fn encode(&self, row: &R) -> Result<OutgoingRecord> {
+    fn encode<'a>(&self, row: &'a R) -> Result<OutgoingRecord<'a>> {
         let value = serde_json::to_vec(row)
             .map_err(|e| backfill_core::Error::adapter(crate::error::ADAPTER, e))?;
         Ok(OutgoingRecord {
-            key: Some((self.key)(row)),
-            value: Some(value),
+            key: Some(Cow::Owned((self.key)(row))),
+            value: Some(Cow::Owned(value)),
             ..OutgoingRecord::default()
         })
     }

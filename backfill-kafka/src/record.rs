@@ -1,5 +1,7 @@
 //! Records as read from a topic, and records to produce.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// One header of a record; a header may have no value.
@@ -78,18 +80,21 @@ pub struct SourcePosition {
 
 /// A record to produce: the row's key, value, headers and timestamp. The sink adds the lineage
 /// headers.
+///
+/// It borrows from the row where it can (a replay copies nothing before the producer's own copy)
+/// and owns what the codec computed (a JSON value).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OutgoingRecord {
+pub struct OutgoingRecord<'a> {
     /// Key bytes.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Cow<'a, [u8]>>,
     /// Value bytes (`None` produces a tombstone).
-    pub value: Option<Vec<u8>>,
+    pub value: Option<Cow<'a, [u8]>>,
     /// The row's own headers (the sink appends its lineage headers after them).
-    pub headers: Vec<Header>,
+    pub headers: Cow<'a, [Header]>,
     /// Timestamp to give the record; `None` lets the producer stamp it.
     pub timestamp_ms: Option<i64>,
     /// Kafka partition of the target topic; `None` partitions by key.
     pub partition: Option<i32>,
     /// The input record it was computed from, for the `source_topic/partition/offset` headers.
-    pub source: Option<SourcePosition>,
+    pub source: Option<Cow<'a, SourcePosition>>,
 }

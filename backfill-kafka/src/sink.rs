@@ -276,16 +276,10 @@ impl<R: OutputRow> StagingSink<R> for KafkaStagingSink<R> {
                 for row in &batch {
                     let rec = self.codec.encode(row)?;
                     let part = row.partition();
-                    let (st, sp, so) = match &rec.source {
-                        Some(s) => (
-                            s.topic.as_str(),
-                            s.partition.to_string(),
-                            s.offset.to_string(),
-                        ),
-                        None => ("", String::new(), String::new()),
-                    };
-                    let tp = rec.partition.map(|p| p.to_string()).unwrap_or_default();
-                    let mut extra: Vec<(&str, &[u8])> = vec![
+                    // Lineage headers without an allocation per record: numbers are written into
+                    // stack buffers, the list is a fixed array.
+                    let (mut pb, mut ob, mut tb) = ([0u8; 20], [0u8; 20], [0u8; 20]);
+                    let mut extra: [(&str, &[u8]); 11] = [
                         (h::RUN_ID, run),
                         (h::TRANSFORM_VERSION, version),
                         (h::PROCESSING_MODE, mode),
@@ -293,15 +287,23 @@ impl<R: OutputRow> StagingSink<R> for KafkaStagingSink<R> {
                         (h::PARTITION, part.as_bytes()),
                         (h::CHUNK, chunk.as_bytes()),
                         (h::ATTEMPT, attempt.as_bytes()),
+                        ("", b""),
+                        ("", b""),
+                        ("", b""),
+                        ("", b""),
                     ];
-                    if rec.source.is_some() {
-                        extra.push((h::SOURCE_TOPIC, st.as_bytes()));
-                        extra.push((h::SOURCE_PARTITION, sp.as_bytes()));
-                        extra.push((h::SOURCE_OFFSET, so.as_bytes()));
+                    let mut n = 7;
+                    if let Some(s) = rec.source.as_deref() {
+                        extra[n] = (h::SOURCE_TOPIC, s.topic.as_bytes());
+                        extra[n + 1] = (h::SOURCE_PARTITION, int(&mut pb, s.partition.into()));
+                        extra[n + 2] = (h::SOURCE_OFFSET, int(&mut ob, s.offset));
+                        n += 3;
                     }
-                    if rec.partition.is_some() {
-                        extra.push((h::TARGET_PARTITION, tp.as_bytes()));
+                    if let Some(p) = rec.partition {
+                        extra[n] = (h::TARGET_PARTITION, int(&mut tb, p.into()));
+                        n += 1;
                     }
+                    let extra = &extra[..n];
                     producer
                         .send(SendRecord {
                             topic: &staging,
@@ -310,7 +312,7 @@ impl<R: OutputRow> StagingSink<R> for KafkaStagingSink<R> {
                             value: rec.value.as_deref(),
                             timestamp_ms: rec.timestamp_ms,
                             headers: &rec.headers,
-                            extra: &extra,
+                            extra,
                         })
                         .await?;
                 }
@@ -401,4 +403,27 @@ async fn send_marker(p: &TxProducer, topic: &str, chunk: &str, m: &Marker) -> Re
         extra: &[],
     })
     .await
+}
+
+/// `n` in decimal, written into `buf`: the bytes of a numeric header without an allocation.
+fn int(buf: &mut [u8; 20], n: i64) -> &[u8] {
+    use std::io::Write;
+    let mut w: &mut [u8] = &mut buf[..];
+    // 20 bytes hold every i64 ("-9223372036854775808" is 20 long), so the write cannot fail.
+    let _ = write!(w, "{n}");
+    let left = w.len();
+    &buf[..20 - left]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::int;
+
+    #[test]
+    fn numeric_headers_are_written_in_decimal() {
+        for n in [0, 7, -1, 42_000, i64::MAX, i64::MIN] {
+            let mut buf = [0u8; 20];
+            assert_eq!(int(&mut buf, n), n.to_string().as_bytes());
+        }
+    }
 }
