@@ -14,7 +14,8 @@ use crate::error::{HttpError, Result};
 #[non_exhaustive]
 pub enum Scan {
     /// Time windows over a change timestamp (`updated_since`). The manifest's range is
-    /// [`InputRange::Timestamps`], cut into `step`-long chunks. Each chunk asks from
+    /// [`InputRange::Timestamps`], or [`InputRange::Dates`] (UTC days, with a `step` of whole
+    /// days), cut into `step`-long chunks. Each chunk asks from
     /// `from - lookback` (an API whose filter lags its records still returns late ones) and keeps
     /// the records whose `cursor_field` lies in `[from, to)`, so every record is in one chunk.
     /// Planning refuses a range that ends after `now - settle_lag`: the API may still change it.
@@ -194,10 +195,22 @@ pub(crate) fn plan(scan: &Scan, manifest: &RunManifest, now: DateTime<Utc>) -> R
             settle_lag,
             ..
         } => {
-            let InputRange::Timestamps { from, to_exclusive } = range else {
-                return Err(HttpError::Config(format!(
-                    "run {run}: a window scan needs a timestamps range, not {range}"
-                )));
+            let midnight = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+            let (from, to_exclusive, by_day) = match range {
+                InputRange::Timestamps { from, to_exclusive } => (from, to_exclusive, false),
+                InputRange::Dates { from, to_exclusive } => {
+                    if step.num_seconds() % 86_400 != 0 {
+                        return Err(HttpError::Config(format!(
+                            "run {run}: a dates range needs a window step of whole days, not {step}"
+                        )));
+                    }
+                    (midnight(from), midnight(to_exclusive), true)
+                }
+                other => {
+                    return Err(HttpError::Config(format!(
+                        "run {run}: a window scan needs a timestamps or dates range, not {other}"
+                    )))
+                }
             };
             let settled = now - *settle_lag;
             if to_exclusive > settled {
@@ -220,16 +233,25 @@ pub(crate) fn plan(scan: &Scan, manifest: &RunManifest, now: DateTime<Utc>) -> R
                     query_from: at - *lookback,
                     retain_raw: keep,
                 };
-                plan.chunks.push(
-                    ChunkSpec::new(
+                let (chunk_range, label) = if by_day {
+                    (
+                        InputRange::Dates {
+                            from: at.date_naive(),
+                            to_exclusive: end.date_naive(),
+                        },
+                        at.format("%Y-%m-%d").to_string(),
+                    )
+                } else {
+                    (
                         InputRange::Timestamps {
                             from: at,
                             to_exclusive: end,
                         },
                         at.format("%Y-%m-%dT%H:%M").to_string(),
                     )
-                    .with_state(state(&s)?),
-                );
+                };
+                plan.chunks
+                    .push(ChunkSpec::new(chunk_range, label).with_state(state(&s)?));
                 at = end;
             }
         }

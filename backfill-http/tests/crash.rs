@@ -129,3 +129,69 @@ async fn raw_pages_are_purged_unless_the_privacy_section_allows_keeping_them() {
         assert_eq!(blob.is_ok(), keep, "run {run}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_staging_crashes_before_the_ledger_resumes_from_the_capture() {
+    use backfill_core::memory::MemorySink;
+    use backfill_core::validate::UniqueKey;
+    use backfill_testkit::faults::{FaultKind, FaultySink, SinkFault};
+
+    let api = ScriptedApi::start(ApiScript::new(ApiRow::series(1..=100))).await;
+    let m = manifest("bf-crash-run", 1, 101);
+    let clean_src = source(&api, Arc::new(backfill_http::MemoryCaptureStore::new()));
+    let clean_world = World::new();
+    let run = clean_world.submit(m.clone()).await;
+    let clean = clean_world
+        .executor(clean_src)
+        .run(&run)
+        .await
+        .expect("clean");
+    api.clear_log();
+
+    // The first chunk's staging commits and then the worker dies: the ledger never hears of it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let world = World::new();
+    let run = world.submit(m).await;
+    let crashing = Arc::new(FaultySink::new(
+        Arc::<MemorySink<Row>>::clone(&world.staging),
+        SinkFault::AfterStage(0),
+        FaultKind::Fatal,
+    ));
+    let store = Arc::new(DirCaptureStore::open(dir.path()).await.expect("store"));
+    let err = Executor::builder(
+        world.control.clone(),
+        Arc::new(source(&api, store)),
+        Arc::new(ToRow),
+        crashing,
+        Arc::<backfill_core::memory::MemoryPublisher<Row>>::clone(&world.target),
+    )
+    .validator(Arc::new(UniqueKey::new("id", |r: &Row| r.id.clone())))
+    .options(RunnerOptions::worker("crashing"))
+    .build()
+    .run(&run)
+    .await
+    .expect_err("the worker crashes");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    let captured_pages = api.count("/items", Some(200));
+    assert_eq!(captured_pages, 5, "the first chunk was captured: {err}");
+    api.clear_log();
+
+    // A new process over the same capture directory resumes the run.
+    let store = Arc::new(DirCaptureStore::open(dir.path()).await.expect("reopen"));
+    let report = world
+        .executor(source(&api, store))
+        .run(&run)
+        .await
+        .expect("resumed");
+    assert_eq!(report.state, RunState::Published, "{report:?}");
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.query.get("id_from").map(String::as_str) != Some("1")),
+        "the captured chunk was requested again: {:?}",
+        api.requests()
+    );
+    assert_eq!(api.count("/items", Some(200)), 5, "only the second chunk");
+    assert_eq!(report.digests, clean.digests);
+    assert_eq!(world.published_items(), (1..=100).collect::<Vec<u64>>());
+}

@@ -140,3 +140,41 @@ async fn hidden_deletes_are_found_by_the_id_listing() {
         .expect("reconcile");
     assert_eq!(gone, vec![120]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_scan_plans_a_dates_range_in_whole_days() {
+    let api = ScriptedApi::start(ApiScript::new(ApiRow::series(1..=10))).await;
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2025, 1, d).unwrap_or_default();
+    let mut m = manifest("bf-days", 1, 1001);
+    m.source.range = Some(InputRange::Dates {
+        from: day(1),
+        to_exclusive: day(8),
+    });
+    let days = |step| {
+        HttpSource::<Item>::builder(
+            "items",
+            api.uri(),
+            "/items",
+            Scan::window(step, Duration::hours(6), Duration::hours(1)),
+        )
+        .clock(now)
+        .build()
+        .expect("source")
+    };
+    let plan = BackfillSource::<Item>::plan(&days(Duration::days(3)), &m)
+        .await
+        .expect("plan");
+    let ranges: Vec<String> = plan.chunks.iter().map(|c| c.range.to_string()).collect();
+    assert_eq!(ranges.len(), 3, "{ranges:?}");
+    assert_eq!(
+        plan.chunks[2].range,
+        InputRange::Dates {
+            from: day(7),
+            to_exclusive: day(8)
+        }
+    );
+    let err = BackfillSource::<Item>::plan(&days(Duration::hours(12)), &m)
+        .await
+        .expect_err("half days");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+}
