@@ -95,3 +95,21 @@ async fn a_refused_refreshed_token_fails_without_retrying_forever() {
     );
     assert_eq!(api.count("/items", Some(401)), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_refresh_ahead_of_expiry_without_a_401() {
+    use backfill_http::{ClientCredentials, TokenProvider};
+    let api = ScriptedApi::start(ApiScript::new(ApiRow::series(1..=3)).token_expires_in(1)).await;
+    let creds = ClientCredentials::new(format!("{}/oauth/token", api.uri()), "id", "secret")
+        .refresh_at(0.5);
+    let first = creds.token().await.expect("token");
+    assert_eq!(creds.token().await.expect("token"), first, "still fresh");
+    // Half of the one-second lifetime has passed: the next call refreshes.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let second = creds.token().await.expect("token");
+    assert_ne!(second, first);
+    assert_eq!(api.tokens_issued(), 2);
+    // A refresh after a 401 with a token already replaced returns the newer one.
+    assert_eq!(creds.refresh(&first).await.expect("token"), second);
+    assert_eq!(api.tokens_issued(), 2);
+}

@@ -8,7 +8,7 @@
 //!
 //! | endpoint | answers |
 //! |---|---|
-//! | `POST /oauth/token` | `{"access_token", "token_type": "bearer", "expires_in"}`; a token lives [`ApiScript::token_lifetime`] data requests |
+//! | `POST /oauth/token` | with HTTP Basic client credentials: `{"access_token", "token_type": "bearer", "expires_in"}`; a token lives [`ApiScript::token_lifetime`] data requests |
 //! | `GET /items` | rows filtered by `updated_since` (inclusive) / `updated_before` (exclusive, RFC 3339) and `id_from` (inclusive) / `id_to` (exclusive), paged by `offset` and `limit`: `{"data": [...], "total": n}` |
 //! | `GET /events` | rows as an event log ordered by id, after the cursor `after` (exclusive): `{"data": [...], "next": "<last id>" or null}` |
 //! | `GET /exports/{id}` | the rows as they were when the server started, paged like `/items`; 404 for an unknown export |
@@ -86,6 +86,7 @@ impl ApiRow {
 pub struct ApiScript {
     rows: Vec<ApiRow>,
     token_lifetime: Option<u32>,
+    token_expires_in: u64,
     newest_first: bool,
     max_limit: usize,
     export_id: String,
@@ -97,6 +98,7 @@ impl ApiScript {
         Self {
             rows,
             token_lifetime: None,
+            token_expires_in: 3600,
             newest_first: true,
             max_limit: 100,
             export_id: "exp-1".into(),
@@ -107,6 +109,13 @@ impl ApiScript {
     /// then gets `401`.
     pub fn token_lifetime(mut self, requests: u32) -> Self {
         self.token_lifetime = Some(requests);
+        self
+    }
+
+    /// The `expires_in` (seconds) the token endpoint announces (default 3600). The server does
+    /// not enforce it; it lets a client's proactive refresh be tested.
+    pub fn token_expires_in(mut self, seconds: u64) -> Self {
+        self.token_expires_in = seconds;
         self
     }
 
@@ -347,6 +356,9 @@ impl State {
         auth: Option<&str>,
     ) -> Answer {
         if method == "POST" && path == "/oauth/token" {
+            if !auth.is_some_and(|a| a.starts_with("Basic ")) {
+                return error(401, "client authentication (HTTP Basic) required");
+            }
             self.tokens_issued += 1;
             self.token_uses_left = self.script.token_lifetime.unwrap_or(u32::MAX);
             return (
@@ -354,7 +366,7 @@ impl State {
                 json!({
                     "access_token": format!("tok-{}", self.tokens_issued),
                     "token_type": "bearer",
-                    "expires_in": 3600,
+                    "expires_in": self.script.token_expires_in,
                 }),
                 Vec::new(),
             );
