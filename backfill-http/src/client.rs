@@ -206,16 +206,30 @@ impl Client {
                     let retry_after = retry_after(&resp);
                     if (200..300).contains(&status) {
                         let headers = self.kept_headers(&resp);
-                        let body = resp.text().await.map_err(|e| HttpError::Transport {
-                            chunk: chunk.into(),
-                            request: request.clone(),
-                            source: e.without_url(),
-                        })?;
-                        return Ok(Answer {
-                            status,
-                            headers,
-                            body,
-                        });
+                        match resp.text().await {
+                            Ok(body) => {
+                                return Ok(Answer {
+                                    status,
+                                    headers,
+                                    body,
+                                })
+                            }
+                            // The body broke off: retried on the schedule like no answer.
+                            Err(e) => match schedule.next() {
+                                Some(d) => {
+                                    tracing::debug!(chunk, %request, wait = ?d, "body broke off; retrying");
+                                    tokio::time::sleep(d).await;
+                                    continue;
+                                }
+                                None => {
+                                    return Err(HttpError::Transport {
+                                        chunk: chunk.into(),
+                                        request,
+                                        source: e.without_url(),
+                                    })
+                                }
+                            },
+                        }
                     }
                     let body = resp.text().await.unwrap_or_default();
                     let body: String = body.chars().take(200).collect();
