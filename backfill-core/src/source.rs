@@ -25,6 +25,9 @@ use crate::plan::{PlannedChunk, SourcePlan};
 ///    reads the same records.
 /// 4. `read` has no side effects on the source (no consumer-group commits, no deletes).
 /// 5. Errors that may pass (timeouts, lost connections) are [`ErrorKind::Transient`](crate::ErrorKind).
+/// 6. `chunk_evidence`, when a source has any, describes what a read of the chunk stood on (an API
+///    source's capture digest, a file source's hashes) and is the same every time it is asked for
+///    the same chunk; the runner records it with the chunk's staged evidence.
 #[async_trait]
 pub trait BackfillSource<I>: fmt::Debug + Send + Sync + 'static {
     /// A short name for logs and evidence.
@@ -35,4 +38,13 @@ pub trait BackfillSource<I>: fmt::Debug + Send + Sync + 'static {
 
     /// Reads one chunk as a stream of batches.
     fn read(&self, chunk: &PlannedChunk) -> BoxStream<'static, Result<Vec<I>>>;
+
+    /// What the chunk's read stood on, for its evidence (recorded as `source` of the chunk's
+    /// [`ChunkStaged`](crate::evidence::EvidenceRecord::ChunkStaged) record), such as the digest
+    /// of an API capture. Asked after the chunk was read and staged. `None` (the default) when the
+    /// plan's source state already says everything.
+    async fn chunk_evidence(&self, chunk: &PlannedChunk) -> Result<Option<serde_json::Value>> {
+        let _ = chunk;
+        Ok(None)
+    }
 }

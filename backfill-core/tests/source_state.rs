@@ -131,3 +131,69 @@ async fn a_resumed_worker_reads_the_state_planned_by_the_first() {
     assert_eq!(plan.snapshot.as_deref(), Some("gen-7"));
     assert_eq!(plan.resolved_from.as_deref(), Some("s-1"));
 }
+
+/// A source that says what each chunk's read stood on.
+#[derive(Debug)]
+struct Attesting(backfill_core::memory::MemorySource<Event>);
+
+#[async_trait]
+impl BackfillSource<Event> for Attesting {
+    fn name(&self) -> &str {
+        "attesting"
+    }
+
+    async fn plan(&self, m: &RunManifest) -> backfill_core::Result<SourcePlan> {
+        self.0.plan(m).await
+    }
+
+    fn read(&self, chunk: &PlannedChunk) -> BoxStream<'static, backfill_core::Result<Vec<Event>>> {
+        self.0.read(chunk)
+    }
+
+    async fn chunk_evidence(
+        &self,
+        chunk: &PlannedChunk,
+    ) -> backfill_core::Result<Option<serde_json::Value>> {
+        Ok(Some(
+            serde_json::json!({ "capture": format!("cap-{}", chunk.label) }),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn what_a_source_says_about_a_chunk_is_in_its_staged_evidence() {
+    let parts = Parts::new();
+    let runner = Executor::builder(
+        parts.control(),
+        Arc::new(Attesting(source())),
+        Arc::new(Scale::default()),
+        parts.sink.clone(),
+        parts.publisher.clone(),
+    )
+    .build();
+    let approved = approve(manifest("bf-attest"));
+    runner.control().submit(&approved).await.unwrap();
+    runner.run(approved.run_id()).await.unwrap();
+    let plan = parts.store.plan(approved.run_id()).await.unwrap().unwrap();
+    let staged: Vec<(ChunkId, serde_json::Value)> = parts
+        .store
+        .evidence(approved.run_id())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.record {
+            backfill_core::evidence::EvidenceRecord::ChunkStaged {
+                chunk_id, source, ..
+            } => Some((chunk_id, source.expect("the source's evidence"))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(staged.len(), plan.chunks.len());
+    for chunk in &plan.chunks {
+        let (_, v) = staged.iter().find(|(id, _)| *id == chunk.id).unwrap();
+        assert_eq!(v["capture"], format!("cap-{}", chunk.label));
+    }
+    // And it survives the store's typed round trip into the exported bundle.
+    let bundle = runner.control().export(approved.run_id()).await.unwrap();
+    assert!(bundle.verify().passed(), "{:?}", bundle.verify());
+}

@@ -128,6 +128,10 @@ pub enum EvidenceRecord {
         digests: PartitionDigests,
         /// What the sink staged.
         artifact: StagedArtifact,
+        /// What the source says the read stood on ([`BackfillSource::chunk_evidence`](crate::source::BackfillSource::chunk_evidence)),
+        /// such as an API capture's digest.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<serde_json::Value>,
     },
     /// A chunk attempt failed.
     ChunkFailed {

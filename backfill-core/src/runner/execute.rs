@@ -136,7 +136,7 @@ impl<T: DeterministicTransform> Executor<T> {
                 ),
             });
         }
-        self.recover_chunk_evidence(run_id, &chunks).await?;
+        self.recover_chunk_evidence(run_id, &plan, &chunks).await?;
         let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
@@ -335,6 +335,7 @@ impl<T: DeterministicTransform> Executor<T> {
     async fn recover_chunk_evidence(
         &self,
         run_id: &crate::ids::RunId,
+        plan: &ResolvedPlan,
         chunks: &[crate::store::ChunkRecord],
     ) -> Result<()> {
         let store = self.control.store();
@@ -353,6 +354,10 @@ impl<T: DeterministicTransform> Executor<T> {
             if recorded.contains(&(c.chunk_id.clone(), c.attempts)) {
                 continue;
             }
+            let source = match plan.chunks.iter().find(|p| p.id == c.chunk_id) {
+                Some(chunk) => self.source.chunk_evidence(chunk).await?,
+                None => None,
+            };
             let record = EvidenceRecord::ChunkStaged {
                 chunk_id: c.chunk_id.clone(),
                 attempt: c.attempts,
@@ -360,6 +365,7 @@ impl<T: DeterministicTransform> Executor<T> {
                 output: c.output_count,
                 digests: c.digests.clone(),
                 artifact: c.artifact.clone(),
+                source,
             };
             let at = c.finished_at.unwrap_or_else(|| self.control.clock().now());
             let actor = format!("{} (recovered from the ledger)", self.actor());
@@ -378,6 +384,12 @@ impl<T: DeterministicTransform> Executor<T> {
         started: Instant,
     ) -> Result<()> {
         let run_id = &lease.run_id;
+        // Asked before the ledger commit: a source that cannot say what the read stood on fails
+        // the attempt rather than leaving a staged chunk without its evidence.
+        let source = match sh.plan.chunks.get(lease.index as usize) {
+            Some(chunk) => self.source.chunk_evidence(chunk).await?,
+            None => None,
+        };
         self.control
             .store()
             .complete_chunk(lease, outcome, now)
@@ -389,6 +401,7 @@ impl<T: DeterministicTransform> Executor<T> {
             output: outcome.output_count,
             digests: outcome.digests.clone(),
             artifact: outcome.artifact.clone(),
+            source,
         };
         self.control
             .store()
