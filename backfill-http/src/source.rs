@@ -172,7 +172,31 @@ where
         .flatten()
         .boxed()
     }
+
+    /// The chunk's capture in its staged evidence: digest, pages, records and the fresh captures
+    /// it took, so a later reader can check the run read exactly this capture.
+    async fn chunk_evidence(
+        &self,
+        chunk: &PlannedChunk,
+    ) -> backfill_core::Result<Option<serde_json::Value>> {
+        let key = self.capture_key(chunk);
+        let capture = self
+            .inner
+            .store
+            .get_capture(&key)
+            .await?
+            .ok_or_else(|| HttpError::capture(&key, "chunk staged without a capture"))?;
+        Ok(Some(serde_json::json!({
+            "capture_key": capture.key,
+            "capture_digest": capture.digest,
+            "pages": capture.pages.len(),
+            "records": capture.records,
+            "captures_taken": capture.attempts,
+            "raw_retained": capture.retain_raw,
+        })))
+    }
 }
+
 impl Inner {
     /// The chunk's capture: the stored one, or a fresh one (retaken while the listing drifts).
     async fn captured(&self, chunk: &PlannedChunk) -> Result<Capture> {

@@ -194,4 +194,39 @@ async fn a_run_whose_staging_crashes_before_the_ledger_resumes_from_the_capture(
     assert_eq!(api.count("/items", Some(200)), 5, "only the second chunk");
     assert_eq!(report.digests, clean.digests);
     assert_eq!(world.published_items(), (1..=100).collect::<Vec<u64>>());
+
+    // Each chunk's staged evidence names the capture it was read from.
+    let store = Arc::new(DirCaptureStore::open(dir.path()).await.expect("reopen"));
+    let src = source(&api, store);
+    let plan = world
+        .control
+        .store()
+        .plan(&run)
+        .await
+        .expect("store")
+        .expect("plan");
+    let evidence = world
+        .control
+        .store()
+        .evidence(&run)
+        .await
+        .expect("evidence");
+    for chunk in &plan.chunks {
+        let capture = src
+            .capture_of(chunk)
+            .await
+            .expect("store")
+            .expect("captured");
+        let recorded = evidence
+            .iter()
+            .find_map(|e| match &e.record {
+                backfill_core::evidence::EvidenceRecord::ChunkStaged {
+                    chunk_id, source, ..
+                } if *chunk_id == chunk.id => source.clone(),
+                _ => None,
+            })
+            .expect("the chunk's staged evidence carries its capture");
+        assert_eq!(recorded["capture_digest"], capture.digest.as_str());
+        assert_eq!(recorded["pages"], capture.pages.len());
+    }
 }
