@@ -43,7 +43,7 @@ cargo test --workspace --doc
 step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
 cargo test -p backfill-iceberg --features opendal --test conformance opendal
 
-step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay"
+step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay, the API backfill"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
 for pass in first second; do
   cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > "$sla_dir/$pass.out" 2>&1 || {
@@ -73,6 +73,11 @@ if [ -n "${BACKFILL_TEST_KAFKA_BROKERS:-}" ]; then
   echo "$last (kcat: $seen distinct keys)"
   rm -rf "$kafka_dir"
 fi
+
+api_out="$(mktemp /tmp/backfill-api.XXXXXX)"
+cargo run -q -p backfill-http --example api_backfill > "$api_out" 2>&1 || { cat "$api_out" >&2; exit 1; }
+case "$(tail -n 1 "$api_out")" in "published "*" records from "*" pages") tail -n 1 "$api_out" ;; *) cat "$api_out" >&2; exit 1 ;; esac
+rm -f "$api_out"
 
 step "fault campaign: every fault kind once on every engine (scripts/chaos.sh; RELIABILITY.md has the long one)"
 scripts/chaos.sh --trials 11 --seed "${BACKFILL_CHAOS_SEED:-$(date +%s)}"
