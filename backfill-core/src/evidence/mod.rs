@@ -85,6 +85,18 @@ pub struct PlannedChunkSummary {
     pub range: String,
 }
 
+/// An input record a chunk kept out of its output: the transform refused it for good (a malformed
+/// row, a poison message) and the manifest's quarantine budget allowed the chunk to go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedRecord {
+    /// Its position in the chunk's read order (0-based; the same on every read of the chunk).
+    pub ordinal: u64,
+    /// What the transform named it by (a source position such as `orders/2@1041`, a key).
+    pub input: Option<String>,
+    /// Why it was refused.
+    pub error: String,
+}
+
 /// One evidence record. Serialized as `{"v": 1, "type": "<kind>", ...fields}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -132,6 +144,10 @@ pub enum EvidenceRecord {
         /// such as an API capture's digest.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         source: Option<serde_json::Value>,
+        /// Input records kept out of the output under the manifest's
+        /// `safety.max_rejected_per_chunk` budget, with where they were.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        quarantined: Vec<QuarantinedRecord>,
     },
     /// A chunk attempt failed.
     ChunkFailed {

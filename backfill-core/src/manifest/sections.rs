@@ -312,8 +312,18 @@ pub struct SafetySpec {
         alias = "requires_manual_publish"
     )]
     pub manual_publish: bool,
+    /// Input records one chunk may quarantine before it fails: records the transform refuses for
+    /// good (a malformed bronze row, a poison message) are kept out of the output with their
+    /// position, counted in evidence and in `backfill_rejected_records_total`, and the rest of the
+    /// chunk goes on. 0 (the default): the first such record fails the chunk.
+    #[serde(alias = "maxRejectedPerChunk", skip_serializing_if = "is_zero")]
+    pub max_rejected_per_chunk: u64,
     /// Throughput limits.
     pub limits: Limits,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What must be checked before publication.

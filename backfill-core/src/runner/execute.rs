@@ -13,7 +13,7 @@ use super::{Executor, RunEvent};
 use crate::context::TransformContext;
 use crate::digest::OutputRow;
 use crate::error::{Error, Result};
-use crate::evidence::{EvidenceRecord, PlannedChunkSummary};
+use crate::evidence::{EvidenceRecord, PlannedChunkSummary, QuarantinedRecord};
 use crate::ids::PartitionKey;
 use crate::manifest::ApprovedManifest;
 use crate::plan::{PlannedChunk, ResolvedPlan};
@@ -51,6 +51,7 @@ impl Shared<'_> {
 struct ChunkAcc {
     outcome: ChunkOutcome,
     scratch: Vec<u8>,
+    quarantined: Vec<QuarantinedRecord>,
 }
 
 impl<T: DeterministicTransform> Executor<T> {
@@ -262,9 +263,9 @@ impl<T: DeterministicTransform> Executor<T> {
             let result = self.run_chunk(sh, &lease).instrument(span.clone()).await;
             let now = self.control.clock().now();
             match result {
-                Ok(outcome) => {
+                Ok((outcome, quarantined)) => {
                     if let Err(e) = self
-                        .record_chunk(sh, &lease, &label, &outcome, now, started)
+                        .record_chunk(sh, &lease, &label, &outcome, quarantined, started)
                         .instrument(span)
                         .await
                     {
@@ -366,6 +367,8 @@ impl<T: DeterministicTransform> Executor<T> {
                 digests: c.digests.clone(),
                 artifact: c.artifact.clone(),
                 source,
+                // Only the attempt that staged the chunk knew its quarantine; the ledger does not.
+                quarantined: Vec::new(),
             };
             let at = c.finished_at.unwrap_or_else(|| self.control.clock().now());
             let actor = format!("{} (recovered from the ledger)", self.actor());
@@ -380,10 +383,11 @@ impl<T: DeterministicTransform> Executor<T> {
         lease: &ChunkLease,
         label: &str,
         outcome: &ChunkOutcome,
-        now: chrono::DateTime<chrono::Utc>,
+        quarantined: Vec<QuarantinedRecord>,
         started: Instant,
     ) -> Result<()> {
         let run_id = &lease.run_id;
+        let now = self.control.clock().now();
         // Asked before the ledger commit: a source that cannot say what the read stood on fails
         // the attempt rather than leaving a staged chunk without its evidence.
         let source = match sh.plan.chunks.get(lease.index as usize) {
@@ -402,6 +406,7 @@ impl<T: DeterministicTransform> Executor<T> {
             digests: outcome.digests.clone(),
             artifact: outcome.artifact.clone(),
             source,
+            quarantined,
         };
         self.control
             .store()
@@ -431,7 +436,11 @@ impl<T: DeterministicTransform> Executor<T> {
     }
 
     /// Streams one chunk through the transform into the staging sink, renewing the lease meanwhile.
-    async fn run_chunk(&self, sh: &Shared<'_>, lease: &ChunkLease) -> Result<ChunkOutcome> {
+    async fn run_chunk(
+        &self,
+        sh: &Shared<'_>,
+        lease: &ChunkLease,
+    ) -> Result<(ChunkOutcome, Vec<QuarantinedRecord>)> {
         let chunk = match sh.plan.chunks.get(lease.index as usize) {
             Some(c) if c.id == lease.chunk_id => c.clone(),
             _ => {
@@ -465,7 +474,7 @@ impl<T: DeterministicTransform> Executor<T> {
             .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
         let mut outcome = acc.outcome;
         outcome.artifact = receipt.artifact;
-        Ok(outcome)
+        Ok((outcome, acc.quarantined))
     }
 
     /// The chunk's output as a stream of batches; digests and counts accumulate in `acc`.
@@ -514,20 +523,45 @@ impl<T: DeterministicTransform> Executor<T> {
     ) -> Result<(Vec<T::Output>, u64)> {
         let run_id = &lease.run_id;
         let mut out = Vec::with_capacity(batch.len());
-        for input in batch {
-            if let Err(source) = self.transform.apply(input, &sh.ctx, &mut out) {
-                sh.metrics.rejected.increment(1);
-                return Err(Error::Transform {
-                    run_id: run_id.clone(),
-                    chunk_id: lease.chunk_id.clone(),
-                    source,
-                });
-            }
-        }
         let mut acc = acc
             .lock()
             .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
-        let ChunkAcc { outcome, scratch } = &mut *acc;
+        let ChunkAcc {
+            outcome,
+            scratch,
+            quarantined,
+        } = &mut *acc;
+        let budget = sh.approved.manifest().safety.max_rejected_per_chunk;
+        for (i, input) in batch.iter().enumerate() {
+            let before = out.len();
+            if let Err(source) = self.transform.apply(input, &sh.ctx, &mut out) {
+                sh.metrics.rejected.increment(1);
+                // A retryable failure is not the record's fault; and past the budget the chunk fails.
+                if source.retryable || quarantined.len() as u64 >= budget {
+                    if !source.retryable && budget > 0 {
+                        return Err(Error::LimitExceeded {
+                            run_id: run_id.clone(),
+                            limit: "safety.max_rejected_per_chunk",
+                            value: quarantined.len() as u64 + 1,
+                            max: budget,
+                        });
+                    }
+                    return Err(Error::Transform {
+                        run_id: run_id.clone(),
+                        chunk_id: lease.chunk_id.clone(),
+                        source,
+                    });
+                }
+                // Whatever the transform emitted for the refused record is dropped with it.
+                out.truncate(before);
+                tracing::warn!(run_id = %run_id, chunk_id = %lease.chunk_id, input = source.input.as_deref().unwrap_or(""), error = %source.message, "record quarantined");
+                quarantined.push(QuarantinedRecord {
+                    ordinal: outcome.input_count + i as u64,
+                    input: source.input,
+                    error: source.message,
+                });
+            }
+        }
         let mut bytes = 0u64;
         for row in &out {
             let partition = row.partition();
