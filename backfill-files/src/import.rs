@@ -103,6 +103,8 @@ impl Importer {
                     recorded_at: now,
                 };
                 let archive = match &f.decision {
+                    // Committed and archived by the run that imported it.
+                    Decision::Imported { .. } => continue,
                     Decision::Process | Decision::Reprocess { .. } => {
                         records.push(record(ImportStatus::Accepted, None));
                         report.accepted.push(f.path.clone());

@@ -76,7 +76,8 @@ pub struct ImportRecord {
 /// # Contract
 /// 1. Records are keyed by `(source, sha256)`; `path` is an attribute.
 /// 2. `known` returns the committed records of `source` whose path is one of `paths` or whose
-///    hash is one of `hashes`, in any order; it changes nothing.
+///    hash is one of `hashes`, in any order; `accepted` those with status `accepted` whose
+///    business date is in the range. Neither changes anything.
 /// 3. `commit` stores all its records or none. A record whose key exists replaces it, except that
 ///    a `superseded` record stays superseded and an `accepted` one is never replaced by a
 ///    `rejected` one. A record with
@@ -91,6 +92,15 @@ pub trait ImportLedger: fmt::Debug + Send + Sync + 'static {
         source: &str,
         paths: &[String],
         hashes: &[String],
+    ) -> Result<Vec<ImportRecord>>;
+
+    /// The `accepted` records of `source` whose business date is in `[from, to_exclusive)`, in
+    /// any order: the contents that make up those dates so far.
+    async fn accepted(
+        &self,
+        source: &str,
+        from: NaiveDate,
+        to_exclusive: NaiveDate,
     ) -> Result<Vec<ImportRecord>>;
 
     /// Stores `records`, all or nothing (see the contract).
@@ -135,6 +145,25 @@ impl ImportLedger for MemoryLedger {
             .values()
             .filter(|r| {
                 r.source == source && (paths.contains(&r.path) || hashes.contains(&r.sha256))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn accepted(
+        &self,
+        source: &str,
+        from: NaiveDate,
+        to_exclusive: NaiveDate,
+    ) -> Result<Vec<ImportRecord>> {
+        let rows = self.rows.lock().map_err(|_| poisoned())?;
+        Ok(rows
+            .values()
+            .filter(|r| {
+                r.source == source
+                    && r.status == ImportStatus::Accepted
+                    && r.business_date >= from
+                    && r.business_date < to_exclusive
             })
             .cloned()
             .collect())

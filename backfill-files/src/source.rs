@@ -19,7 +19,7 @@ use crate::decode::{decode, FileRow, Format};
 use crate::landing::Landing;
 use crate::layout::{self, PeriodManifest};
 use crate::ledger::{decide, ImportLedger, ImportRecord, ImportStatus};
-use crate::state::{snapshot_of, FileEntry, FilesState};
+use crate::state::{snapshot_of, Decision, FileEntry, FilesState};
 
 /// How planning splits the date range into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -155,7 +155,7 @@ impl<I> FileSource<I> {
                     manifest_id: None,
                     producer_ts: None,
                     schema_version: None,
-                    decision: crate::state::Decision::Process,
+                    decision: Decision::Process,
                 };
                 if let Some((manifest_path, m)) = &listed {
                     let Some(f) = expected.remove(entry.path.as_str()) else {
@@ -210,37 +210,54 @@ impl<I> FileSource<I> {
         Ok(Some((path, m)))
     }
 
-    /// Decides every file against the ledger and against the files before it in the plan.
-    async fn decide_all(&self, manifest: &RunManifest, files: &mut [FileEntry]) -> Result<()> {
+    /// Decides every landed file against the ledger and against the files before it in the
+    /// plan, and adds the files the ledger holds as imported for the dates (unless corrected
+    /// now): what the dates are made of. Sorted by path, then hash.
+    async fn decide_all(
+        &self,
+        manifest: &RunManifest,
+        mut files: Vec<FileEntry>,
+        from: NaiveDate,
+        to_exclusive: NaiveDate,
+    ) -> Result<Vec<FileEntry>> {
         let policy = manifest.duplicate_file_policy()?;
         let source = manifest.source.name.as_str();
-        let mut known = match &self.ledger {
-            Some(ledger) => {
-                let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-                let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
-                ledger.known(source, &paths, &hashes).await?
-            }
-            None => Vec::new(),
+        let Some(ledger) = &self.ledger else {
+            let mut known = Vec::new();
+            decide_each(policy, manifest, &mut files, &mut known);
+            return Ok(files);
         };
-        for f in files.iter_mut() {
-            f.decision = decide(policy, &f.path, &f.sha256, &known);
-            if f.is_read() {
-                // A later file of this plan with the same content is a duplicate of this one.
-                known.push(ImportRecord {
-                    source: source.to_owned(),
-                    sha256: f.sha256.clone(),
-                    path: f.path.clone(),
-                    size: f.size,
-                    business_date: f.business_date,
-                    schema_version: f.schema_version.clone(),
-                    run_id: manifest.run_id.to_string(),
-                    status: ImportStatus::Accepted,
-                    corrects: None,
-                    recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
-                });
-            }
-        }
-        Ok(())
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let hashes: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
+        let mut known = ledger.known(source, &paths, &hashes).await?;
+        decide_each(policy, manifest, &mut files, &mut known);
+        let corrected: Vec<&str> = files
+            .iter()
+            .filter_map(|f| match &f.decision {
+                Decision::Correction { corrects } => Some(corrects.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut carried: Vec<FileEntry> = ledger
+            .accepted(source, from, to_exclusive)
+            .await?
+            .into_iter()
+            .filter(|r| !corrected.contains(&r.sha256.as_str()))
+            .map(|r| FileEntry {
+                path: r.path,
+                size: r.size,
+                sha256: r.sha256,
+                e_tag: None,
+                manifest_id: None,
+                producer_ts: None,
+                business_date: r.business_date,
+                schema_version: r.schema_version,
+                decision: Decision::Imported { by_run: r.run_id },
+            })
+            .collect();
+        files.append(&mut carried);
+        files.sort_by(|a, b| (&a.path, &a.sha256).cmp(&(&b.path, &b.sha256)));
+        Ok(files)
     }
 
     /// The chunk periods of `[from, to_exclusive)`.
@@ -257,6 +274,33 @@ impl<I> FileSource<I> {
             at = next;
         }
         out
+    }
+}
+
+/// Decides `files` in order; each file read becomes known to the files after it.
+fn decide_each(
+    policy: backfill_core::manifest::DuplicateFilePolicy,
+    manifest: &RunManifest,
+    files: &mut [FileEntry],
+    known: &mut Vec<ImportRecord>,
+) {
+    for f in files.iter_mut() {
+        f.decision = decide(policy, &f.path, &f.sha256, known);
+        if f.is_read() {
+            // A later file of this plan with the same content is a duplicate of this one.
+            known.push(ImportRecord {
+                source: manifest.source.name.clone(),
+                sha256: f.sha256.clone(),
+                path: f.path.clone(),
+                size: f.size,
+                business_date: f.business_date,
+                schema_version: f.schema_version.clone(),
+                run_id: manifest.run_id.to_string(),
+                status: ImportStatus::Accepted,
+                corrects: None,
+                recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            });
+        }
     }
 }
 
@@ -317,7 +361,10 @@ where
                 })
             }
         };
-        let mut files = self.list(run_id, from, to_exclusive).await?;
+        let listed = self.list(run_id, from, to_exclusive).await?;
+        let files = self
+            .decide_all(manifest, listed, from, to_exclusive)
+            .await?;
         let snapshot = snapshot_of(&files);
         if let Some(pin) = &manifest.source.snapshot {
             if pin != &snapshot {
@@ -328,7 +375,6 @@ where
                 });
             }
         }
-        self.decide_all(manifest, &mut files).await?;
         let mut chunks = Vec::new();
         for (start, end) in self.periods(from, to_exclusive) {
             let in_chunk: Vec<FileEntry> = files
@@ -395,43 +441,48 @@ where
     }
 }
 
-/// Loads a planned file (from landing, else from the accepted archive), verifies its size and
-/// hash, and decodes it.
+/// Loads a planned file whose size and hash match the plan: from landing, else from the accepted
+/// archive (a file imported by an earlier run is looked for in the archive first, since its path
+/// in landing may hold newer content).
 pub(crate) async fn load_verified(
     landing: &dyn Landing,
     run_id: &str,
     entry: &FileEntry,
 ) -> Result<Vec<u8>> {
-    let bytes = match landing.get(&entry.path).await {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            let archived = layout::archive_path("accepted", &entry.sha256, &entry.path);
-            landing.get(&archived).await.map_err(|e| match e.kind() {
-                ErrorKind::NotFound => Error::NotFound {
-                    run_id: run_id.into(),
-                    what: format!(
-                        "file {} (sha256 {}), neither in landing nor at {archived},",
-                        entry.path, entry.sha256
-                    ),
-                },
-                _ => e,
-            })?
-        }
-        Err(e) => return Err(e),
+    let archived = layout::archive_path("accepted", &entry.sha256, &entry.path);
+    let places = if matches!(entry.decision, Decision::Imported { .. }) {
+        [archived.as_str(), entry.path.as_str()]
+    } else {
+        [entry.path.as_str(), archived.as_str()]
     };
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    if bytes.len() as u64 != entry.size || sha256 != entry.sha256 {
-        return Err(conflict(
+    let mut changed = None;
+    for place in places {
+        let bytes = match landing.get(place).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if bytes.len() as u64 == entry.size && sha256 == entry.sha256 {
+            return Ok(bytes);
+        }
+        changed.get_or_insert((bytes.len(), sha256));
+    }
+    match changed {
+        Some((size, sha256)) => Err(conflict(
             run_id,
             &entry.path,
             format!("size {} sha256 {} as planned", entry.size, entry.sha256),
-            format!(
-                "size {} sha256 {sha256} (the file changed after planning)",
-                bytes.len()
+            format!("size {size} sha256 {sha256} (the file changed after planning)"),
+        )),
+        None => Err(Error::NotFound {
+            run_id: run_id.into(),
+            what: format!(
+                "file {} (sha256 {}), neither in landing nor at {archived},",
+                entry.path, entry.sha256
             ),
-        ));
+        }),
     }
-    Ok(bytes)
 }
 
 async fn read_file<I: DeserializeOwned>(

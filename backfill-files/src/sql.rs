@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use backfill_core::ids::RunId;
 use backfill_sql::{FileIdentity, FileLedger, FileRecord};
+use chrono::NaiveDate;
 
 use crate::ledger::{ImportLedger, ImportRecord, ImportStatus};
 
@@ -23,34 +24,22 @@ impl ImportLedger for FileLedger {
     ) -> Result<Vec<ImportRecord>> {
         let scoped = self.clone().scoped(source);
         let hashes: Vec<String> = hashes.iter().map(|h| format!("sha256:{h}")).collect();
-        let rows = scoped.known(paths, &hashes).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let status = ImportStatus::parse(&r.status).unwrap_or(ImportStatus::Accepted);
-                ImportRecord {
-                    source: source.to_owned(),
-                    sha256: r
-                        .identity
-                        .content_hash
-                        .strip_prefix("sha256:")
-                        .unwrap_or(&r.identity.content_hash)
-                        .to_owned(),
-                    path: r.identity.path,
-                    size: r.identity.size,
-                    business_date: r.identity.business_date,
-                    schema_version: Some(r.identity.schema_version).filter(|s| !s.is_empty()),
-                    run_id: r
-                        .accepted_run_id
-                        .map(|id| id.to_string())
-                        .unwrap_or_default(),
-                    status,
-                    // The ledger keeps the corrected row's key, not its hash.
-                    corrects: None,
-                    recorded_at: r.first_seen_at,
-                }
-            })
-            .collect())
+        let rows = scoped.lookup(paths, &hashes).await?;
+        Ok(rows.into_iter().map(|r| record(source, r)).collect())
+    }
+
+    async fn accepted(
+        &self,
+        source: &str,
+        from: NaiveDate,
+        to_exclusive: NaiveDate,
+    ) -> Result<Vec<ImportRecord>> {
+        let rows = self
+            .clone()
+            .scoped(source)
+            .accepted_between(from, to_exclusive)
+            .await?;
+        Ok(rows.into_iter().map(|r| record(source, r)).collect())
     }
 
     async fn commit(&self, records: &[ImportRecord]) -> Result<()> {
@@ -81,8 +70,32 @@ impl ImportLedger for FileLedger {
         }
         // One transaction per source: a plan has one source, so a run commits all or nothing.
         for (source, rows) in by_source {
-            self.clone().scoped(source).commit(&rows).await?;
+            self.clone().scoped(source).commit_rows(&rows).await?;
         }
         Ok(())
+    }
+}
+
+fn record(source: &str, r: FileRecord) -> ImportRecord {
+    ImportRecord {
+        source: source.to_owned(),
+        sha256: r
+            .identity
+            .content_hash
+            .strip_prefix("sha256:")
+            .unwrap_or(&r.identity.content_hash)
+            .to_owned(),
+        path: r.identity.path,
+        size: r.identity.size,
+        business_date: r.identity.business_date,
+        schema_version: Some(r.identity.schema_version).filter(|s| !s.is_empty()),
+        run_id: r
+            .accepted_run_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        status: ImportStatus::parse(&r.status).unwrap_or(ImportStatus::Accepted),
+        // The ledger keeps the corrected row's key, not its hash.
+        corrects: None,
+        recorded_at: r.first_seen_at,
     }
 }

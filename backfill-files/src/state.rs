@@ -51,6 +51,12 @@ impl FileEntry {
 pub enum Decision {
     /// A file not seen before: read it.
     Process,
+    /// Imported by an earlier run and not superseded: read again (from landing or the archive),
+    /// since it is part of the dates' content; the ledger and the archive are left as they are.
+    Imported {
+        /// The run that imported it.
+        by_run: String,
+    },
     /// Seen before; read again under the `reprocess` policy.
     Reprocess {
         /// Hash of the earlier content at the same path, or the path where this content was seen.
@@ -79,14 +85,18 @@ impl Decision {
     pub fn is_read(&self) -> bool {
         matches!(
             self,
-            Self::Process | Self::Reprocess { .. } | Self::Correction { .. }
+            Self::Process
+                | Self::Imported { .. }
+                | Self::Reprocess { .. }
+                | Self::Correction { .. }
         )
     }
 
-    /// A short name: `process`, `reprocess`, `correction`, `skip` or `reject`.
+    /// A short name: `process`, `imported`, `reprocess`, `correction`, `skip` or `reject`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Process => "process",
+            Self::Imported { .. } => "imported",
             Self::Reprocess { .. } => "reprocess",
             Self::Correction { .. } => "correction",
             Self::Skip { .. } => "skip",
@@ -107,11 +117,11 @@ pub struct FilesState {
 }
 
 /// The digest of a file list as the plan's snapshot: `files:sha256:<hex>` over every file's path,
-/// size and hash, in path order. The same landing content gives the same snapshot whatever the
+/// size and hash, in path (then hash) order. The same landing content gives the same snapshot whatever the
 /// listing order; any added, removed or changed file gives another.
 pub fn snapshot_of<'a>(files: impl IntoIterator<Item = &'a FileEntry>) -> String {
     let mut sorted: Vec<&FileEntry> = files.into_iter().collect();
-    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    sorted.sort_by(|a, b| (&a.path, &a.sha256).cmp(&(&b.path, &b.sha256)));
     let mut h = Sha256::new();
     for f in sorted {
         h.update(f.path.as_bytes());

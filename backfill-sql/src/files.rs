@@ -230,7 +230,7 @@ impl FileLedger {
         file: &FileIdentity,
     ) -> backfill_core::Result<Option<FileRecord>> {
         let mut v = self
-            .known(
+            .lookup(
                 std::slice::from_ref(&file.path),
                 std::slice::from_ref(&file.content_hash),
             )
@@ -242,7 +242,7 @@ impl FileLedger {
 
     /// The rows of this scope whose path is one of `paths` or whose content hash is one of
     /// `hashes`, queried in batches of at most 200 values.
-    pub async fn known(
+    pub async fn lookup(
         &self,
         paths: &[String],
         hashes: &[String],
@@ -267,13 +267,33 @@ impl FileLedger {
         Ok(out)
     }
 
+    /// The rows of this scope with status `accepted` whose business date is in
+    /// `[from, to_exclusive)`.
+    pub async fn accepted_between(
+        &self,
+        from: chrono::NaiveDate,
+        to_exclusive: chrono::NaiveDate,
+    ) -> backfill_core::Result<Vec<FileRecord>> {
+        let (from, to) = (from.to_string(), to_exclusive.to_string());
+        let rows = self
+            .query(
+                "status = 'accepted' AND business_date >= ? AND business_date < ?",
+                &[&from, &to],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.file_id == file_id(&self.scope, &r.identity.content_hash))
+            .collect())
+    }
+
     /// Writes `rows` in one transaction, keyed by their content hash in this scope (their
     /// `file_id` is recomputed): a new content is inserted; a known one is updated, except that a
     /// superseded row stays so and an accepted row is never turned `rejected`; the row named by a row's
     /// `corrects_file_id` (see [`key`](Self::key)) becomes `superseded`. `accepted_run_id` is the
     /// run whose plan decided the row, `first_seen_at` when it is committed. Committing the same
     /// rows twice changes nothing more.
-    pub async fn commit(&self, rows: &[FileRecord]) -> backfill_core::Result<()> {
+    pub async fn commit_rows(&self, rows: &[FileRecord]) -> backfill_core::Result<()> {
         let d = self.pool.dialect();
         let select = d
             .sql("SELECT status FROM bf_file_imports WHERE file_id = ?")
