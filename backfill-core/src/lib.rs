@@ -17,6 +17,7 @@ pub mod memory;
 pub mod mode;
 pub mod plan;
 pub mod policy;
+pub mod privacy;
 pub mod publish;
 pub mod runner;
 pub mod sink;

@@ -57,6 +57,7 @@ fn full_manifest() -> RunManifest {
         purpose: "reporting".into(),
         retention_checked: true,
         erasure_checked: true,
+        ..PrivacySpec::default()
     });
     m
 }

@@ -110,6 +110,7 @@ async fn raw_pages_are_purged_unless_the_privacy_section_allows_keeping_them() {
                 purpose: "restatement".into(),
                 retention_checked: true,
                 erasure_checked: true,
+                ..PrivacySpec::default()
             });
         }
         let chunks = planned(&src, &m).await;

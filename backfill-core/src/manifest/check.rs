@@ -68,7 +68,9 @@ impl RunManifest {
     ///
     /// Blocking: no reason or requester, no input range (or an empty one), no transform name or
     /// version, no target name or mutation, replace-partitions without partitions, no side-effect
-    /// policy, no (or an empty) validation plan, and a publish range not inside the input range.
+    /// policy, no (or an empty) validation plan, a publish range not inside the input range, an
+    /// input range older than `privacy.retained_from`, and, when the privacy section says the source
+    /// holds personal data, each privacy question left unanswered.
     pub fn check(&self) -> Findings {
         use Severity::{Blocking, Info, Warning};
         let mut f = Findings::default();
@@ -370,6 +372,17 @@ impl RunManifest {
                 "privacy",
                 "purpose and retention not stated",
             ),
+            Some(p) if p.declares_personal_data() => {
+                for field in p.unanswered() {
+                    f.push(
+                        Blocking,
+                        "privacy_question_unanswered",
+                        Q_PRIVACY,
+                        &format!("privacy.{field}"),
+                        format!("the source holds personal data: `privacy.{field}` must be answered before approval"),
+                    );
+                }
+            }
             Some(p) if !p.retention_checked || !p.erasure_checked => f.push(
                 Warning,
                 "privacy_unchecked",
@@ -379,7 +392,32 @@ impl RunManifest {
             ),
             Some(_) => {}
         }
+        if let Some(finding) = self.retention_finding() {
+            f.0.push(finding);
+        }
         f
+    }
+
+    /// A blocking finding when the input range starts before `privacy.retained_from`, the oldest
+    /// input the retention policy still allows processing.
+    fn retention_finding(&self) -> Option<Finding> {
+        let from = self.privacy.as_ref()?.retained_from?;
+        let range = self.source.range.as_ref()?;
+        let starts = match range {
+            super::InputRange::Dates { from, .. } => *from,
+            super::InputRange::Timestamps { from, .. } => from.date_naive(),
+            // Offsets and keys carry no date: the source's policy checks them when it plans.
+            _ => return None,
+        };
+        (starts < from).then(|| Finding {
+            code: "privacy_retention_exceeded".into(),
+            severity: Severity::Blocking,
+            question: Q_PRIVACY.into(),
+            field: "source.range".into(),
+            message: format!(
+                "input range {range} starts before {from}, the oldest input the retention policy allows (privacy.retained_from)"
+            ),
+        })
     }
 }
 

@@ -356,7 +356,16 @@ impl ValidationPlan {
     }
 }
 
-/// Privacy and retention answers.
+/// Privacy and retention answers (the checklist's "Is privacy/retention policy satisfied?").
+///
+/// A source that holds personal data says so with `personal_data: true`. Then every question of
+/// the section must be answered (`purpose`, `retained_from`, `target_classification`,
+/// `masked_fields`, `access_role`, `forgotten_registry`): each one left open is a blocking
+/// finding of [`RunManifest::check`](super::RunManifest::check) naming its field, so the manifest
+/// cannot be approved. A [`Withheld`](crate::privacy::Withheld) source checks the answers against
+/// the source owner's [`PrivacyPolicy`](crate::privacy::PrivacyPolicy) when it plans and reads.
+/// The fields added for this are left out of the serialized form when absent, so older manifests
+/// keep their digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacySpec {
@@ -368,4 +377,68 @@ pub struct PrivacySpec {
     /// Whether deletions/erasure requests are honoured by the replay.
     #[serde(alias = "erasureChecked")]
     pub erasure_checked: bool,
+    /// Whether the source holds personal data. `true` makes every other question of the section
+    /// required for approval; absent keeps the section advisory.
+    #[serde(alias = "personalData", skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<bool>,
+    /// The oldest input the source's retention policy still allows processing, as assessed for
+    /// this approval: an input range that starts earlier is a blocking finding.
+    #[serde(alias = "retainedFrom", skip_serializing_if = "Option::is_none")]
+    pub retained_from: Option<chrono::NaiveDate>,
+    /// How the target is classified; it must be at least as strict as the source's data.
+    #[serde(
+        alias = "targetClassification",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub target_classification: Option<crate::privacy::DataClass>,
+    /// The source fields the transform masks or tokenizes before they reach the target (an empty
+    /// list: none). The source's policy names the fields that must be.
+    #[serde(alias = "maskedFields", skip_serializing_if = "Option::is_none")]
+    pub masked_fields: Option<Vec<String>>,
+    /// The role (or principal) the run reads the source as; the source's policy names who may.
+    #[serde(alias = "accessRole", skip_serializing_if = "Option::is_none")]
+    pub access_role: Option<String>,
+    /// The deletion (tombstone) registry the replay consults: subjects it names are never staged.
+    #[serde(alias = "forgottenRegistry", skip_serializing_if = "Option::is_none")]
+    pub forgotten_registry: Option<String>,
+}
+
+impl PrivacySpec {
+    /// Whether the section says the source holds personal data.
+    pub fn declares_personal_data(&self) -> bool {
+        self.personal_data == Some(true)
+    }
+
+    /// The questions left open, as field paths inside the section (`purpose`, `retained_from`,
+    /// ...), in declaration order. Only meaningful for a source with personal data.
+    pub fn unanswered(&self) -> Vec<&'static str> {
+        let mut open = Vec::new();
+        if self.purpose.trim().is_empty() {
+            open.push("purpose");
+        }
+        if self.retained_from.is_none() {
+            open.push("retained_from");
+        }
+        if self.target_classification.is_none() {
+            open.push("target_classification");
+        }
+        if self.masked_fields.is_none() {
+            open.push("masked_fields");
+        }
+        if self
+            .access_role
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+        {
+            open.push("access_role");
+        }
+        if self
+            .forgotten_registry
+            .as_deref()
+            .is_none_or(|r| r.trim().is_empty())
+        {
+            open.push("forgotten_registry");
+        }
+        open
+    }
 }

@@ -105,6 +105,7 @@ fn base_manifest(run_id: &str, kind: RunKind, t: &CaseSlaTransform, snapshot: &s
         purpose: "regulatory SLA reporting".into(),
         retention_checked: true,
         erasure_checked: true,
+        ..PrivacySpec::default()
     });
     m
 }
