@@ -179,15 +179,34 @@ impl<I> FileSource<I> {
                     out.push(entry);
                 }
             }
-            if let (Some((manifest_path, _)), Some(missing)) = (&listed, expected.keys().next()) {
-                return Err(Error::NotFound {
-                    run_id: run_id.into(),
-                    what: format!("file {missing}, listed in {manifest_path},"),
-                });
+            if let Some((manifest_path, _)) = &listed {
+                for (missing, f) in expected {
+                    if !self.archived(f).await? {
+                        return Err(Error::NotFound {
+                            run_id: run_id.into(),
+                            what: format!("file {missing}, listed in {manifest_path},"),
+                        });
+                    }
+                }
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    /// Whether a listed file that is not in landing was archived by an import (its listed hash
+    /// names the archive path).
+    async fn archived(&self, f: &layout::ManifestFile) -> Result<bool> {
+        let Some(sha256) = &f.sha256 else {
+            return Ok(false);
+        };
+        for status in ["accepted", "rejected", "ignored"] {
+            let path = layout::archive_path(status, &sha256.to_ascii_lowercase(), &f.path);
+            if self.landing.exists(&path).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The month's manifest, if the layout has one.
