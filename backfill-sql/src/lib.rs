@@ -7,6 +7,7 @@ mod copy;
 mod dialect;
 mod error;
 mod files;
+mod forgotten;
 mod ident;
 mod migrate;
 mod pool;
@@ -19,6 +20,7 @@ mod validate;
 
 pub use dialect::Dialect;
 pub use files::{DuplicatePolicy, FileDecision, FileIdentity, FileLedger, FileRecord};
+pub use forgotten::{SqlForgottenSubjects, FORGOTTEN_TABLE};
 pub use ident::{Ident, QualifiedName};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
