@@ -18,7 +18,7 @@
 //! | same path, new content | skip | reprocess | correction (supersedes) | reject |
 //! | known content, new path | skip | reprocess | skip | reject |
 //!
-//! With the `sql` feature, backfill-sql's [`FileLedger`](backfill_sql::FileLedger) is an
+//! With the `sql` feature, backfill-sql's `FileLedger` is an
 //! [`ImportLedger`] (SQLite, PostgreSQL, MariaDB).
 
 mod decode;
