@@ -30,7 +30,10 @@ async fn an_unpublished_run_is_not_imported_and_a_retried_commit_changes_nothing
         FileSource::<Order>::new(Arc::<LocalLanding>::clone(&landing) as Arc<dyn Landing>)
             .with_ledger(Arc::<MemoryLedger>::clone(&ledger) as Arc<dyn ImportLedger>),
     );
-    let report = world.run(dry, source.clone()).await.expect("dry run");
+    let report = world
+        .run(dry, Arc::<FileSource<Order>>::clone(&source))
+        .await
+        .expect("dry run");
     assert_ne!(report.state, RunState::Published);
     let err = importer
         .commit(world.store.as_ref(), &"bf-dry".into(), common::run::now())
