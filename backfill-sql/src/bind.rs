@@ -9,7 +9,7 @@ macro_rules! bind_value {
         use $crate::row::{SqlType, Value};
         let q = $q;
         match ($v, $ty) {
-            (Value::Null, SqlType::Text) => q.bind(None::<String>),
+            (Value::Null, SqlType::Text | SqlType::LongText) => q.bind(None::<String>),
             (Value::Null, SqlType::BigInt) => q.bind(None::<i64>),
             (Value::Null, SqlType::Double) => q.bind(None::<f64>),
             (Value::Null, SqlType::Boolean) => q.bind(None::<bool>),
@@ -36,7 +36,7 @@ macro_rules! read_value {
         let r = $row;
         let i: usize = $i;
         let v: Result<Value, sqlx::Error> = match $ty {
-            SqlType::Text => r
+            SqlType::Text | SqlType::LongText => r
                 .try_get::<Option<String>, _>(i)
                 .map(|v| v.map_or(Value::Null, Value::Text)),
             SqlType::BigInt => r

@@ -19,6 +19,9 @@ const PG_EPOCH_DAYS: i64 = 10_957;
 #[derive(Debug, Default)]
 pub(crate) struct CopyWriter {
     pub(crate) buf: Vec<u8>,
+    /// The first column given a text value with a NUL character, which PostgreSQL's text types
+    /// cannot store (the server would refuse the whole COPY with an encoding error naming nothing).
+    pub(crate) nul_in: Option<&'static str>,
 }
 
 impl CopyWriter {
@@ -78,7 +81,10 @@ impl FieldSink for CopyWriter {
     fn float(&mut self, _: &Column, v: f64) {
         self.field(&v.to_bits().to_be_bytes());
     }
-    fn text(&mut self, _: &Column, v: &str) {
+    fn text(&mut self, col: &Column, v: &str) {
+        if self.nul_in.is_none() && v.as_bytes().contains(&0) {
+            self.nul_in = Some(col.name);
+        }
         self.field(v.as_bytes());
     }
     fn date(&mut self, _: &Column, v: NaiveDate) {

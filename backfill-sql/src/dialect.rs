@@ -59,6 +59,17 @@ impl Dialect {
         }
     }
 
+    /// Table options every `CREATE TABLE` ends with: on MySQL/MariaDB the full UTF-8 character set
+    /// (4-byte characters such as emoji; the server's default `utf8mb3` refuses them). Its default
+    /// collation folds case, as MySQL's collations do: keys that differ only in case are one key
+    /// there (a binary collation would compare exactly, but sqlx then reads text as bytes).
+    pub fn table_options(self) -> &'static str {
+        match self {
+            Self::MySql => " DEFAULT CHARSET=utf8mb4",
+            _ => "",
+        }
+    }
+
     /// Type for long text (JSON documents).
     pub fn long_text(self) -> &'static str {
         match self {

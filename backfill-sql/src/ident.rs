@@ -198,7 +198,10 @@ impl QualifiedName {
             ),
             Dialect::MySql => (
                 "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name = ?",
-                format!("CREATE DATABASE IF NOT EXISTS {}", schema.quoted(d)),
+                format!(
+                    "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
+                    schema.quoted(d)
+                ),
             ),
             Dialect::Sqlite => return Ok(()),
         };

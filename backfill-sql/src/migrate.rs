@@ -58,8 +58,15 @@ fn render(sql: &str, d: Dialect) -> Vec<String> {
         .collect::<Vec<_>>()
         .join("\n");
     code.split(';')
-        .map(|s| s.trim().to_owned())
+        .map(|s| s.trim())
         .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.starts_with("CREATE TABLE") {
+                format!("{s}{}", d.table_options())
+            } else {
+                s.to_owned()
+            }
+        })
         .collect()
 }
 
@@ -71,8 +78,9 @@ fn render(sql: &str, d: Dialect) -> Vec<String> {
 pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
     let d = pool.dialect();
     let create = format!(
-        "CREATE TABLE IF NOT EXISTS bf_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name {} NOT NULL, applied_at BIGINT NOT NULL)",
-        d.key_type()
+        "CREATE TABLE IF NOT EXISTS bf_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name {} NOT NULL, applied_at BIGINT NOT NULL){}",
+        d.key_type(),
+        d.table_options()
     );
     with_pool!(pool, p => {
         let mut conn = p.acquire().await.map_err(db)?;

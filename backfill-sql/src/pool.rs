@@ -144,7 +144,7 @@ impl SqlPool {
                     .await
                     .map_err(db)?;
                 let create = format!(
-                    "CREATE DATABASE IF NOT EXISTS {}",
+                    "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
                     ns.quoted(Dialect::MySql)
                 );
                 sqlx::query(&create).execute(&admin).await.map_err(db)?;

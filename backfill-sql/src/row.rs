@@ -19,8 +19,11 @@ use crate::dialect::Dialect;
 /// The SQL type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SqlType {
-    /// Text (`TEXT`; `VARCHAR(255)` on MySQL so it can be indexed).
+    /// Text (`TEXT`; `VARCHAR(255)` on MySQL/MariaDB so it can be a key or the partition column:
+    /// a longer value is refused there with an error naming the column).
     Text,
+    /// Text of any length that is never a key (`TEXT`; `LONGTEXT` on MySQL/MariaDB).
+    LongText,
     /// 64-bit integer.
     BigInt,
     /// 64-bit float.
@@ -39,6 +42,8 @@ impl SqlType {
         match (self, d) {
             (Self::Text, Dialect::MySql) => "VARCHAR(255)",
             (Self::Text, _) => "TEXT",
+            (Self::LongText, Dialect::MySql) => "LONGTEXT",
+            (Self::LongText, _) => "TEXT",
             (Self::BigInt, Dialect::Sqlite) => "INTEGER",
             (Self::BigInt, _) => "BIGINT",
             (Self::Double, Dialect::Postgres) => "DOUBLE PRECISION",
@@ -460,7 +465,7 @@ fn parse_date(v: &str) -> Option<NaiveDate> {
 /// Puts a string into a column of any string-carried type.
 fn put_str<S: FieldSink>(sink: &mut S, col: &'static Column, v: &str) -> Result<(), RowError> {
     match col.ty {
-        SqlType::Text => sink.text(col, v),
+        SqlType::Text | SqlType::LongText => sink.text(col, v),
         SqlType::Date => {
             let d = parse_date(v)
                 .ok_or_else(|| RowError(format!("column `{}`: `{v}` is not a date", col.name)))?;
@@ -497,7 +502,7 @@ impl<S: FieldSink> FieldSer<'_, S> {
         match self.col.ty {
             SqlType::BigInt => self.sink.int(self.col, v),
             SqlType::Double => self.sink.float(self.col, v as f64),
-            SqlType::Text => self.sink.text(self.col, &v.to_string()),
+            SqlType::Text | SqlType::LongText => self.sink.text(self.col, &v.to_string()),
             _ => return Err(self.mismatch("an integer")),
         }
         Ok(())

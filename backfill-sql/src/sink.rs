@@ -204,7 +204,7 @@ impl<R: OutputRow + DeserializeOwned> SqlSink<R> {
         match d {
             Dialect::MySql => {
                 self.pool
-                    .execute(&format!("CREATE TABLE IF NOT EXISTS {t} ({cols}, {chunk} {key} NOT NULL, INDEX ({chunk}))"))
+                    .execute(&format!("CREATE TABLE IF NOT EXISTS {t} ({cols}, {chunk} {key} NOT NULL, INDEX ({chunk})){}", d.table_options()))
                     .await?;
             }
             _ => {
@@ -278,6 +278,25 @@ where
         .await
         .map(drop)
         .map_err(db)
+}
+
+/// Characters a MySQL/MariaDB `VARCHAR(255)` holds ([`SqlType::Text`](crate::SqlType::Text)).
+const VARCHAR_CHARS: usize = 255;
+
+/// The first [`SqlType::Text`](crate::SqlType::Text) column whose value is longer than MySQL's
+/// `VARCHAR(255)` (checked before sending, so the error names the column instead of the server's
+/// "data too long").
+fn too_long(columns: &[crate::row::Column], values: &[Value]) -> Option<&'static str> {
+    columns.iter().zip(values).find_map(|(c, v)| match v {
+        Value::Text(s)
+            if c.ty == crate::row::SqlType::Text
+                && s.len() > VARCHAR_CHARS
+                && s.chars().count() > VARCHAR_CHARS =>
+        {
+            Some(c.name)
+        }
+        _ => None,
+    })
 }
 
 fn row_err<R>(e: impl fmt::Display) -> backfill_core::Error {
@@ -357,6 +376,14 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
                         for r in group {
                             let mut v = Values(Vec::with_capacity(per_row));
                             encode(r, columns, &mut v).map_err(row_err::<R>)?;
+                            if mysql {
+                                if let Some(col) = too_long(columns, &v.0) {
+                                    return Err(row_err::<R>(format!(
+                                        "run {} chunk {}: column `{col}` holds more than {VARCHAR_CHARS} characters, the most a MySQL/MariaDB text column can index (declare it SqlType::LongText if it is never a key)",
+                                        req.run_id, req.chunk_id
+                                    )));
+                                }
+                            }
                             values.extend(v.0);
                             values.extend(lineage.iter().cloned());
                             values.push(chunk_value.clone());
@@ -410,6 +437,14 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
                         w.row_start(fields);
                         if let Err(e) = encode(r, columns, &mut w) {
                             let _ = copy.abort(e.to_string()).await;
+                            return Err(row_err::<R>(e));
+                        }
+                        if let Some(col) = w.nul_in {
+                            let e = format!(
+                                "run {} chunk {}: column `{col}` holds a NUL character, which PostgreSQL text cannot store",
+                                req.run_id, req.chunk_id
+                            );
+                            let _ = copy.abort(e.as_str()).await;
                             return Err(row_err::<R>(e));
                         }
                         for v in &lineage {

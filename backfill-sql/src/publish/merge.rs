@@ -127,10 +127,11 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
             .join(", ");
         self.pool
             .execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {defs})",
+                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {defs}){}",
                 table.quoted(d),
                 self.q(KEY_RUN),
-                d.key_type()
+                d.key_type(),
+                d.table_options()
             ))
             .await?;
         let idx = hashed("bfi_", &[&table.to_string(), KEY_RUN]);

@@ -225,8 +225,9 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         let t = self.target.quoted(d);
         self.pool
             .execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} ({})",
-                column_ddl(&self.schema, d)
+                "CREATE TABLE IF NOT EXISTS {t} ({}){}",
+                column_ddl(&self.schema, d),
+                d.table_options()
             ))
             .await?;
         // Not a plain `execute`: see `ensure_index` (no SHARE lock on the target per publish).
@@ -250,11 +251,12 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         let a = self.archive_table();
         self.pool
             .execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {})",
+                "CREATE TABLE IF NOT EXISTS {} ({} {} NOT NULL, {}){}",
                 a.quoted(d),
                 self.q(ARCHIVED_BY),
                 d.key_type(),
-                column_ddl(&self.schema, d)
+                column_ddl(&self.schema, d),
+                d.table_options()
             ))
             .await?;
         let idx = hashed("bfi_", &[&a.to_string(), ARCHIVED_BY]);

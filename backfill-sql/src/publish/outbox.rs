@@ -88,7 +88,7 @@ impl SqlOutbox {
             .execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {t} ({} {key} NOT NULL PRIMARY KEY, {} {key} NOT NULL, \
                  {} {long} NOT NULL, {} {key} NOT NULL, {} {long} NULL, {} {long} NOT NULL, \
-                 {} {key} NOT NULL, {} BIGINT NOT NULL)",
+                 {} {key} NOT NULL, {} BIGINT NOT NULL){}",
                 q(COLUMNS[0]),
                 q(COLUMNS[1]),
                 q(COLUMNS[2]),
@@ -97,6 +97,7 @@ impl SqlOutbox {
                 q(COLUMNS[5]),
                 q(COLUMNS[6]),
                 q(COLUMNS[7]),
+                d.table_options(),
             ))
             .await?;
         let idx = hashed("bfi_", &[&self.table.to_string(), "produced_by_run_id"]);

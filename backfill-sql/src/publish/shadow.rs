@@ -30,8 +30,9 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         // table empty and invisible, and a concurrent attempt of the same run waits on the claim.
         self.pool
             .execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {t} ({})",
-                column_ddl(&self.schema, d)
+                "CREATE TABLE IF NOT EXISTS {t} ({}){}",
+                column_ddl(&self.schema, d),
+                d.table_options()
             ))
             .await?;
         let mut stmts = vec![Stmt::plain(format!("DELETE FROM {t}"))];
