@@ -438,3 +438,108 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn withheld_records_are_counted_once_per_complete_read_and_not_on_a_recount() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let registry = MemoryForgotten::new(REGISTRY);
+    registry.forget("C-3");
+    metrics::with_local_recorder(&recorder, || {
+        rt().block_on(async {
+            let (parts, approved, _) = replay("bf-priv-metric", &registry).await;
+            // Evidence recovered by a process that never read the chunk adds nothing.
+            let plan = parts.store.plan(approved.run_id()).await.unwrap().unwrap();
+            let fresh = withheld(source(), policy(), &registry);
+            let v = fresh
+                .chunk_evidence(&plan.chunks[1])
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(v["withheld"], 28);
+        })
+    });
+    let counted: Vec<(Vec<(String, String)>, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == backfill_core::privacy::WITHHELD_RECORDS_TOTAL)
+        .map(|(k, _, _, v)| {
+            let labels = k
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            match v {
+                DebugValue::Counter(n) => (labels, n),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        [(vec![("registry".to_owned(), REGISTRY.to_owned())], 90)]
+    );
+}
+
+/// A registry that forgets `C-3` right after answering its first lookup, as an erasure request
+/// landing in the middle of the first chunk's read.
+#[derive(Debug, Clone)]
+struct ForgetsDuringFirstRead(MemoryForgotten);
+
+#[async_trait::async_trait]
+impl ForgottenSubjects for ForgetsDuringFirstRead {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn version(&self) -> backfill_core::Result<u64> {
+        self.0.version().await
+    }
+    async fn forgotten(&self, subjects: &[&str]) -> backfill_core::Result<Vec<bool>> {
+        let answer = self.0.forgotten(subjects).await;
+        self.0.forget("C-3");
+        answer
+    }
+}
+
+#[tokio::test]
+async fn an_erasure_landing_mid_chunk_is_honoured_by_the_retried_read_and_its_evidence() {
+    let memory = MemoryForgotten::new(REGISTRY);
+    memory.forget("B-2");
+    let parts = Parts::new();
+    let src = Withheld::new(
+        source(),
+        policy(),
+        ForgetsDuringFirstRead(memory.clone()),
+        |e: &Event| Some(e.account.clone()),
+    )
+    .with_clock(Arc::new(FixedClock(at())));
+    let runner = Executor::builder(
+        parts.control(),
+        Arc::new(src),
+        Arc::new(Scale::default()),
+        parts.sink.clone(),
+        parts.publisher.clone(),
+    )
+    .build();
+    let approved = approve(private_manifest("bf-priv-midread"));
+    runner.control().submit(&approved).await.unwrap();
+    let report = runner.run(approved.run_id()).await.unwrap();
+    assert_eq!(report.state, RunState::Published, "{report:?}");
+    let evidence = withheld_evidence(&parts, approved.run_id()).await;
+    assert_eq!(evidence.len(), 3);
+    // Every chunk stands on the registry after the erasure: version 2, both subjects withheld.
+    assert!(
+        evidence.iter().all(|(_, v)| v["registry_version"] == 2),
+        "{evidence:?}"
+    );
+    let total: u64 = evidence
+        .iter()
+        .map(|(_, v)| v["withheld"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 180);
+    let published: Vec<Row> = parts.publisher.snapshot().into_values().flatten().collect();
+    assert_eq!(published.len(), 90);
+    assert!(published.iter().all(|r| r.account == "A-1"));
+}

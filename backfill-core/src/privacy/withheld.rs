@@ -158,6 +158,8 @@ struct ReadState<I> {
     tallies: Tallies,
     version: Option<u64>,
     withheld: u64,
+    /// Whether a complete read adds to [`WITHHELD_RECORDS_TOTAL`] (not for a recount).
+    metric: bool,
     done: bool,
 }
 
@@ -218,8 +220,10 @@ async fn step<I: Send + 'static>(mut s: ReadState<I>) -> Option<(Result<Vec<I>>,
                 if let Ok(mut t) = s.tallies.lock() {
                     t.insert(s.chunk_id.clone(), tally);
                 }
-                metrics::counter!(WITHHELD_RECORDS_TOTAL, "registry" => s.registry.name().to_owned())
-                    .increment(s.withheld);
+                if s.metric {
+                    metrics::counter!(WITHHELD_RECORDS_TOTAL, "registry" => s.registry.name().to_owned())
+                        .increment(s.withheld);
+                }
                 return None;
             }
         }
@@ -308,30 +312,7 @@ where
     }
 
     fn read(&self, chunk: &PlannedChunk) -> BoxStream<'static, Result<Vec<I>>> {
-        if let Ok(mut t) = self.tallies.lock() {
-            t.remove(&chunk.id);
-        }
-        if let Err(reason) = self.policy.check_range(&chunk.range, self.clock.now()) {
-            let e = Error::adapter(
-                "privacy",
-                PrivacyError::Retention {
-                    chunk_id: chunk.id.clone(),
-                    reason,
-                },
-            );
-            return stream::once(async move { Err(e) }).boxed();
-        }
-        let state = ReadState {
-            inner: self.inner.read(chunk),
-            registry: Arc::clone(&self.registry),
-            subject_of: Arc::clone(&self.subject_of),
-            chunk_id: chunk.id.clone(),
-            tallies: Arc::clone(&self.tallies),
-            version: None,
-            withheld: 0,
-            done: false,
-        };
-        stream::unfold(state, step).boxed()
+        self.read_counted(chunk, true)
     }
 
     async fn chunk_evidence(&self, chunk: &PlannedChunk) -> Result<Option<Value>> {
@@ -339,7 +320,7 @@ where
         let (tally, recounted) = match self.tally(&chunk.id) {
             Some(t) => (t, false),
             None => {
-                let mut read = self.read(chunk);
+                let mut read = self.read_counted(chunk, false);
                 while let Some(batch) = read.next().await {
                     batch?;
                 }
@@ -364,5 +345,45 @@ where
             out.insert("recounted".into(), true.into());
         }
         Ok(Some(Value::Object(out)))
+    }
+}
+
+impl<S, I> Withheld<S, I>
+where
+    S: BackfillSource<I>,
+    I: Send + 'static,
+{
+    /// Reads `chunk` through the policy and the registry; `metric`: whether a complete read adds
+    /// to the withheld counter.
+    fn read_counted(
+        &self,
+        chunk: &PlannedChunk,
+        metric: bool,
+    ) -> BoxStream<'static, Result<Vec<I>>> {
+        if let Ok(mut t) = self.tallies.lock() {
+            t.remove(&chunk.id);
+        }
+        if let Err(reason) = self.policy.check_range(&chunk.range, self.clock.now()) {
+            let e = Error::adapter(
+                "privacy",
+                PrivacyError::Retention {
+                    chunk_id: chunk.id.clone(),
+                    reason,
+                },
+            );
+            return stream::once(async move { Err(e) }).boxed();
+        }
+        let state = ReadState {
+            inner: self.inner.read(chunk),
+            registry: Arc::clone(&self.registry),
+            subject_of: Arc::clone(&self.subject_of),
+            chunk_id: chunk.id.clone(),
+            tallies: Arc::clone(&self.tallies),
+            version: None,
+            withheld: 0,
+            metric,
+            done: false,
+        };
+        stream::unfold(state, step).boxed()
     }
 }
