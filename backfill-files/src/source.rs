@@ -40,7 +40,7 @@ pub enum Period {
 /// state. The plan's snapshot is `files:sha256:<digest of the list>`.
 ///
 /// Reading a chunk verifies every file's size and hash before decoding a row of it (a file
-/// changed after planning is an [`Error::Conflict`] naming it), then yields its rows in batches,
+/// changed after planning is an [`Error::NonDeterministic`] naming it and both hashes), then yields its rows in batches,
 /// file by file in path order. Files archived after an import are read from the archive.
 ///
 /// ```no_run
@@ -488,12 +488,16 @@ pub(crate) async fn load_verified(
         changed.get_or_insert((bytes.len(), sha256));
     }
     match changed {
-        Some((size, sha256)) => Err(conflict(
-            run_id,
-            &entry.path,
-            format!("size {} sha256 {} as planned", entry.size, entry.sha256),
-            format!("size {size} sha256 {sha256} (the file changed after planning)"),
-        )),
+        // Not `Error::Conflict`: the runner takes any conflict in a chunk for a lost lease and
+        // leaves the chunk to "its owner", so the run would wait for ever. The chunk cannot be
+        // read as planned: its input is not reproducible, which fails the chunk.
+        Some((size, sha256)) => Err(Error::NonDeterministic {
+            run_id: run_id.into(),
+            detail: format!(
+                "file {} changed after planning: planned size {} sha256 {}, found size {size} sha256 {sha256}",
+                entry.path, entry.size, entry.sha256
+            ),
+        }),
         None => Err(Error::NotFound {
             run_id: run_id.into(),
             what: format!(

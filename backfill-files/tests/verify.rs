@@ -47,7 +47,7 @@ async fn first_items(
 }
 
 #[tokio::test]
-async fn a_file_changed_after_planning_is_a_conflict_naming_it_before_any_row() {
+async fn a_file_changed_after_planning_is_an_error_naming_it_before_any_row() {
     let root = common::fresh_dir("changed");
     common::landing(&root);
     let plan = plan(&root, DuplicateFilePolicy::Reject)
@@ -70,9 +70,10 @@ async fn a_file_changed_after_planning_is_a_conflict_naming_it_before_any_row() 
         .iter()
         .find_map(|i| i.as_ref().err())
         .expect("an error");
-    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(err.kind(), ErrorKind::NonDeterministic, "{err}");
     assert!(
-        matches!(err, Error::Conflict { what, .. } if what == &format!("file {path}")),
+        matches!(err, Error::NonDeterministic { detail, .. }
+            if detail.starts_with(&format!("file {path} changed after planning"))),
         "{err}"
     );
     let rows: Vec<&FileRow<Order>> = items
