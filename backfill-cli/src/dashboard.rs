@@ -52,8 +52,8 @@ impl Dashboard {
     ) -> backfill_core::Result<usize> {
         let runs = control.runs(filter).await?;
         for run in &runs {
-            let report = control.status(&run.run_id).await?;
-            let chunks = control.store().chunks(&run.run_id).await?;
+            // One read of the ledger for the run's counters and the per-chunk series.
+            let (report, chunks) = control.status_and_chunks(&run.run_id).await?;
             let labels = labels(run);
             self.state(run, &labels);
             counters(&report, &labels);

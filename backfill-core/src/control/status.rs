@@ -74,6 +74,15 @@ impl RunReport {
 impl Control {
     /// The run's state and results, from the store.
     pub async fn status(&self, run_id: &RunId) -> Result<RunReport> {
+        Ok(self.status_and_chunks(run_id).await?.0)
+    }
+
+    /// [`status`](Self::status) and the ledger rows it was computed from, read once (for
+    /// dashboards that also show every chunk).
+    pub async fn status_and_chunks(
+        &self,
+        run_id: &RunId,
+    ) -> Result<(RunReport, Vec<crate::store::ChunkRecord>)> {
         let record = self.run(run_id).await?;
         let chunks = self.store.chunks(run_id).await?;
         let evidence = self.store.evidence(run_id).await?;
@@ -112,7 +121,7 @@ impl Control {
             }
         }
         let skip = transitions.len().saturating_sub(10);
-        Ok(RunReport {
+        let report = RunReport {
             run_id: run_id.clone(),
             state: record.state,
             target: record.target,
@@ -129,6 +138,7 @@ impl Control {
             transitions: transitions.into_iter().skip(skip).collect(),
             started_at: chunks.iter().filter_map(|c| c.started_at).min(),
             finished_at: chunks.iter().filter_map(|c| c.finished_at).max(),
-        })
+        };
+        Ok((report, chunks))
     }
 }
