@@ -21,6 +21,8 @@ pub const FORGOTTEN_TABLE: &str = "bf_forgotten_subjects";
 /// SQLite: one row per registry and subject, with when and why it was forgotten. Rows are only
 /// ever added (the [`ForgottenSubjects`] contract): forgetting a subject twice keeps the first
 /// row, and nothing here removes one. The version is the registry's number of subjects.
+/// On MySQL/MariaDB subjects compare under the table's case-folding collation, so `S-2` and `s-2`
+/// are one subject there: a lookup may withhold more, never less.
 ///
 /// ```no_run
 /// # async fn f() -> backfill_core::Result<()> {
@@ -54,10 +56,11 @@ impl SqlForgottenSubjects {
     ) -> backfill_core::Result<Self> {
         let d = pool.dialect();
         let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {} (registry {key} NOT NULL, subject {key} NOT NULL, forgotten_at BIGINT NOT NULL, reason {long} NOT NULL, PRIMARY KEY (registry, subject))",
+            "CREATE TABLE IF NOT EXISTS {} (registry {key} NOT NULL, subject {key} NOT NULL, forgotten_at BIGINT NOT NULL, reason {long} NOT NULL, PRIMARY KEY (registry, subject)){options}",
             table.quoted(d),
             key = d.key_type(),
             long = d.long_text(),
+            options = d.table_options(),
         );
         pool.execute(&ddl).await?;
         Ok(Self {
