@@ -4,7 +4,7 @@
 //! `manifest/YYYY/MM/manifest.json` ([`PeriodManifest`]). [`FileSource`] plans a manifest's
 //! business-date range into chunks whose source state is the sorted, hashed file list
 //! ([`FilesState`]); reading verifies every file's size and sha256 before decoding a row (CSV or
-//! JSON lines) into [`FileRow`]s that carry their [`Lineage`].
+//! JSON lines; Parquet with the `parquet` feature) into [`FileRow`]s that carry their [`Lineage`].
 //!
 //! The [`ImportLedger`] remembers imported contents by sha256 (the path an attribute); at planning
 //! the manifest's `source.duplicate_files` policy [`decide`]s what a re-landed or copied file is.

@@ -127,13 +127,23 @@ impl<I> FileSource<I> {
                 .map(|(_, m)| m.files.iter().map(|f| (f.path.as_str(), f)).collect())
                 .unwrap_or_default();
             for object in landed {
-                if Format::of(&object.path).is_none() {
+                let readable = match Format::of(&object.path) {
+                    Some(Format::Parquet) => cfg!(feature = "parquet"),
+                    Some(_) => true,
+                    None => false,
+                };
+                if !readable {
                     return Err(Error::Unsupported {
                         run_id: run_id.into(),
                         part: "files source".into(),
                         what: format!(
-                            "read {}: its extension is none of csv, jsonl, ndjson",
-                            object.path
+                            "read {}: its extension is none of csv, jsonl, ndjson{}",
+                            object.path,
+                            if cfg!(feature = "parquet") {
+                                ", parquet"
+                            } else {
+                                " (parquet needs the `parquet` feature)"
+                            }
                         ),
                     });
                 }
