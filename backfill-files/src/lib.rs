@@ -18,6 +18,9 @@
 //! | same path, new content | skip | reprocess | correction (supersedes) | reject |
 //! | known content, new path | skip | reprocess | skip | reject |
 //!
+//! The landing area is a [`Landing`]: a local directory ([`LocalLanding`]), or any object store
+//! with the `object-store` feature (`ObjectStoreLanding`).
+//!
 //! With the `sql` feature, backfill-sql's `FileLedger` is an
 //! [`ImportLedger`] (SQLite, PostgreSQL, MariaDB).
 
@@ -26,6 +29,8 @@ mod import;
 mod landing;
 pub mod layout;
 mod ledger;
+#[cfg(feature = "object-store")]
+mod object;
 mod source;
 #[cfg(feature = "sql")]
 mod sql;
@@ -36,5 +41,7 @@ pub use import::{ImportReport, Importer};
 pub use landing::{LandedObject, Landing, LocalLanding};
 pub use layout::{ManifestFile, PeriodManifest};
 pub use ledger::{decide, ImportLedger, ImportRecord, ImportStatus, MemoryLedger};
+#[cfg(feature = "object-store")]
+pub use object::ObjectStoreLanding;
 pub use source::{FileSource, Period};
 pub use state::{snapshot_of, Decision, FileEntry, FilesState};
