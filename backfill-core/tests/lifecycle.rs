@@ -518,3 +518,47 @@ async fn parallel_and_sequential_runs_agree() {
     }
     assert_eq!(digests[0], digests[1]);
 }
+
+#[tokio::test]
+async fn the_same_review_twice_stands_and_a_different_one_is_refused() {
+    let parts = Parts::new();
+    let (v2, approved) = publish_then_restate(&parts).await;
+    v2.run(approved.run_id()).await.unwrap();
+    let control = v2.control();
+    let first = control
+        .review(approved.run_id(), true, "owner", "expected")
+        .await
+        .unwrap();
+    assert_eq!(first, RunState::Validated);
+    // A retry, or a second worker of the same job: the decision stands, recorded once.
+    let again = control
+        .review(approved.run_id(), true, "owner", "expected")
+        .await
+        .unwrap();
+    assert_eq!(again, RunState::Validated);
+    let reviews = parts
+        .store
+        .evidence(approved.run_id())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.record,
+                backfill_core::evidence::EvidenceRecord::Review { .. }
+            )
+        })
+        .count();
+    assert_eq!(reviews, 1);
+    // The opposite decision, or another reviewer's, after the review is refused.
+    let err = control
+        .review(approved.run_id(), false, "owner", "changed my mind")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IllegalEvent { .. }), "{err}");
+    let err = control
+        .review(approved.run_id(), true, "auditor", "me too")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IllegalEvent { .. }), "{err}");
+}

@@ -367,14 +367,37 @@ async fn unapproved_and_self_approved_runs_are_refused() {
     let err = draft.clone().approve("data-platform", at()).unwrap_err();
     assert!(matches!(err, Error::SelfApproval { .. }), "{err}");
 
-    runner
+    let first = runner
         .control()
         .approve(&draft.run_id, "owner")
         .await
         .unwrap();
-    let err = runner
+    // The same owner again (a retry, a second worker of one job): the approval stands, once.
+    let again = runner
         .control()
         .approve(&draft.run_id, "owner")
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let approvals = runner
+        .control()
+        .store()
+        .evidence(&draft.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.record,
+                backfill_core::evidence::EvidenceRecord::Approved(_)
+            )
+        })
+        .count();
+    assert_eq!(approvals, 1);
+    // Anyone else cannot approve an approved manifest.
+    let err = runner
+        .control()
+        .approve(&draft.run_id, "another-owner")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Immutable { .. }), "{err}");

@@ -305,6 +305,13 @@ impl Control {
             .manifest(run_id)
             .await?
             .ok_or_else(|| not_found(run_id, "manifest"))?;
+        if let Some(approval) = &stored.approval {
+            // The same owner approving the same digest again (a retry, a second worker of one job
+            // started at the same moment) gets the approval that stands; anyone else is refused.
+            if approval.approved_by == approver && approval.digest == record.manifest_digest {
+                return self.approved(&stored.verify()?).await;
+            }
+        }
         if stored.approval.is_some() || record.state != RunState::Draft {
             return Err(Error::Immutable {
                 run_id: run_id.clone(),
@@ -320,8 +327,42 @@ impl Control {
             });
         }
         let approved = manifest.approve(approver, self.clock.now())?;
-        self.store.put_manifest(&approved.to_stored()).await?;
-        self.record_approval(&approved).await?;
+        match self.store.put_manifest(&approved.to_stored()).await {
+            Ok(()) => {}
+            // Another process stored an approval first: if it is this owner's, it stands.
+            Err(e) if e.kind() == ErrorKind::Conflict || matches!(e, Error::Immutable { .. }) => {
+                let theirs = self
+                    .store
+                    .manifest(run_id)
+                    .await?
+                    .ok_or_else(|| not_found(run_id, "manifest"))?;
+                match &theirs.approval {
+                    Some(a) if a.approved_by == approver && a.digest == record.manifest_digest => {
+                        return self.approved(&theirs.verify()?).await;
+                    }
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        self.approved(&approved).await
+    }
+
+    /// Records an approval's transition unless another process already did, and answers the run.
+    async fn approved(&self, approved: &ApprovedManifest) -> Result<RunRecord> {
+        let run_id = approved.run_id();
+        if self.run(run_id).await?.state == RunState::Draft {
+            match self.record_approval(approved).await {
+                Ok(()) => {}
+                // Lost the transition to the process that stored the same approval.
+                Err(e) if e.root().kind() == ErrorKind::Conflict => {
+                    if self.run(run_id).await?.state == RunState::Draft {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.run(run_id).await
     }
 
@@ -435,6 +476,11 @@ impl Control {
         } else {
             Event::ReviewRejected
         };
+        // The same reviewer's same decision, already recorded (a retry, a second worker of one
+        // job): it stands. Any other decision after the review is refused below.
+        if record.state != RunState::AwaitingReview && self.reviewed_by(run_id, by, accept).await? {
+            return Ok(record.state);
+        }
         if next(record.state, event).is_none() {
             return Err(Error::IllegalEvent {
                 run_id: run_id.clone(),
@@ -454,8 +500,29 @@ impl Control {
                 },
             )
             .await?;
-        self.apply(run_id, record.state, event, by, reason, now)
+        match self
+            .apply(run_id, record.state, event, by, reason, now)
             .await
+        {
+            // Another process recorded the same reviewer's same decision at the same moment.
+            Err(e) if e.root().kind() == ErrorKind::Conflict => {
+                let now = self.run(run_id).await?.state;
+                if now != RunState::AwaitingReview && self.reviewed_by(run_id, by, accept).await? {
+                    Ok(now)
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Whether `by` recorded the review decision `accept` for the run.
+    async fn reviewed_by(&self, run_id: &RunId, by: &str, accept: bool) -> Result<bool> {
+        Ok(self.store.evidence(run_id).await?.iter().any(|e| {
+            e.by == by
+                && matches!(e.record, EvidenceRecord::Review { accept: a, .. } if a == accept)
+        }))
     }
 
     /// Cancels a run by id. The cancellation is persisted: every worker executing the run stops at

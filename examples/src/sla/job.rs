@@ -16,7 +16,6 @@ use std::sync::Arc;
 use backfill_core::evidence::bundle::{verify_rows, Verification};
 use backfill_core::prelude::*;
 use backfill_core::runner::{ExecutorBuilder, ProgressListener, RunEvent};
-use backfill_core::store::RunRecord;
 use backfill_core::validate::{BusinessDelta, UniqueKey};
 use backfill_sql::{SqlCheck, SqlPool, SqlPublisher, SqlSink, SqlStore};
 
@@ -267,29 +266,11 @@ fn display_url(url: &str) -> String {
 async fn submit_and_approve(control: &Control, m: &RunManifest) -> backfill_core::Result<()> {
     let r = control.submit_draft(m).await?;
     if r.state == RunState::Draft {
-        approve_once(control, &m.run_id).await?;
+        // A worker of the job started at the same moment may approve it too: the control plane
+        // answers the same owner's approval of the same digest with the approval that stands.
+        control.approve(&m.run_id, OWNER).await?;
     }
     Ok(())
-}
-
-/// The owner approves a draft. A worker of the job started at the same moment may have approved
-/// it first (the approval is recorded once: the second `approve` is refused as immutable, or loses
-/// the transition): then the run is approved, which is what this worker wanted.
-async fn approve_once(control: &Control, run_id: &RunId) -> backfill_core::Result<RunRecord> {
-    let e = match control.approve(run_id, OWNER).await {
-        Ok(r) => return Ok(r),
-        Err(e) if matches!(e.root(), Error::Immutable { .. } | Error::Conflict { .. }) => e,
-        Err(e) => return Err(e),
-    };
-    // The other approval is stored; its transition follows within moments.
-    for _ in 0..100 {
-        let r = control.run(run_id).await?;
-        if r.state != RunState::Draft {
-            return Ok(r);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Err(e)
 }
 
 /// Runs the whole job. Prints what it does; returns the final state of both runs.
@@ -393,7 +374,7 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
         return finish(cfg, &parts, control.status(&rid).await?).await;
     }
     if state == RunState::Draft {
-        let r = approve_once(control, &rid).await?;
+        let r = control.approve(&rid, OWNER).await?;
         say!(
             "   approved by {OWNER} through the control plane, bound to {}",
             r.manifest_digest
@@ -466,22 +447,13 @@ pub async fn run(cfg: &JobConfig) -> backfill_core::Result<JobOutcome> {
                 } else {
                     "rejected on review"
                 };
-                match control.review(&rid, accept, OWNER, why).await {
-                    Ok(_) => say!(
-                        "   {OWNER}: {} ({why})",
-                        if accept { "accepted" } else { "rejected" }
-                    ),
-                    // A worker started together with this one recorded the decision first.
-                    Err(e)
-                        if matches!(
-                            e.root(),
-                            Error::IllegalEvent { .. } | Error::Conflict { .. }
-                        ) && control.run(&rid).await?.state != RunState::AwaitingReview =>
-                    {
-                        say!("   {OWNER}'s decision was recorded by another worker");
-                    }
-                    Err(e) => return Err(e),
-                }
+                // A worker started together with this one may record the same decision first:
+                // the control plane answers it with the decision that stands.
+                control.review(&rid, accept, OWNER, why).await?;
+                say!(
+                    "   {OWNER}: {} ({why})",
+                    if accept { "accepted" } else { "rejected" }
+                );
             }
         }
         r = control.status(&rid).await?;
