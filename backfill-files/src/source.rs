@@ -37,11 +37,16 @@ pub enum Period {
 /// month against its `manifest/YYYY/MM/manifest.json` when there is one, hashes every file
 /// (sha256), asks the import ledger (if any) what each file is under the manifest's
 /// `source.duplicate_files` policy, and persists the sorted file list of each chunk as its source
-/// state. The plan's snapshot is `files:sha256:<digest of the list>`.
+/// state. With a ledger, the files it holds as imported for those dates (and not corrected now)
+/// are part of the plan too ([`Decision::Imported`]): a chunk is the whole content of its dates,
+/// so publishing it with `replace_partitions` never drops earlier imports. The plan's snapshot is
+/// `files:sha256:<digest of the list>`.
 ///
 /// Reading a chunk verifies every file's size and hash before decoding a row of it (a file
-/// changed after planning is an [`Error::NonDeterministic`] naming it and both hashes), then yields its rows in batches,
-/// file by file in path order. Files archived after an import are read from the archive.
+/// changed after planning is an [`Error::NonDeterministic`] naming it and both hashes), then
+/// yields its rows in batches, file by file in path order. One file's content is held in memory
+/// at a time (it is verified whole before any row is used). Files archived after an import are
+/// read from the archive.
 ///
 /// ```no_run
 /// use std::sync::Arc;

@@ -10,10 +10,11 @@ use chrono::NaiveDate;
 
 use crate::ledger::{ImportLedger, ImportRecord, ImportStatus};
 
-/// Contents are keyed by `(scope, sha256)`: `known` and `commit` use a ledger scoped to the
-/// record's source (see [`FileLedger::scoped`]). The SQL status `accepted`, `rejected` or
-/// `superseded` is the record's; rows written by [`FileLedger::register`] that are still
-/// `pending`, `reprocess` or `correction` read as accepted.
+/// Contents are keyed by `(scope, sha256)`: `known`, `accepted` and `commit` use the ledger
+/// scoped to the record's source (see [`FileLedger::scoped`]). The SQL status `accepted`,
+/// `rejected` or `superseded` is the record's; rows that [`FileLedger::register`] wrote and that
+/// were never accepted (`pending`, `ignored`, `reprocess`, `correction`) read as `rejected`, that
+/// is, not imported. A commit is one transaction per source (a plan has one).
 #[async_trait]
 impl ImportLedger for FileLedger {
     async fn known(
@@ -93,7 +94,9 @@ fn record(source: &str, r: FileRecord) -> ImportRecord {
             .accepted_run_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
-        status: ImportStatus::parse(&r.status).unwrap_or(ImportStatus::Accepted),
+        // Rows `register` wrote and nobody accepted (`pending`, `ignored`, `reprocess`,
+        // `correction`) were never part of a published run: not imported.
+        status: ImportStatus::parse(&r.status).unwrap_or(ImportStatus::Rejected),
         // The ledger keeps the corrected row's key, not its hash.
         corrects: None,
         recorded_at: r.first_seen_at,
