@@ -59,10 +59,10 @@ pub trait Landing: fmt::Debug + Send + Sync + 'static {
 /// ```
 /// use backfill_files::{Landing, LocalLanding};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let dir = std::env::temp_dir().join("backfill-files-doc-landing");
-/// std::fs::create_dir_all(dir.join("landing/2025/01")).unwrap();
-/// std::fs::write(dir.join("landing/2025/01/a.csv"), "id\n1\n").unwrap();
-/// let landing = LocalLanding::new(&dir);
+/// let dir = tempfile::tempdir().unwrap();
+/// std::fs::create_dir_all(dir.path().join("landing/2025/01")).unwrap();
+/// std::fs::write(dir.path().join("landing/2025/01/a.csv"), "id\n1\n").unwrap();
+/// let landing = LocalLanding::new(dir.path());
 /// let found = landing.list("landing/2025/01").await.unwrap();
 /// assert_eq!(found[0].path, "landing/2025/01/a.csv");
 /// # });

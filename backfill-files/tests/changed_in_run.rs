@@ -45,7 +45,8 @@ impl Landing for Changing {
 
 #[tokio::test]
 async fn a_run_over_a_file_changed_after_planning_fails_naming_it() {
-    let root = common::fresh_dir("changed-in-run");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     let path = "landing/2025/01/orders-2025-01-10.csv";
     let landing = Arc::new(Changing {

@@ -13,7 +13,8 @@ use common::{day, Order};
 
 #[tokio::test]
 async fn an_unpublished_run_is_not_imported_and_a_retried_commit_changes_nothing() {
-    let root = common::fresh_dir("importer");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     let landing = Arc::new(LocalLanding::new(&root));
     let ledger = Arc::new(MemoryLedger::new());

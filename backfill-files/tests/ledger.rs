@@ -122,7 +122,8 @@ async fn the_memory_ledger_keeps_the_contract() {
 
 #[tokio::test]
 async fn the_sqlite_ledger_keeps_the_contract() {
-    let dir = common::fresh_dir("sqlite-ledger");
+    let tmp = common::temp();
+    let dir = tmp.path().to_path_buf();
     let pool = SqlPool::connect(&format!("sqlite:{}", dir.join("l.db").display()))
         .await
         .expect("sqlite");

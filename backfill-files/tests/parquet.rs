@@ -32,7 +32,8 @@ fn parquet(orders: &[Order]) -> Vec<u8> {
 
 #[tokio::test]
 async fn parquet_files_are_read_verified_with_lineage() {
-    let root = common::fresh_dir("parquet");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     let orders = common::orders("p", day(1, 7), 4, 10);
     let path = root.join("landing/2025/01/orders-2025-01-07.parquet");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");

@@ -83,12 +83,12 @@ proptest! {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             shuffled.swap(i, (s >> 33) as usize % (i + 1));
         }
-        let a = common::fresh_dir(&format!("props-a-{seed}"));
-        let b = common::fresh_dir(&format!("props-b-{seed}"));
-        let total = land(&a, &files, &forward);
-        land(&b, &files, &shuffled);
+        let (tmp_a, tmp_b) = (common::temp(), common::temp());
+        let (a, b) = (tmp_a.path(), tmp_b.path());
+        let total = land(a, &files, &forward);
+        land(b, &files, &shuffled);
         let ((plan_a, rows_a), (plan_b, rows_b)) = rt.block_on(async {
-            (plan_and_read(&a, period).await, plan_and_read(&b, period).await)
+            (plan_and_read(a, period).await, plan_and_read(b, period).await)
         });
         prop_assert!(plan_a.same_work(&plan_b));
         prop_assert_eq!(&rows_a, &rows_b);
@@ -97,7 +97,5 @@ proptest! {
         prop_assert_eq!(lineage.len(), total, "a row read twice");
         let ids: BTreeSet<_> = rows_a.iter().map(|r| &r.record.id).collect();
         prop_assert_eq!(ids.len(), total);
-        let _ = std::fs::remove_dir_all(&a);
-        let _ = std::fs::remove_dir_all(&b);
     }
 }

@@ -20,6 +20,7 @@ use common::{day, Order};
 const PATH: &str = "landing/2025/01/orders-2025-01-15.csv";
 
 struct Setup {
+    _tmp: tempfile::TempDir,
     root: std::path::PathBuf,
     world: World,
     ledger: Arc<FileLedger>,
@@ -27,7 +28,11 @@ struct Setup {
 }
 
 async fn setup(name: &str) -> Setup {
-    let root = common::fresh_dir(name);
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("backfill-files-{name}-"))
+        .tempdir()
+        .expect("temp dir");
+    let root = tmp.path().to_path_buf();
     let pool = SqlPool::connect(&format!("sqlite:{}", root.join("ledger.db").display()))
         .await
         .expect("sqlite");
@@ -36,6 +41,7 @@ async fn setup(name: &str) -> Setup {
         ledger: Arc::new(FileLedger::new(pool).await.expect("ledger")),
         landing: Arc::new(LocalLanding::new(root.join("area"))),
         root,
+        _tmp: tmp,
     }
 }
 

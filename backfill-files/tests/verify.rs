@@ -48,7 +48,8 @@ async fn first_items(
 
 #[tokio::test]
 async fn a_file_changed_after_planning_is_an_error_naming_it_before_any_row() {
-    let root = common::fresh_dir("changed");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     let plan = plan(&root, DuplicateFilePolicy::Reject)
         .await
@@ -86,7 +87,8 @@ async fn a_file_changed_after_planning_is_an_error_naming_it_before_any_row() {
 
 #[tokio::test]
 async fn malformed_rows_are_typed_errors_naming_file_and_line() {
-    let root = common::fresh_dir("malformed");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::write(
         &root,
         "landing/2025/01/a.csv",
@@ -129,7 +131,8 @@ async fn malformed_rows_are_typed_errors_naming_file_and_line() {
 #[tokio::test]
 async fn producer_manifests_are_checked_file_by_file() {
     // A listed file that is missing.
-    let root = common::fresh_dir("manifest-missing");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     std::fs::remove_file(root.join("landing/2025/02/late.jsonl")).expect("rm");
     let err = plan(&root, DuplicateFilePolicy::Reject)
@@ -143,7 +146,8 @@ async fn producer_manifests_are_checked_file_by_file() {
     );
 
     // A file whose content is not what the manifest lists.
-    let root = common::fresh_dir("manifest-hash");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     common::write(
         &root,
@@ -159,7 +163,8 @@ async fn producer_manifests_are_checked_file_by_file() {
     );
 
     // A landed file the manifest does not list.
-    let root = common::fresh_dir("manifest-unlisted");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     common::write(
         &root,
@@ -177,7 +182,8 @@ async fn producer_manifests_are_checked_file_by_file() {
 
 #[tokio::test]
 async fn manifest_metadata_is_persisted_in_the_source_state() {
-    let root = common::fresh_dir("metadata");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     let plan = plan(&root, DuplicateFilePolicy::Reject)
         .await
@@ -204,7 +210,8 @@ async fn manifest_metadata_is_persisted_in_the_source_state() {
 
 #[tokio::test]
 async fn planning_refuses_what_it_cannot_honour() {
-    let root = common::fresh_dir("refusals");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     common::landing(&root);
     // A pin that is not the landing's content.
     let mut m = common::manifest("bf-pin", day(1, 1), day(4, 1), DuplicateFilePolicy::Reject);
@@ -238,7 +245,8 @@ async fn planning_refuses_what_it_cannot_honour() {
 
 #[tokio::test]
 async fn the_same_content_twice_in_one_landing_follows_the_policy() {
-    let root = common::fresh_dir("twice");
+    let tmp = common::temp();
+    let root = tmp.path().to_path_buf();
     let content = common::csv(&common::orders("d", day(1, 5), 2, 1));
     common::write(&root, "landing/2025/01/a.csv", &content);
     common::write(&root, "landing/2025/01/b.csv", &content);

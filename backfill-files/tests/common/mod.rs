@@ -23,7 +23,16 @@ pub fn day(m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2025, m, d).expect("a valid date")
 }
 
-/// A fresh directory under the system temp dir.
+/// A temporary directory, removed when dropped.
+pub fn temp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("backfill-files-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// A fresh directory under the system temp dir, named for a conformance namespace (its harness
+/// removes it in teardown).
 pub fn fresh_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("backfill-files-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
