@@ -9,6 +9,7 @@ pub mod correction;
 pub mod digest;
 pub mod encode;
 pub mod error;
+pub mod estimate;
 pub mod evidence;
 pub mod finding;
 pub mod ids;

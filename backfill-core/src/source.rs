@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
+use crate::estimate::SizeEstimate;
 use crate::manifest::RunManifest;
 use crate::plan::{PlannedChunk, SourcePlan};
 
@@ -28,6 +29,11 @@ use crate::plan::{PlannedChunk, SourcePlan};
 /// 6. `chunk_evidence`, when a source has any, describes what a read of the chunk stood on (an API
 ///    source's capture digest, a file source's hashes) and is the same every time it is asked for
 ///    the same chunk; the runner records it with the chunk's staged evidence.
+/// 7. `estimate` sizes a chunk without reading its records (a count, an offset span, file sizes
+///    from the chunk's `state`), has no side effects, and says `None` for what it cannot tell
+///    rather than guessing; a count it gives is the number of records `read` yields (an upper
+///    bound for log offset spans). The default is what `plan` recorded in the chunk's
+///    [`estimate`](PlannedChunk::estimate).
 #[async_trait]
 pub trait BackfillSource<I>: fmt::Debug + Send + Sync + 'static {
     /// A short name for logs and evidence.
@@ -46,5 +52,11 @@ pub trait BackfillSource<I>: fmt::Debug + Send + Sync + 'static {
     async fn chunk_evidence(&self, chunk: &PlannedChunk) -> Result<Option<serde_json::Value>> {
         let _ = chunk;
         Ok(None)
+    }
+
+    /// How big the chunk is, for the [estimate before approval](crate::estimate): records and
+    /// bytes where the source can tell without reading them.
+    async fn estimate(&self, chunk: &PlannedChunk) -> Result<SizeEstimate> {
+        Ok(SizeEstimate::from_plan(chunk))
     }
 }

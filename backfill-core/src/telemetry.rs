@@ -22,7 +22,8 @@ pub const CHUNK_DURATION_SECONDS: &str = "backfill_chunk_duration_seconds";
 pub const SINK_WRITE_LATENCY_MS: &str = "backfill_sink_write_latency_ms";
 /// Validators that failed.
 pub const VALIDATION_FAILURES_TOTAL: &str = "backfill_validation_failures_total";
-/// The manifest's cost ceiling in USD (operators compare their own estimate against it).
+/// The run's estimated cost in USD, from the source's sizes and the manifest's declared prices
+/// (see [`crate::estimate`]); set when the estimate is made.
 pub const COST_ESTIMATE: &str = "backfill_cost_estimate";
 /// Time to publish, seconds.
 pub const PUBLISH_DURATION_SECONDS: &str = "backfill_publish_duration_seconds";

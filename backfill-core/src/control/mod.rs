@@ -23,6 +23,7 @@
 //! # }).unwrap();
 //! ```
 
+mod estimate;
 mod publish;
 mod status;
 

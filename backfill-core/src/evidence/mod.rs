@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::PartitionDigests;
+use crate::estimate::Estimate;
 use crate::ids::{ChunkId, RunId};
 use crate::manifest::{Approval, ManifestDigest, ManifestRef};
 use crate::publish::PublishReceipt;
@@ -51,6 +52,8 @@ pub enum EvidenceKind {
     CancelRequested,
     /// An attachment: a file or summary a job added (diff CSV hash, report).
     Note,
+    /// The estimate before the run: chunks, input size, duration, cost, coverage.
+    Estimated,
 }
 
 impl EvidenceKind {
@@ -70,6 +73,7 @@ impl EvidenceKind {
             Self::RolledBack => "rolled_back",
             Self::CancelRequested => "cancel_requested",
             Self::Note => "note",
+            Self::Estimated => "estimated",
         }
     }
 }
@@ -210,6 +214,9 @@ pub enum EvidenceRecord {
         /// Details.
         detail: serde_json::Value,
     },
+    /// The estimate made before the run's chunks: what the source sized, the duration and cost
+    /// the manifest's rates give, and the plan's coverage.
+    Estimated(Box<Estimate>),
 }
 
 impl EvidenceRecord {
@@ -229,6 +236,7 @@ impl EvidenceRecord {
             Self::RolledBack { .. } => EvidenceKind::RolledBack,
             Self::CancelRequested { .. } => EvidenceKind::CancelRequested,
             Self::Note { .. } => EvidenceKind::Note,
+            Self::Estimated(_) => EvidenceKind::Estimated,
         }
     }
 

@@ -346,6 +346,29 @@ impl RunManifest {
             }
         }
         // Cost and privacy.
+        if self.safety.max_cost_usd.is_some()
+            && !self.safety.cost_model.as_ref().is_some_and(|c| c.prices())
+        {
+            f.push(
+                Warning,
+                "cost_ceiling_unpriced",
+                Q_COST,
+                "safety.cost_model",
+                "a cost ceiling without declared prices holds against nothing: the estimate and the runner cannot price the run",
+            );
+        }
+        if !self.safety.dry_run_chunks.is_empty() && self.mode != ExecutionMode::DryRun {
+            f.push(
+                Blocking,
+                "subset_outside_dry_run",
+                Q_PUBLISH,
+                "safety.dry_run_chunks",
+                format!(
+                    "a subset of chunks runs only in dry_run mode (this manifest is {}): a run that may publish runs every chunk",
+                    self.mode
+                ),
+            );
+        }
         if self.safety.max_rows_expected.is_none() {
             f.push(
                 Warning,

@@ -302,9 +302,19 @@ pub struct SafetySpec {
     /// The run stops when it produces more output rows than this.
     #[serde(alias = "maxRowsExpected")]
     pub max_rows_expected: Option<u64>,
-    /// Cost ceiling in whole US dollars (recorded and reported; estimating cost is the operator's).
+    /// Cost ceiling in whole US dollars. With prices in `cost_model`, a run whose estimate is over
+    /// it is refused before any chunk, and a run whose records read so far cost more stops.
     #[serde(alias = "maxCostUsd")]
     pub max_cost_usd: Option<u64>,
+    /// Declared rates (records and bytes per second, prices) from which the estimate before
+    /// approval derives duration and cost (see [`crate::estimate`]).
+    #[serde(alias = "costModel", skip_serializing_if = "Option::is_none")]
+    pub cost_model: Option<crate::estimate::CostModel>,
+    /// Labels of the chunks a dry run runs (such as `2025-03`): the whole input is planned and
+    /// its coverage checked, then only these chunks are read, staged and validated. Only in
+    /// `dry_run` mode; empty (the default): every chunk.
+    #[serde(alias = "dryRunChunks", skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_chunks: Vec<String>,
     /// Stop at `Validated` and wait for an explicit publish (the seed's `requiresManualPublish`).
     #[serde(
         alias = "manualPublish",

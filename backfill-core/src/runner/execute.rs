@@ -31,6 +31,7 @@ struct Shared<'a> {
     allowed: Option<BTreeSet<PartitionKey>>,
     throttle: Throttle,
     metrics: RunMetrics,
+    cost: Option<crate::estimate::CostMeter>,
     rows_total: AtomicU64,
     stop: AtomicBool,
     error: Mutex<Option<Error>>,
@@ -64,6 +65,7 @@ impl<T: DeterministicTransform> Executor<T> {
             return self.check_plan(approved, plan);
         }
         let source_plan = self.source.plan(approved.manifest()).await?;
+        let source_plan = crate::estimate::dry_run_subset(approved.manifest(), source_plan)?;
         let plan = ResolvedPlan::new(
             run_id,
             approved.digest().clone(),
@@ -111,7 +113,10 @@ impl<T: DeterministicTransform> Executor<T> {
         let m = approved.manifest();
         plan.check_pin(m.source.snapshot.as_deref())?;
         if let Some(range) = &m.source.range {
-            plan.check_coverage(range)?;
+            // A dry run's subset was checked whole before it was cut down.
+            if m.safety.dry_run_chunks.is_empty() {
+                plan.check_coverage(range)?;
+            }
         }
         Ok(plan)
     }
@@ -155,9 +160,9 @@ impl<T: DeterministicTransform> Executor<T> {
             },
         );
         let metrics = RunMetrics::new(m);
-        if let Some(cost) = m.safety.max_cost_usd {
-            metrics.cost.set(cost as f64);
-        }
+        let cost = self
+            .estimate_at_start(approved, &plan, &chunks, &metrics)
+            .await?;
         let shared = Shared {
             approved,
             ctx: TransformContext::for_manifest(m, plan.planned_at)
@@ -167,6 +172,7 @@ impl<T: DeterministicTransform> Executor<T> {
                 .then(|| m.target.partitions.iter().cloned().collect()),
             throttle: Throttle::new(&m.safety.limits),
             metrics,
+            cost,
             rows_total: AtomicU64::new(rows_done),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
@@ -597,6 +603,9 @@ impl<T: DeterministicTransform> Executor<T> {
         outcome.output_count += out.len() as u64;
         sh.metrics.input.increment(batch.len() as u64);
         sh.metrics.output.increment(out.len() as u64);
+        if let Some(cost) = &sh.cost {
+            cost.add(run_id, batch.len() as u64)?;
+        }
         let total = sh.rows_total.fetch_add(out.len() as u64, Ordering::SeqCst) + out.len() as u64;
         if let Some(max) = sh.approved.manifest().safety.max_rows_expected {
             if total > max {

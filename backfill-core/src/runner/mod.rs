@@ -54,6 +54,7 @@
 //! # }).unwrap();
 //! ```
 
+mod estimate;
 mod execute;
 mod throttle;
 mod validate;

@@ -100,10 +100,20 @@ impl<R: OutputRow> ValidationContext<'_, R> {
         Ok(())
     }
 
-    /// The partitions a run may change: the manifest's, or else those in the ledger.
+    /// The partitions a run may change: the manifest's, or else those in the ledger. A dry run on
+    /// a subset of chunks (`safety.dry_run_chunks`) covers only the manifest's partitions its
+    /// chunks staged rows in, so comparisons with the accepted output stay within them.
     pub fn partitions(&self) -> Vec<crate::ids::PartitionKey> {
         if self.manifest.target.partitions.is_empty() {
             self.ledger.0.keys().cloned().collect()
+        } else if !self.manifest.safety.dry_run_chunks.is_empty() {
+            self.manifest
+                .target
+                .partitions
+                .iter()
+                .filter(|p| self.ledger.0.contains_key(*p))
+                .cloned()
+                .collect()
         } else {
             self.manifest.target.partitions.clone()
         }

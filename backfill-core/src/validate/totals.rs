@@ -172,10 +172,9 @@ impl<R: OutputRow> Validator<R> for DeclaredPartitionsStaged {
     }
 
     async fn validate(&self, cx: &ValidationContext<'_, R>) -> Result<ValidationOutcome> {
-        let empty: Vec<&crate::ids::PartitionKey> = cx
-            .manifest
-            .target
-            .partitions
+        // A dry run on a subset of chunks is held to the partitions its chunks staged.
+        let declared = cx.partitions();
+        let empty: Vec<&crate::ids::PartitionKey> = declared
             .iter()
             .filter(|p| cx.ledger.0.get(*p).is_none_or(|d| d.rows == 0))
             .collect();
