@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use backfill_core::estimate::SizeEstimate;
 use backfill_core::manifest::{InputRange, RunManifest};
 use backfill_core::plan::{ChunkSpec, PlannedChunk, SourcePlan, SourceState};
 use backfill_core::source::BackfillSource;
@@ -472,6 +473,19 @@ where
             })
             .try_flatten()
             .boxed()
+    }
+
+    /// The bytes of the chunk's files that are read (their sizes as planning recorded them);
+    /// records are not counted, since that means reading the files.
+    async fn estimate(&self, chunk: &PlannedChunk) -> Result<SizeEstimate> {
+        let state: FilesState = chunk.state.parse()?;
+        let bytes = state
+            .files
+            .iter()
+            .filter(|f| f.is_read())
+            .map(|f| f.size)
+            .fold(0u64, u64::saturating_add);
+        Ok(SizeEstimate::bytes(bytes))
     }
 }
 

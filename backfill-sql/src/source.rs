@@ -40,6 +40,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use backfill_core::estimate::SizeEstimate;
 use backfill_core::manifest::{InputRange, RunManifest};
 use backfill_core::plan::{ChunkSpec, PlannedChunk, SourcePlan, SourceState};
 use backfill_core::source::BackfillSource;
@@ -563,6 +564,21 @@ impl<I: DeserializeOwned + Send + 'static> BackfillSource<I> for SqlSource<I> {
         };
         let label = format!("chunk {} ({})", chunk.id, chunk.label);
         scan::read::<I>(Arc::clone(&self.inner), bounds, state, label)
+    }
+
+    /// The row count planning recorded in the chunk's state (exact: `read` refuses a chunk whose
+    /// count changed since). Bytes are not sized: engines keep no per-range byte counts.
+    async fn estimate(&self, chunk: &PlannedChunk) -> backfill_core::Result<SizeEstimate> {
+        let state: SqlChunkState = chunk.state.parse().map_err(|_| {
+            CoreError::corrupt(
+                "sql source state",
+                format!(
+                    "sql source {}: chunk {} ({}) has no recorded row count",
+                    self.inner.name, chunk.id, chunk.label
+                ),
+            )
+        })?;
+        Ok(SizeEstimate::records(state.rows))
     }
 }
 
