@@ -103,6 +103,17 @@ pub(crate) enum Command {
         #[arg(long)]
         cost_per_million: Option<f64>,
     },
+    /// Estimates a manifest (a file) or a submitted run (its id) without running it: chunks, input
+    /// records and bytes from the source, duration and cost from `safety.cost_model`, coverage.
+    /// For a run the estimate is kept as evidence. Exits 1 on a coverage problem or an estimate
+    /// over `safety.max_cost_usd`.
+    Estimate {
+        /// A manifest file, or the id of a submitted run.
+        manifest_or_run: String,
+        /// Who asks (kept with the run's evidence).
+        #[arg(long = "as", default_value = "operator")]
+        who: String,
+    },
     /// Runs (or resumes) an approved run, with a progress bar; Ctrl-C stops it, `run` resumes.
     Run {
         /// The run.

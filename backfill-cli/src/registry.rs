@@ -8,17 +8,20 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use backfill_core::control::{Control, RunReport};
 use backfill_core::digest::{OutputRow, PartitionDigests};
+use backfill_core::estimate::Estimate;
 use backfill_core::evidence::bundle::{verify_rows, EvidenceBundle, Verification};
 use backfill_core::ids::{PartitionKey, RunId};
 use backfill_core::manifest::RunManifest;
-use backfill_core::plan::SourcePlan;
+use backfill_core::plan::{PlannedChunk, SourcePlan};
 use backfill_core::publish::{Publisher, TargetReader};
 use backfill_core::runner::{Executor, ProgressListener};
 use backfill_core::sink::StagingSink;
 use backfill_core::source::BackfillSource;
 use backfill_core::transform::DeterministicTransform;
 use backfill_core::Result;
-use futures::TryStreamExt;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt as _, TryStreamExt};
 
 /// Where the tool was pointed: the run store and whatever the team's jobs need (a warehouse).
 #[derive(Debug, Clone)]
@@ -37,6 +40,7 @@ pub struct Settings {
 /// 3. `run` executes (or resumes) the run through the given control plane, reporting progress to
 ///    `progress`, and returns the executor's report; dropping the future stops it (a later `run`
 ///    resumes at the first unfinished chunk).
+/// 4. `estimate`, like `plan`, runs nothing and writes nowhere.
 #[async_trait]
 pub trait Job: fmt::Debug + Send + Sync + 'static {
     /// The transform's name.
@@ -44,6 +48,17 @@ pub trait Job: fmt::Debug + Send + Sync + 'static {
 
     /// Resolves the manifest's input into chunks.
     async fn plan(&self, manifest: &RunManifest) -> Result<SourcePlan>;
+
+    /// Plans the manifest's input and estimates it ([`Estimate`]) without running anything or
+    /// writing anywhere. The default sizes chunks from what [`plan`](Self::plan) records; a job
+    /// with its source at hand asks the source ([`BackfillSource::estimate`]).
+    async fn estimate(&self, manifest: &RunManifest, now: DateTime<Utc>) -> Result<Estimate> {
+        let planned = Planned {
+            name: format!("{} (plan)", self.transform()),
+            plan: self.plan(manifest).await?,
+        };
+        Estimate::resolve::<()>(manifest, &planned, now).await
+    }
 
     /// Runs the run.
     async fn run(
@@ -107,6 +122,10 @@ impl<T: DeterministicTransform> Job for ExecutorJob<T> {
         self.source.plan(manifest).await
     }
 
+    async fn estimate(&self, manifest: &RunManifest, now: DateTime<Utc>) -> Result<Estimate> {
+        Estimate::resolve(manifest, self.source.as_ref(), now).await
+    }
+
     async fn run(
         &self,
         control: Control,
@@ -117,6 +136,35 @@ impl<T: DeterministicTransform> Job for ExecutorJob<T> {
         (self.build)(control.clone(), approved.manifest(), progress)?
             .run(run_id)
             .await
+    }
+}
+
+/// A plan already made, as a source that only plans: what the default [`Job::estimate`] sizes.
+#[derive(Debug)]
+struct Planned {
+    name: String,
+    plan: SourcePlan,
+}
+
+#[async_trait]
+impl BackfillSource<()> for Planned {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn plan(&self, _: &RunManifest) -> Result<SourcePlan> {
+        Ok(self.plan.clone())
+    }
+
+    fn read(&self, chunk: &PlannedChunk) -> BoxStream<'static, Result<Vec<()>>> {
+        let e = backfill_core::Error::adapter(
+            "cli",
+            format!(
+                "chunk {}: a plan made for an estimate is never read",
+                chunk.id
+            ),
+        );
+        futures::stream::once(async move { Err(e) }).boxed()
     }
 }
 

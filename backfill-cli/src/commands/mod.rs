@@ -1,5 +1,6 @@
 //! One function per command.
 
+mod estimate;
 mod lifecycle;
 mod manifest;
 mod show;
@@ -27,6 +28,19 @@ pub(crate) async fn dispatch(cli: &Cli, settings: &Settings, reg: &Registry) -> 
             rate,
             cost_per_million,
         } => work::plan(reg, file, *rate, *cost_per_million, json).await,
+        // A manifest file needs no store; a run's id does.
+        Command::Estimate {
+            manifest_or_run,
+            who,
+        } => {
+            let file = std::path::Path::new(manifest_or_run);
+            if file.is_file() {
+                estimate::of_file(reg, file, json).await
+            } else {
+                let control = control(settings, reg).await?;
+                estimate::of_run(&control, reg, manifest_or_run, who, json).await
+            }
+        }
         other => {
             let control = control(settings, reg).await?;
             match other {
@@ -78,8 +92,8 @@ pub(crate) async fn dispatch(cli: &Cli, settings: &Settings, reg: &Registry) -> 
                     interval,
                     since_hours,
                 } => work::serve_metrics(&control, *addr, *interval, *since_hours).await,
-                Command::Manifest(_) | Command::Plan { .. } => {
-                    Err("manifest and plan need no store".into())
+                Command::Manifest(_) | Command::Plan { .. } | Command::Estimate { .. } => {
+                    Err("manifest, plan and estimate are dispatched before the store".into())
                 }
             }
         }

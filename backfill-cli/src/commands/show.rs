@@ -175,6 +175,16 @@ pub(crate) fn describe(e: &Evidence) -> String {
                 .map_or_else(|| detail.to_string(), str::to_owned);
             format!("note {name}: {text}")
         }
+        EvidenceRecord::Estimated(est) => format!(
+            "estimated: {} chunks, {} input records, {} bytes, {}, {}",
+            est.chunks.len(),
+            est.records,
+            est.bytes,
+            est.seconds
+                .map_or_else(|| "duration unknown".to_owned(), |s| format!("~{s:.0} s")),
+            est.cost_usd
+                .map_or_else(|| "cost unknown".to_owned(), |c| format!("~${c:.2}"))
+        ),
         other => other.kind().as_str().to_owned(),
     };
     format!(
