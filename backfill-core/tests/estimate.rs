@@ -302,6 +302,60 @@ async fn a_run_whose_records_read_cost_more_than_the_ceiling_stops() {
 }
 
 #[tokio::test]
+async fn a_chunk_whose_bytes_would_take_the_run_over_the_ceiling_is_not_read() {
+    let parts = Parts::new();
+    // 10 records of 100 bytes claimed per chunk: $0.60 estimated, under the $2 ceiling. Read:
+    // 93, 84 and 93 records at a cent each, each chunk's 1,000 bytes charged ($0.10) as it starts.
+    let src = Arc::new(Sized {
+        understate: Some(10),
+        bytes_per_record: Some(100),
+        ..Sized::new()
+    });
+    let runner = Executor::builder(
+        parts.control(),
+        src.clone(),
+        Arc::new(Scale::default()),
+        parts.sink.clone(),
+        parts.publisher.clone(),
+    )
+    .build();
+    let mut m = manifest("bf-est-bytes");
+    m.safety.cost_model = Some(CostModel {
+        usd_per_million_rows: rate(10_000.0),
+        usd_per_gb: rate(100_000.0),
+        ..CostModel::default()
+    });
+    m.safety.max_cost_usd = Some(2);
+    let approved = approve(m);
+    runner.control().submit(&approved).await.unwrap();
+
+    let err = runner.run(approved.run_id()).await.unwrap_err();
+    assert_eq!(err.root().kind(), ErrorKind::Limit, "{err}");
+    // January and February: $1.77 of records and $0.20 of bytes. March would add $0.10 of bytes
+    // before a record of it: refused without reading it.
+    let done: Vec<u64> = parts
+        .store
+        .chunks(approved.run_id())
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.input_count)
+        .collect();
+    assert_eq!(done, [93, 84, 0]);
+    let march = InputRange::Dates {
+        from: day(2025, 3, 1),
+        to_exclusive: day(2025, 4, 1),
+    };
+    assert!(
+        !src.inner.read_log().contains(&march),
+        "{:?}",
+        src.inner.read_log()
+    );
+    let run = runner.control().run(approved.run_id()).await.unwrap();
+    assert_eq!(run.state, RunState::Failed);
+}
+
+#[tokio::test]
 async fn a_dry_run_on_a_subset_reads_validates_and_publishes_nothing() {
     let parts = Parts::new();
     // An accepted output to compare with.

@@ -56,8 +56,10 @@
 mod rates;
 mod subset;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -374,42 +376,60 @@ fn duration(
     }
 }
 
-/// The cost of the records read so far, held against `safety.max_cost_usd` while the run reads.
+/// The cost of what the run has read so far, held against `safety.max_cost_usd` while it reads:
+/// records as they are read, and each chunk's estimated bytes once, when its read starts (the
+/// runner counts records; only the source knows bytes, so a chunk is charged what the estimate
+/// says it holds before any of it is read).
 #[derive(Debug)]
 pub(crate) struct CostMeter {
     fixed: f64,
     per_record: f64,
+    per_byte: f64,
     max: u64,
-    read: AtomicU64,
+    records: AtomicU64,
+    /// Estimated bytes per chunk, and the chunks charged so far with their bytes' total.
+    sizes: BTreeMap<ChunkId, u64>,
+    charged: Mutex<(BTreeSet<ChunkId>, u64)>,
 }
 
 impl CostMeter {
-    /// A meter when the manifest has both a ceiling and prices, starting at `read` input records
-    /// (the chunks finished before). Bytes are charged per record at the estimate's average size:
-    /// the runner counts records, only the source knows bytes.
-    pub(crate) fn new(m: &RunManifest, estimate: &Estimate, read: u64) -> Option<Self> {
+    /// A meter when the manifest has both a ceiling and prices, starting from the chunks finished
+    /// before (`done`: their ids and input records).
+    pub(crate) fn new<'a>(
+        m: &RunManifest,
+        estimate: &Estimate,
+        done: impl IntoIterator<Item = (&'a ChunkId, u64)>,
+    ) -> Option<Self> {
         let max = m.safety.max_cost_usd?;
         let model = m.safety.cost_model.as_ref().filter(|c| c.prices())?;
-        let per_gb = model.usd_per_gb.map_or(0.0, Rate::get);
-        let bytes_per_record = if estimate.records > 0 {
-            estimate.bytes as f64 / estimate.records as f64
-        } else {
-            0.0
-        };
+        let sizes: BTreeMap<ChunkId, u64> = estimate
+            .chunks
+            .iter()
+            .filter_map(|c| Some((c.id.clone(), c.size.bytes?)))
+            .collect();
+        let (mut ids, mut bytes, mut records) = (BTreeSet::new(), 0u64, 0u64);
+        for (id, input) in done {
+            records = records.saturating_add(input);
+            bytes = bytes.saturating_add(sizes.get(id).copied().unwrap_or(0));
+            ids.insert(id.clone());
+        }
         Some(Self {
             fixed: model.usd_fixed.map_or(0.0, Rate::get),
-            per_record: model.usd_per_million_rows.map_or(0.0, Rate::get) / 1e6
-                + bytes_per_record / 1e9 * per_gb,
+            per_record: model.usd_per_million_rows.map_or(0.0, Rate::get) / 1e6,
+            per_byte: model.usd_per_gb.map_or(0.0, Rate::get) / 1e9,
             max,
-            read: AtomicU64::new(read),
+            records: AtomicU64::new(records),
+            sizes,
+            charged: Mutex::new((ids, bytes)),
         })
     }
 
-    /// Counts `records` more input records read; refuses when those read so far cost more than
-    /// the ceiling ([`Error::LimitExceeded`] on `safety.max_cost_usd`, whole dollars rounded up).
-    pub(crate) fn add(&self, run_id: &RunId, records: u64) -> Result<()> {
-        let read = self.read.fetch_add(records, Ordering::SeqCst) + records;
-        let cost = self.fixed + read as f64 * self.per_record;
+    fn bytes(&self) -> u64 {
+        self.charged.lock().map_or(0, |c| c.1)
+    }
+
+    fn check(&self, run_id: &RunId, records: u64, bytes: u64) -> Result<()> {
+        let cost = self.fixed + records as f64 * self.per_record + bytes as f64 * self.per_byte;
         match rates::over(cost, self.max) {
             Some(value) => Err(Error::LimitExceeded {
                 run_id: run_id.clone(),
@@ -419,6 +439,30 @@ impl CostMeter {
             }),
             None => Ok(()),
         }
+    }
+
+    /// Charges a chunk's estimated bytes as its read starts (once per chunk, however many
+    /// attempts); refuses a chunk that would take the run over the ceiling.
+    pub(crate) fn start_chunk(&self, run_id: &RunId, chunk: &ChunkId) -> Result<()> {
+        let size = self.sizes.get(chunk).copied().unwrap_or(0);
+        let bytes = match self.charged.lock() {
+            Ok(mut c) => {
+                if c.0.insert(chunk.clone()) {
+                    c.1 = c.1.saturating_add(size);
+                }
+                c.1
+            }
+            Err(_) => return Err(Error::adapter("runner", "cost meter poisoned")),
+        };
+        self.check(run_id, self.records.load(Ordering::SeqCst), bytes)
+    }
+
+    /// Counts `records` more input records read; refuses when what was read so far costs more
+    /// than the ceiling ([`Error::LimitExceeded`] on `safety.max_cost_usd`, whole dollars rounded
+    /// up).
+    pub(crate) fn add(&self, run_id: &RunId, records: u64) -> Result<()> {
+        let read = self.records.fetch_add(records, Ordering::SeqCst) + records;
+        self.check(run_id, read, self.bytes())
     }
 }
 

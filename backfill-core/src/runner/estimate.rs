@@ -51,11 +51,10 @@ impl<T: DeterministicTransform> Executor<T> {
             }
             return Err(e);
         }
-        let read = chunks
+        let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
-            .map(|c| c.input_count)
-            .sum();
-        Ok(CostMeter::new(m, &estimate, read))
+            .map(|c| (&c.chunk_id, c.input_count));
+        Ok(CostMeter::new(m, &estimate, done))
     }
 }

@@ -459,6 +459,9 @@ impl<T: DeterministicTransform> Executor<T> {
                 ))
             }
         };
+        if let Some(cost) = &sh.cost {
+            cost.start_chunk(&lease.run_id, &chunk.id)?;
+        }
         let acc = Mutex::new(ChunkAcc::default());
         let rows = self.chunk_rows(sh, lease, &chunk, &acc);
         let req = StageRequest {
