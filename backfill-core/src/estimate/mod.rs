@@ -12,7 +12,10 @@
 //! keeps the estimate as evidence ([`EvidenceRecord::Estimated`](crate::evidence::EvidenceRecord::Estimated))
 //! and sets the `backfill_cost_estimate` gauge; the executor does the same when it starts a run
 //! and refuses, before any chunk, a run whose estimate is over `safety.max_cost_usd`. While the
-//! run reads, the cost of the records read so far is held against the same ceiling.
+//! run reads, what it has read so far is held against the same ceiling: records as they are read,
+//! each chunk's estimated bytes once, when its read starts (a chunk whose bytes would take the run
+//! over is not read). Workers in other processes keep their own count: the ceiling holds per
+//! process from what the ledger says was done.
 //!
 //! A dry run on a subset: a manifest in [`ExecutionMode::DryRun`](crate::context::ExecutionMode)
 //! naming chunk labels in `safety.dry_run_chunks` plans the whole input (and checks its

@@ -303,7 +303,7 @@ pub struct SafetySpec {
     #[serde(alias = "maxRowsExpected")]
     pub max_rows_expected: Option<u64>,
     /// Cost ceiling in whole US dollars. With prices in `cost_model`, a run whose estimate is over
-    /// it is refused before any chunk, and a run whose records read so far cost more stops.
+    /// it is refused before any chunk, and a run whose input read so far costs more stops.
     #[serde(alias = "maxCostUsd")]
     pub max_cost_usd: Option<u64>,
     /// Declared rates (records and bytes per second, prices) from which the estimate before
