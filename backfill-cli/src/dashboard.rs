@@ -2,12 +2,14 @@
 //!
 //! A process that runs chunks reports its own counters (`run --metrics-addr`). This one reports
 //! what the store knows of every run, whichever process or machine ran it: the §25 counters rebuilt
-//! from the ledger, chunk durations, the run's state and its chunks by status, and one series per
-//! chunk. It polls the store, so it can run beside the workers for as long as a backfill lasts.
+//! from the ledger, chunk durations, the run's state and its chunks by status, one series per
+//! chunk, and the run's latest estimated cost from its evidence. It polls the store, so it can run
+//! beside the workers for as long as a backfill lasts.
 
 use std::collections::{HashMap, HashSet};
 
 use backfill_core::control::{Control, RunReport};
+use backfill_core::evidence::EvidenceRecord;
 use backfill_core::ids::{ChunkId, RunId};
 use backfill_core::state::RunState;
 use backfill_core::store::{ChunkStatus, RunFilter, RunRecord};
@@ -55,7 +57,13 @@ impl Dashboard {
             // One read of the ledger for the run's counters and the per-chunk series.
             let (report, chunks) = control.status_and_chunks(&run.run_id).await?;
             let labels = labels(run);
+            // The estimate is read again when the run moves (the executor estimates as it starts)
+            // and while it has not started (an operator may estimate it at any time).
+            let moved = self.states.get(&run.run_id) != Some(&run.state);
             self.state(run, &labels);
+            if moved || matches!(run.state, RunState::Draft | RunState::Approved) {
+                cost(control, &run.run_id, &labels).await?;
+            }
             counters(&report, &labels);
             let by_status = |s: ChunkStatus| chunks.iter().filter(|c| c.status == s).count() as f64;
             for (status, n) in [
@@ -92,6 +100,23 @@ impl Dashboard {
         }
         gauge!(RUN_STATE, &with(labels, "state", run.state.as_str())).set(1.0);
     }
+}
+
+/// The run's latest estimated cost ([`EvidenceRecord::Estimated`]) as `backfill_cost_estimate`.
+async fn cost(
+    control: &Control,
+    run_id: &RunId,
+    labels: &[(&'static str, String)],
+) -> backfill_core::Result<()> {
+    let evidence = control.store().evidence(run_id).await?;
+    let latest = evidence.iter().rev().find_map(|e| match &e.record {
+        EvidenceRecord::Estimated(est) => est.cost_usd,
+        _ => None,
+    });
+    if let Some(usd) = latest {
+        gauge!(names::COST_ESTIMATE, labels).set(usd);
+    }
+    Ok(())
 }
 
 /// The runner's labels, so a dashboard joins these series with a worker's own.
