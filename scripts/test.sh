@@ -43,7 +43,10 @@ cargo test --workspace --doc
 step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
 cargo test -p backfill-iceberg --features opendal --test conformance opendal
 
-step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay, the API backfill"
+step "backfill-files with its optional features (Parquet landing files, object-store landing areas)"
+cargo test -p backfill-files --all-features --test parquet --test object_store
+
+step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay, the API and file backfills"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"
 for pass in first second; do
   cargo run -q -p backfill-examples -- --data-dir "$sla_dir" > "$sla_dir/$pass.out" 2>&1 || {
@@ -78,6 +81,10 @@ api_out="$(mktemp /tmp/backfill-api.XXXXXX)"
 cargo run -q -p backfill-http --example api_backfill > "$api_out" 2>&1 || { cat "$api_out" >&2; exit 1; }
 case "$(tail -n 1 "$api_out")" in "published "*" records from "*" pages") tail -n 1 "$api_out" ;; *) cat "$api_out" >&2; exit 1 ;; esac
 rm -f "$api_out"
+files_out="$(mktemp /tmp/backfill-files.XXXXXX)"
+cargo run -q -p backfill-files --example file_backfill > "$files_out" 2>&1 || { cat "$files_out" >&2; exit 1; }
+case "$(tail -n 1 "$files_out")" in "published "*" rows from "*" files") tail -n 1 "$files_out" ;; *) cat "$files_out" >&2; exit 1 ;; esac
+rm -f "$files_out"
 
 step "fault campaign: every fault kind once on every engine (scripts/chaos.sh; RELIABILITY.md has the long one)"
 scripts/chaos.sh --trials 11 --seed "${BACKFILL_CHAOS_SEED:-$(date +%s)}"

@@ -3,6 +3,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod budget;
 pub mod context;
 pub mod control;
 pub mod correction;

@@ -202,6 +202,13 @@ pub struct AcceptedPointer {
 /// 9. `runs` lists runs matching the filter, newest first (by `created_at`, then run id).
 /// 10. `complete_chunk` stores the outcome's artifact and digest format with the ledger row; `chunks`
 ///     returns them.
+/// 11. `claim_chunk_within` is `claim_chunk` that claims nothing while `max_leased` chunks of the run
+///     hold unexpired leases of other claims, atomically: concurrent claimers on any number of
+///     processes never lease more than `max_leased` chunks at once. (The default implementation
+///     counts and then claims, which is not atomic across processes; stores shared by processes
+///     override it.)
+/// 12. `take_budget` applies [`Budget::take`](crate::budget::Budget::take) to the run's stored
+///     bucket of that name atomically and returns the wait; every worker of the run shares it.
 #[async_trait]
 pub trait RunStore: fmt::Debug + Send + Sync + 'static {
     /// Stores a manifest version.
@@ -228,6 +235,46 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_for: Duration,
     ) -> Result<Option<ChunkLease>>;
+    /// Leases the next claimable chunk unless `max_leased` chunks of the run are leased already
+    /// (the manifest's `max_chunks_in_parallel`, run-wide).
+    async fn claim_chunk_within(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        max_leased: u32,
+    ) -> Result<Option<ChunkLease>> {
+        let live = self
+            .chunks(run_id)
+            .await?
+            .iter()
+            .filter(|c| {
+                c.status == ChunkStatus::Claimed
+                    && c.worker.as_deref() != Some(worker)
+                    && c.lease_expires_at.is_some_and(|t| t > now)
+            })
+            .count();
+        if live >= max_leased as usize {
+            return Ok(None);
+        }
+        self.claim_chunk(run_id, worker, now, lease_for).await
+    }
+    /// Takes `amount` units from the run-wide `budget` (see [`crate::budget`]); returns how long the
+    /// caller waits before using them.
+    async fn take_budget(
+        &self,
+        run_id: &RunId,
+        budget: &crate::budget::Budget,
+        amount: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Duration> {
+        let _ = (run_id, budget, amount, now);
+        Err(crate::Error::NotSupported {
+            adapter: "run store",
+            operation: "take_budget (run-wide rate limits)",
+        })
+    }
     /// Extends a lease.
     async fn heartbeat(
         &self,

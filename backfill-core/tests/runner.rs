@@ -319,6 +319,26 @@ async fn an_adapter_pause_pauses_the_run_and_running_again_resumes_it() {
 }
 
 #[tokio::test]
+async fn a_conflict_that_is_not_a_lost_lease_fails_the_run_instead_of_waiting() {
+    let parts = Parts::new();
+    let failing = Arc::new(FailingSink::new(parts.sink.clone(), 1, 1, false).conflicting());
+    let runner = parts
+        .runner_with_sink(Arc::new(source()), Scale::default(), failing)
+        .build();
+    let approved = approve(manifest("bf-conflict"));
+    runner.control().submit(&approved).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), runner.run(approved.run_id()))
+        .await
+        .expect("the run ends (it used to retry forever)")
+        .unwrap_err();
+    assert!(matches!(err.root(), Error::Conflict { .. }), "{err}");
+    assert_eq!(
+        runner.status(approved.run_id()).await.unwrap().state,
+        RunState::Failed
+    );
+}
+
+#[tokio::test]
 async fn tampered_manifest_is_refused_before_anything_runs() {
     let parts = Parts::new();
     let src = Arc::new(source());

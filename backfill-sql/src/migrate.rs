@@ -42,10 +42,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "digest_format",
         sql: include_str!("../migrations/0005_digest_format.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run_budgets",
+        sql: include_str!("../migrations/0006_run_budgets.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

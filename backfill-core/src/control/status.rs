@@ -45,6 +45,9 @@ pub struct RunReport {
     pub chunks_failed: usize,
     /// Chunks leased now, with their workers.
     pub leased: Vec<LeasedChunk>,
+    /// Milliseconds the staged chunks' attempts waited for each run-wide budget (a run held back
+    /// by its rate limits shows it here).
+    pub throttled_ms: std::collections::BTreeMap<String, u64>,
     /// Input records read by done chunks.
     pub input_records: u64,
     /// Output rows staged by done chunks.
@@ -110,8 +113,17 @@ impl Control {
         }
         let mut validations: Vec<ValidationOutcome> = Vec::new();
         let mut receipt = None;
+        let mut throttled_ms = std::collections::BTreeMap::new();
         for e in evidence {
             match e.record {
+                EvidenceRecord::ChunkStaged {
+                    throttled_ms: waited,
+                    ..
+                } => {
+                    for (budget, ms) in waited {
+                        *throttled_ms.entry(budget).or_insert(0u64) += ms;
+                    }
+                }
                 EvidenceRecord::Validation(o) => {
                     validations.retain(|v| v.validator != o.validator);
                     validations.push(o);
@@ -130,6 +142,7 @@ impl Control {
             chunks_done: done,
             chunks_failed: failed,
             leased,
+            throttled_ms,
             input_records: input,
             output_rows: output,
             digests,

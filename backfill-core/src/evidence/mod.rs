@@ -152,6 +152,10 @@ pub enum EvidenceRecord {
         /// `safety.max_rejected_per_chunk` budget, with where they were.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         quarantined: Vec<QuarantinedRecord>,
+        /// Milliseconds the attempt waited for each run-wide budget (`max_rows_per_minute`,
+        /// `max_bytes_per_minute`, `max_sink_commits_per_hour`).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        throttled_ms: std::collections::BTreeMap<String, u64>,
     },
     /// A chunk attempt failed.
     ChunkFailed {

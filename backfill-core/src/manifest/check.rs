@@ -387,6 +387,41 @@ impl RunManifest {
                 "no cost ceiling",
             );
         }
+        // A limit of zero refuses everything: it is never "no limit".
+        let l = &self.safety.limits;
+        for (field, zero) in [
+            (
+                "safety.limits.max_chunks_in_parallel",
+                l.max_chunks_in_parallel == 0,
+            ),
+            (
+                "safety.limits.max_rows_per_minute",
+                l.max_rows_per_minute == Some(0),
+            ),
+            (
+                "safety.limits.max_bytes_per_minute",
+                l.max_bytes_per_minute == Some(0),
+            ),
+            (
+                "safety.limits.max_sink_commits_per_hour",
+                l.max_sink_commits_per_hour == Some(0),
+            ),
+            (
+                "safety.max_rows_expected",
+                self.safety.max_rows_expected == Some(0),
+            ),
+            ("safety.max_cost_usd", self.safety.max_cost_usd == Some(0)),
+        ] {
+            if zero {
+                f.push(
+                    Blocking,
+                    "limit_zero",
+                    Q_COST,
+                    field,
+                    "a limit of 0 refuses all work (leave the field out for no limit)",
+                );
+            }
+        }
         match &self.privacy {
             None => f.push(
                 Warning,

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::poisoned;
+use crate::budget::{BucketState, Budget};
 use crate::error::{Error, Result};
 use crate::ids::RunId;
 use crate::manifest::StoredManifest;
@@ -20,6 +21,7 @@ use crate::store::{
 
 #[derive(Debug, Default)]
 struct Inner {
+    budgets: BTreeMap<(RunId, &'static str), BucketState>,
     manifests: BTreeMap<RunId, StoredManifest>,
     runs: BTreeMap<RunId, RunRecord>,
     transitions: BTreeMap<RunId, Vec<Transition>>,
@@ -233,34 +235,46 @@ impl RunStore for MemoryStore {
         lease_for: Duration,
     ) -> Result<Option<ChunkLease>> {
         let mut inner = self.lock()?;
-        let Some(chunks) = inner.chunks.get_mut(run_id) else {
-            return Ok(None);
-        };
-        let claimable = chunks.iter_mut().find(|c| match c.status {
-            ChunkStatus::Pending | ChunkStatus::Failed => true,
-            ChunkStatus::Claimed => {
-                c.worker.as_deref() == Some(worker) || c.lease_expires_at.is_none_or(|t| t <= now)
-            }
-            ChunkStatus::Done => false,
+        Ok(claim_in(&mut inner, run_id, worker, now, lease_for))
+    }
+
+    async fn claim_chunk_within(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        max_leased: u32,
+    ) -> Result<Option<ChunkLease>> {
+        // Counted and claimed under one lock: atomic for every worker sharing this store.
+        let mut inner = self.lock()?;
+        let live = inner.chunks.get(run_id).map_or(0, |cs| {
+            cs.iter()
+                .filter(|c| {
+                    c.status == ChunkStatus::Claimed
+                        && c.worker.as_deref() != Some(worker)
+                        && c.lease_expires_at.is_some_and(|t| t > now)
+                })
+                .count()
         });
-        let Some(c) = claimable else {
+        if live >= max_leased as usize {
             return Ok(None);
-        };
-        let expires_at = now + lease_duration(lease_for);
-        c.status = ChunkStatus::Claimed;
-        c.attempts += 1;
-        c.worker = Some(worker.to_owned());
-        c.lease_expires_at = Some(expires_at);
-        c.started_at.get_or_insert(now);
-        Ok(Some(ChunkLease {
-            run_id: run_id.clone(),
-            chunk_id: c.chunk_id.clone(),
-            index: c.index,
-            range: c.range.clone(),
-            attempt: c.attempts,
-            worker: worker.to_owned(),
-            expires_at,
-        }))
+        }
+        Ok(claim_in(&mut inner, run_id, worker, now, lease_for))
+    }
+
+    async fn take_budget(
+        &self,
+        run_id: &RunId,
+        budget: &Budget,
+        amount: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Duration> {
+        let mut inner = self.lock()?;
+        let key = (run_id.clone(), budget.name);
+        let (state, wait) = budget.take(inner.budgets.get(&key).copied(), now, amount as f64);
+        inner.budgets.insert(key, state);
+        Ok(wait)
     }
 
     async fn heartbeat(
@@ -376,4 +390,38 @@ impl RunStore for MemoryStore {
         runs.truncate(filter.limit.unwrap_or(usize::MAX));
         Ok(runs)
     }
+}
+
+/// Leases the lowest claimable chunk of the run, under the store's lock.
+fn claim_in(
+    inner: &mut Inner,
+    run_id: &RunId,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_for: Duration,
+) -> Option<ChunkLease> {
+    let chunks = inner.chunks.get_mut(run_id)?;
+    let claimable = chunks.iter_mut().find(|c| match c.status {
+        ChunkStatus::Pending | ChunkStatus::Failed => true,
+        ChunkStatus::Claimed => {
+            c.worker.as_deref() == Some(worker) || c.lease_expires_at.is_none_or(|t| t <= now)
+        }
+        ChunkStatus::Done => false,
+    });
+    let c = claimable?;
+    let expires_at = now + lease_duration(lease_for);
+    c.status = ChunkStatus::Claimed;
+    c.attempts += 1;
+    c.worker = Some(worker.to_owned());
+    c.lease_expires_at = Some(expires_at);
+    c.started_at.get_or_insert(now);
+    Some(ChunkLease {
+        run_id: run_id.clone(),
+        chunk_id: c.chunk_id.clone(),
+        index: c.index,
+        range: c.range.clone(),
+        attempt: c.attempts,
+        worker: worker.to_owned(),
+        expires_at,
+    })
 }

@@ -1,14 +1,14 @@
 //! Planning and chunk execution: claim, read, transform, digest, stage, record.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, BoxStream, StreamExt};
 use tracing::Instrument;
 
-use super::throttle::Throttle;
+use super::throttle::{Throttle, Waited};
 use super::{Executor, RunEvent};
 use crate::context::TransformContext;
 use crate::digest::OutputRow;
@@ -45,6 +45,13 @@ impl Shared<'_> {
             slot.get_or_insert(e);
         }
     }
+}
+
+/// What a chunk attempt staged, refused and waited for.
+struct Attempt {
+    outcome: ChunkOutcome,
+    quarantined: Vec<QuarantinedRecord>,
+    throttled_ms: BTreeMap<String, u64>,
 }
 
 /// What one chunk attempt has seen so far.
@@ -170,7 +177,12 @@ impl<T: DeterministicTransform> Executor<T> {
             plan,
             allowed: (!m.target.partitions.is_empty())
                 .then(|| m.target.partitions.iter().cloned().collect()),
-            throttle: Throttle::new(&m.safety.limits),
+            throttle: Throttle::new(
+                &m.safety.limits,
+                run_id,
+                Arc::clone(self.control.store()),
+                Arc::clone(self.control.clock()),
+            ),
             metrics,
             cost,
             rows_total: AtomicU64::new(rows_done),
@@ -178,7 +190,12 @@ impl<T: DeterministicTransform> Executor<T> {
             error: Mutex::new(None),
             done: AtomicUsize::new(done),
         };
-        let workers = m.safety.limits.max_chunks_in_parallel.max(1) as usize;
+        shared.throttle.check().await?;
+        let run_wide = m.safety.limits.max_chunks_in_parallel.max(1) as usize;
+        let workers = self
+            .options
+            .local_workers
+            .map_or(run_wide, |n| n.min(run_wide));
         futures::future::join_all((0..workers).map(|i| self.worker(&shared, i))).await;
         let error = shared.error.lock().ok().and_then(|mut e| e.take());
         if let Some(e) = error {
@@ -219,11 +236,18 @@ impl<T: DeterministicTransform> Executor<T> {
             let lease = match self
                 .control
                 .store()
-                .claim_chunk(
+                // At most `max_chunks_in_parallel` chunks leased at once across every process.
+                .claim_chunk_within(
                     run_id,
                     &worker,
                     self.control.clock().now(),
                     self.options.lease_for,
+                    sh.approved
+                        .manifest()
+                        .safety
+                        .limits
+                        .max_chunks_in_parallel
+                        .max(1),
                 )
                 .await
             {
@@ -249,7 +273,6 @@ impl<T: DeterministicTransform> Executor<T> {
                     return;
                 }
             };
-            sh.throttle.commit().await;
             let label = sh
                 .plan
                 .chunks
@@ -269,9 +292,9 @@ impl<T: DeterministicTransform> Executor<T> {
             let result = self.run_chunk(sh, &lease).instrument(span.clone()).await;
             let now = self.control.clock().now();
             match result {
-                Ok((outcome, quarantined)) => {
+                Ok(attempt) => {
                     if let Err(e) = self
-                        .record_chunk(sh, &lease, &label, &outcome, quarantined, started)
+                        .record_chunk(sh, &lease, &label, attempt, started)
                         .instrument(span)
                         .await
                     {
@@ -284,8 +307,12 @@ impl<T: DeterministicTransform> Executor<T> {
                     sh.throttle.pause().await;
                 }
                 // Fenced off: this worker's lease ran out (a pause, a slow heartbeat) and another
-                // worker holds the chunk now. That attempt is the chunk's; this one is void.
-                Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
+                // worker holds the chunk now. That attempt is the chunk's; this one is void. (Any
+                // other conflict, such as a source whose input changed, fails the attempt below.)
+                Err(e)
+                    if e.root().kind() == crate::ErrorKind::Conflict
+                        && self.lease_lost(&lease).await =>
+                {
                     tracing::info!(run_id = %run_id, chunk_id = %lease.chunk_id, attempt = lease.attempt, error = %e, "chunk attempt fenced off: another worker owns the chunk");
                 }
                 // An adapter asked the run to wait: the chunk goes back to the ledger (its attempt is
@@ -373,8 +400,10 @@ impl<T: DeterministicTransform> Executor<T> {
                 digests: c.digests.clone(),
                 artifact: c.artifact.clone(),
                 source,
-                // Only the attempt that staged the chunk knew its quarantine; the ledger does not.
+                // Only the attempt that staged the chunk knew its quarantine and waits; the ledger
+                // does not.
                 quarantined: Vec::new(),
+                throttled_ms: BTreeMap::new(),
             };
             let at = c.finished_at.unwrap_or_else(|| self.control.clock().now());
             let actor = format!("{} (recovered from the ledger)", self.actor());
@@ -388,10 +417,15 @@ impl<T: DeterministicTransform> Executor<T> {
         sh: &Shared<'_>,
         lease: &ChunkLease,
         label: &str,
-        outcome: &ChunkOutcome,
-        quarantined: Vec<QuarantinedRecord>,
+        attempt: Attempt,
         started: Instant,
     ) -> Result<()> {
+        let Attempt {
+            outcome,
+            quarantined,
+            throttled_ms,
+        } = attempt;
+        let outcome = &outcome;
         let run_id = &lease.run_id;
         let now = self.control.clock().now();
         // Asked before the ledger commit: a source that cannot say what the read stood on fails
@@ -413,6 +447,7 @@ impl<T: DeterministicTransform> Executor<T> {
             artifact: outcome.artifact.clone(),
             source,
             quarantined,
+            throttled_ms,
         };
         self.control
             .store()
@@ -442,11 +477,7 @@ impl<T: DeterministicTransform> Executor<T> {
     }
 
     /// Streams one chunk through the transform into the staging sink, renewing the lease meanwhile.
-    async fn run_chunk(
-        &self,
-        sh: &Shared<'_>,
-        lease: &ChunkLease,
-    ) -> Result<(ChunkOutcome, Vec<QuarantinedRecord>)> {
+    async fn run_chunk(&self, sh: &Shared<'_>, lease: &ChunkLease) -> Result<Attempt> {
         let chunk = match sh.plan.chunks.get(lease.index as usize) {
             Some(c) if c.id == lease.chunk_id => c.clone(),
             _ => {
@@ -463,7 +494,8 @@ impl<T: DeterministicTransform> Executor<T> {
             cost.start_chunk(&lease.run_id, &chunk.id)?;
         }
         let acc = Mutex::new(ChunkAcc::default());
-        let rows = self.chunk_rows(sh, lease, &chunk, &acc);
+        let waited = Waited::default();
+        let rows = self.chunk_rows(sh, lease, &chunk, &acc, &waited);
         let req = StageRequest {
             run_id: &lease.run_id,
             chunk_id: &lease.chunk_id,
@@ -472,7 +504,11 @@ impl<T: DeterministicTransform> Executor<T> {
         };
         let started = Instant::now();
         let receipt = tokio::select! {
-            staged = self.sink.stage(req, rows) => staged?,
+            // The commit budget is waited for under the lease, then the chunk is staged.
+            staged = async {
+                sh.throttle.commit(&waited).await?;
+                self.sink.stage(req, rows).await
+            } => staged?,
             lost = self.keep_lease(lease) => return Err(lost),
         };
         sh.metrics
@@ -483,7 +519,11 @@ impl<T: DeterministicTransform> Executor<T> {
             .map_err(|_| Error::adapter("runner", "chunk accumulator poisoned"))?;
         let mut outcome = acc.outcome;
         outcome.artifact = receipt.artifact;
-        Ok((outcome, acc.quarantined))
+        Ok(Attempt {
+            outcome,
+            quarantined: acc.quarantined,
+            throttled_ms: waited.into_inner().unwrap_or_default(),
+        })
     }
 
     /// The chunk's output as a stream of batches; digests and counts accumulate in `acc`.
@@ -493,6 +533,7 @@ impl<T: DeterministicTransform> Executor<T> {
         lease: &'s ChunkLease,
         chunk: &PlannedChunk,
         acc: &'s Mutex<ChunkAcc>,
+        waited: &'s Waited,
     ) -> BoxStream<'s, Result<Vec<T::Output>>> {
         let source = self.source.read(chunk);
         stream::unfold(Some(source), move |state| async move {
@@ -504,8 +545,9 @@ impl<T: DeterministicTransform> Executor<T> {
             };
             let result = match result {
                 Ok((rows, bytes)) => {
-                    sh.throttle.admit(rows.len() as u64, bytes).await;
-                    if self.cancel.is_cancelled() {
+                    if let Err(e) = sh.throttle.admit(rows.len() as u64, bytes, waited).await {
+                        Err(e)
+                    } else if self.cancel.is_cancelled() {
                         Err(Error::Cancelled {
                             run_id: lease.run_id.clone(),
                         })
@@ -621,6 +663,23 @@ impl<T: DeterministicTransform> Executor<T> {
             }
         }
         Ok((out, bytes))
+    }
+
+    /// Whether the ledger no longer holds `lease`: another worker claimed the chunk since (or
+    /// finished it). A store that cannot be read counts as held, so the attempt is failed and
+    /// retried rather than silently dropped.
+    async fn lease_lost(&self, lease: &ChunkLease) -> bool {
+        match self.control.store().chunks(&lease.run_id).await {
+            Ok(chunks) => chunks
+                .iter()
+                .find(|c| c.chunk_id == lease.chunk_id)
+                .is_none_or(|c| {
+                    c.status != ChunkStatus::Claimed
+                        || c.attempts != lease.attempt
+                        || c.worker.as_deref() != Some(lease.worker.as_str())
+                }),
+            Err(_) => false,
+        }
     }
 
     /// The error that stops this worker when the run was stopped through the control plane: an

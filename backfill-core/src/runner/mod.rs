@@ -134,6 +134,11 @@ pub struct RunnerOptions {
     /// backoff and continues from the run's stored state. Zero (the default): the first such
     /// failure is returned to the caller, who may call `run` again.
     pub transient_budget: Duration,
+    /// Chunks this process works on at once. `None` (the default): the manifest's
+    /// `max_chunks_in_parallel`, which is also the limit of the run as a whole across every
+    /// process; set it lower so several processes share that limit (one process with as many
+    /// workers as the run's limit can hold every slot).
+    pub local_workers: Option<usize>,
 }
 
 /// A worker id unique to this process: host name, process id and start time, so two processes
@@ -163,6 +168,7 @@ impl Default for RunnerOptions {
             lease_for: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             transient_budget: Duration::ZERO,
+            local_workers: None,
         }
     }
 }
@@ -185,6 +191,12 @@ impl RunnerOptions {
     /// Sets [`transient_budget`](Self::transient_budget).
     pub fn with_transient_budget(mut self, budget: Duration) -> Self {
         self.transient_budget = budget;
+        self
+    }
+
+    /// Sets [`local_workers`](Self::local_workers).
+    pub fn with_local_workers(mut self, n: usize) -> Self {
+        self.local_workers = Some(n.max(1));
         self
     }
 
@@ -524,8 +536,13 @@ impl<T: DeterministicTransform> Executor<T> {
                 };
                 state = match step {
                     Ok(next) => next,
-                    // Another worker (or an operator) moved the run first: continue from where it is now.
-                    Err(e) if e.root().kind() == crate::ErrorKind::Conflict => {
+                    // Another worker (or an operator) moved the run first: continue from where it is
+                    // now. A chunk that failed on a conflict (its input changed under it) failed the
+                    // run here: that is not a move elsewhere.
+                    Err(e)
+                        if e.root().kind() == crate::ErrorKind::Conflict
+                            && !matches!(e, Error::Chunk { .. }) =>
+                    {
                         let now = self.control.run(run_id).await?.state;
                         if now == state {
                             return Err(e);

@@ -216,6 +216,8 @@ pub struct FailingSink {
     pub transient: bool,
     /// Ask the run to pause (an adapter's [`ErrorKind::Paused`]) instead of failing.
     pub pause: bool,
+    /// Fail with a conflict that is not a lost lease (input changed under the chunk).
+    pub conflict: bool,
     pub calls: AtomicU32,
     pub failures: AtomicU32,
 }
@@ -228,9 +230,16 @@ impl FailingSink {
             times,
             transient,
             pause: false,
+            conflict: false,
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
         }
+    }
+
+    /// The injected failures are conflicts that are not a lost lease.
+    pub fn conflicting(mut self) -> Self {
+        self.conflict = true;
+        self
     }
 
     /// The injected failures ask the run to pause instead.
@@ -260,7 +269,14 @@ impl StagingSink<Row> for FailingSink {
             self.failures.fetch_add(1, Ordering::SeqCst);
             // Consume part of the stream, as a real sink would before failing.
             drop(rows);
-            return Err(if self.pause {
+            return Err(if self.conflict {
+                Error::Conflict {
+                    run_id: req.run_id.clone(),
+                    what: "input file".into(),
+                    expected: "the planned content".into(),
+                    found: "other content".into(),
+                }
+            } else if self.pause {
                 Error::paused("test", "vendor asks to wait")
             } else if self.transient {
                 Error::transient("test", Injected)

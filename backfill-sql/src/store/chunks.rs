@@ -191,19 +191,115 @@ pub(super) async fn claim(
         }
     };
     claimed
-        .map(|c| {
-            Ok(ChunkLease {
-                run_id: run_id.clone(),
-                chunk_id: c.chunk_id.into(),
-                index: u32::try_from(c.idx).map_err(|e| crate::error::corrupt("chunk index", e))?,
-                range: json::<InputRange>("chunk range", &c.range_json)?,
-                attempt: u32::try_from(c.attempts)
-                    .map_err(|e| crate::error::corrupt("attempts", e))?,
-                worker: worker.to_owned(),
-                expires_at: expires,
-            })
-        })
+        .map(|c| lease(run_id, worker, expires, c))
         .transpose()
+}
+
+/// [`claim`] that leases nothing while `max_leased` chunks of the run hold live leases of other
+/// claims. The run's row is locked for the count and the claim (`BEGIN IMMEDIATE` on SQLite), so
+/// claimers on any number of processes never lease more than `max_leased` chunks at once.
+pub(super) async fn claim_within(
+    pool: &SqlPool,
+    run_id: &RunId,
+    worker: &str,
+    now: DateTime<Utc>,
+    lease_for: Duration,
+    max_leased: u32,
+) -> backfill_core::Result<Option<ChunkLease>> {
+    let d = pool.dialect();
+    let expires = lease_end(now, lease_for);
+    let (begin, lock) = match d {
+        Dialect::Sqlite => ("BEGIN IMMEDIATE", "SELECT 1"),
+        _ => ("BEGIN", "SELECT 1 FROM bf_runs WHERE run_id = ? FOR UPDATE"),
+    };
+    let lock = d.sql(lock).into_owned();
+    let count = d
+        .sql("SELECT COUNT(*) FROM bf_chunks WHERE run_id = ? AND status = 'claimed' AND worker <> ? AND lease_expires_at > ?")
+        .into_owned();
+    let pick = d
+        .sql(&format!(
+            "SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1"
+        ))
+        .into_owned();
+    let update = d
+        .sql("UPDATE bf_chunks SET status = 'claimed', attempts = attempts + 1, worker = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?) WHERE run_id = ? AND chunk_id = ?")
+        .into_owned();
+    let read = d
+        .sql("SELECT chunk_id, idx, range_json, attempts FROM bf_chunks WHERE run_id = ? AND chunk_id = ?")
+        .into_owned();
+    let claimed: Option<Claimed> = with_pool!(pool, p => {
+        let mut tx = p.begin_with(begin).await.map_err(db)?;
+        let mut q = sqlx::query(&lock);
+        if d != Dialect::Sqlite {
+            q = q.bind(run_id.as_str());
+        }
+        q.execute(&mut *tx).await.map_err(db)?;
+        let live: i64 = sqlx::query_scalar(&count)
+            .bind(run_id.as_str())
+            .bind(worker)
+            .bind(micros(now))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if live >= i64::from(max_leased) {
+            tx.commit().await.map_err(db)?;
+            return Ok(None);
+        }
+        let picked: Option<String> = sqlx::query_scalar(&pick)
+            .bind(run_id.as_str())
+            .bind(worker)
+            .bind(micros(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(chunk_id) = picked else {
+            tx.commit().await.map_err(db)?;
+            return Ok(None);
+        };
+        sqlx::query(&update)
+            .bind(worker)
+            .bind(micros(expires))
+            .bind(micros(now))
+            .bind(run_id.as_str())
+            .bind(&chunk_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let r = sqlx::query(&read)
+            .bind(run_id.as_str())
+            .bind(&chunk_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let c = Claimed {
+            chunk_id: r.try_get("chunk_id").map_err(db)?,
+            idx: r.try_get("idx").map_err(db)?,
+            range_json: r.try_get("range_json").map_err(db)?,
+            attempts: r.try_get("attempts").map_err(db)?,
+        };
+        tx.commit().await.map_err(db)?;
+        Some(c)
+    });
+    claimed
+        .map(|c| lease(run_id, worker, expires, c))
+        .transpose()
+}
+
+fn lease(
+    run_id: &RunId,
+    worker: &str,
+    expires: DateTime<Utc>,
+    c: Claimed,
+) -> backfill_core::Result<ChunkLease> {
+    Ok(ChunkLease {
+        run_id: run_id.clone(),
+        chunk_id: c.chunk_id.into(),
+        index: u32::try_from(c.idx).map_err(|e| crate::error::corrupt("chunk index", e))?,
+        range: json::<InputRange>("chunk range", &c.range_json)?,
+        attempt: u32::try_from(c.attempts).map_err(|e| crate::error::corrupt("attempts", e))?,
+        worker: worker.to_owned(),
+        expires_at: expires,
+    })
 }
 
 /// Runs `UPDATE bf_chunks SET <set> WHERE <the lease still holds>`; a lost lease is a `Conflict`.

@@ -1,5 +1,6 @@
 //! The persistent run store on PostgreSQL, MySQL/MariaDB and SQLite.
 
+mod budgets;
 mod chunks;
 
 use async_trait::async_trait;
@@ -107,9 +108,15 @@ impl RawRun {
 /// Several processes on several machines may share one database: chunk claims use
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL and MariaDB/MySQL and a single atomic `UPDATE … RETURNING`
 /// on SQLite; every state change is a compare-and-set.
+///
+/// Run-wide budgets ([`RunStore::take_budget`]) live in the database on PostgreSQL and
+/// MariaDB/MySQL, shared by every process. On SQLite they are kept by this store in the process: a
+/// chunk staged into the same file holds its only write lock for the whole chunk, so a budget taken
+/// from the file while the chunk's rows flow would wait on that very lock.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: SqlPool,
+    local_budgets: std::sync::Arc<budgets::Local>,
 }
 
 impl SqlStore {
@@ -126,7 +133,10 @@ impl SqlStore {
     /// Uses an existing pool and migrates it.
     pub async fn new(pool: SqlPool) -> backfill_core::Result<Self> {
         migrate(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            local_budgets: std::sync::Arc::default(),
+        })
     }
 
     /// The pool (shared with sinks and publishers on the same database).
@@ -334,6 +344,30 @@ impl RunStore for SqlStore {
         lease_for: std::time::Duration,
     ) -> backfill_core::Result<Option<ChunkLease>> {
         chunks::claim(&self.pool, run_id, worker, now, lease_for).await
+    }
+
+    async fn claim_chunk_within(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+        max_leased: u32,
+    ) -> backfill_core::Result<Option<ChunkLease>> {
+        chunks::claim_within(&self.pool, run_id, worker, now, lease_for, max_leased).await
+    }
+
+    async fn take_budget(
+        &self,
+        run_id: &RunId,
+        budget: &backfill_core::budget::Budget,
+        amount: u64,
+        now: DateTime<Utc>,
+    ) -> backfill_core::Result<std::time::Duration> {
+        if self.pool.dialect() == Dialect::Sqlite {
+            return self.local_budgets.take(run_id, budget, amount, now);
+        }
+        budgets::take(&self.pool, run_id, budget, amount, now).await
     }
 
     async fn heartbeat(

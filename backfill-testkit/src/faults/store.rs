@@ -163,6 +163,29 @@ impl<S: RunStore + ?Sized> RunStore for FaultyStore<S> {
         self.inner.claim_chunk(run_id, worker, now, lease_for).await
     }
 
+    async fn claim_chunk_within(
+        &self,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        max_leased: u32,
+    ) -> Result<Option<ChunkLease>> {
+        self.inner
+            .claim_chunk_within(run_id, worker, now, lease_for, max_leased)
+            .await
+    }
+
+    async fn take_budget(
+        &self,
+        run_id: &RunId,
+        budget: &backfill_core::budget::Budget,
+        amount: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Duration> {
+        self.inner.take_budget(run_id, budget, amount, now).await
+    }
+
     async fn heartbeat(
         &self,
         lease: &ChunkLease,

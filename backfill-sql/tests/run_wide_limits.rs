@@ -1,0 +1,481 @@
+//! Run-wide limits hold across worker processes: three processes of this test binary (re-executed
+//! as workers) share one run in one store, and the manifest's parallelism, rows per minute and
+//! commits per hour bound the run as a whole, not each process. Checked from the ledger's chunk
+//! times and the run's status (which shows the time spent waiting for each budget).
+#![allow(clippy::clone_on_ref_ptr)]
+
+mod common;
+
+use std::borrow::Cow;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backfill_core::digest::OutputRow;
+use backfill_core::manifest::{OffsetRange, SideEffectPolicy};
+use backfill_core::memory::MemorySource;
+use backfill_core::prelude::*;
+use backfill_core::sink::{StageReceipt, StageRequest};
+use backfill_sql::{
+    Column, ConnectOptions, Ident, SqlPool, SqlPublisher, SqlRow, SqlSink, SqlStore, SqlType,
+};
+use futures::stream::BoxStream;
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Out {
+    id: String,
+    part: String,
+    n: i64,
+}
+
+impl OutputRow for Out {
+    fn partition(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.part)
+    }
+}
+
+impl SqlRow for Out {
+    const COLUMNS: &'static [Column] = &[
+        Column::new("id", SqlType::Text),
+        Column::new("part", SqlType::Text),
+        Column::new("n", SqlType::BigInt),
+    ];
+    const PARTITION_COLUMN: &'static str = "part";
+}
+
+#[derive(Debug)]
+struct Ints;
+impl DeterministicTransform for Ints {
+    type Input = i64;
+    type Output = Out;
+    fn name(&self) -> &str {
+        "ints"
+    }
+    fn version(&self) -> &str {
+        "1.0.0"
+    }
+    fn apply(
+        &self,
+        i: &i64,
+        ctx: &TransformContext,
+        out: &mut Vec<Out>,
+    ) -> Result<(), TransformError> {
+        out.push(Out {
+            id: ctx.output_id(&[&i.to_string()]),
+            part: format!("p{}", i % 2),
+            n: *i,
+        });
+        Ok(())
+    }
+}
+
+/// Stages through the SQL sink after a pause, so chunks overlap in time when they may, and logs
+/// when each staging began and ended (inside the chunk's lease) to `BF_LIMITS_LOG`, one file per
+/// process.
+#[derive(Debug)]
+struct Slow(Arc<SqlSink<Out>>);
+
+fn micros_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl StagingSink<Out> for Slow {
+    fn descriptor(&self) -> SinkDescriptor {
+        self.0.descriptor()
+    }
+    async fn stage(
+        &self,
+        req: StageRequest<'_>,
+        rows: BoxStream<'_, backfill_core::Result<Vec<Out>>>,
+    ) -> backfill_core::Result<StageReceipt> {
+        let began = micros_now();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let r = self.0.stage(req, rows).await;
+        if let Ok(dir) = std::env::var("BF_LIMITS_LOG") {
+            use std::io::Write;
+            let path = std::path::Path::new(&dir).join(format!("{}.log", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("log");
+            writeln!(f, "{began} {}", micros_now()).expect("log");
+        }
+        r
+    }
+    fn read_staged<'a>(
+        &'a self,
+        run_id: &'a RunId,
+    ) -> BoxStream<'a, backfill_core::Result<Vec<Out>>> {
+        self.0.read_staged(run_id)
+    }
+    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
+        self.0.discard(run_id).await
+    }
+}
+
+/// A scenario: its run, its input size and chunk size, and the limits it sets.
+#[derive(Debug, Clone, Copy)]
+enum Scenario {
+    Parallel,
+    Rows,
+    Commits,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Parallel => "parallel",
+            Self::Rows => "rows",
+            Self::Commits => "commits",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "parallel" => Self::Parallel,
+            "rows" => Self::Rows,
+            _ => Self::Commits,
+        }
+    }
+    /// (rows, rows per chunk)
+    fn input(self) -> (i64, i64) {
+        match self {
+            Self::Parallel => (1_200, 100),
+            Self::Rows => (3_000, 250),
+            Self::Commits => (600, 100),
+        }
+    }
+    fn manifest(self) -> ApprovedManifest {
+        let (rows, _) = self.input();
+        let mut m = RunManifest::new(
+            format!("bf-limits-{}", self.name()),
+            RunKind::Backfill,
+            ExecutionMode::Backfill,
+        );
+        m.reason = "run-wide limits".into();
+        m.requested_by = "alice".into();
+        m.source = SourceSpec {
+            kind: "memory".into(),
+            name: "ints".into(),
+            snapshot: Some("s".into()),
+            range: Some(InputRange::Offsets {
+                partitions: vec![OffsetRange {
+                    partition: 0,
+                    from: 0,
+                    to_exclusive: rows,
+                }],
+            }),
+            ..SourceSpec::default()
+        };
+        m.transform.name = "ints".into();
+        m.transform.version = "1.0.0".into();
+        m.target.name = "limited".into();
+        m.target.mutation = Some(Mutation::ReplacePartitions);
+        m.target.partitions = vec!["p0".into(), "p1".into()];
+        m.safety.side_effects = Some(SideEffectPolicy::default());
+        m.safety.manual_publish = true;
+        m.validation = Some(ValidationPlan {
+            checksum_required: true,
+            ..Default::default()
+        });
+        let l = &mut m.safety.limits;
+        match self {
+            // Each process runs two local workers; the run may lease two chunks at once in all.
+            Self::Parallel => l.max_chunks_in_parallel = 2,
+            // 60,000 rows a minute: 1,000 a second, a burst of 1,000. Every process may work at once.
+            Self::Rows => {
+                l.max_chunks_in_parallel = 6;
+                l.max_rows_per_minute = Some(60_000);
+            }
+            // 14,400 commits an hour: one every 250 ms, a burst of one.
+            Self::Commits => {
+                l.max_chunks_in_parallel = 6;
+                l.max_sink_commits_per_hour = Some(14_400);
+            }
+        }
+        m.approve("bob", chrono::Utc::now()).expect("approvable")
+    }
+}
+
+async fn executor(url: &str, ns: Option<&str>, worker: &str, s: Scenario) -> Executor<Ints> {
+    let opts = match ns {
+        Some(ns) => ConnectOptions::namespaced(Ident::new(ns).expect("namespace")),
+        None => ConnectOptions::default(),
+    };
+    // A chunk being staged holds a connection for its transaction while it waits for the rows
+    // budget, which it takes on another: at least two connections per local worker.
+    let pool = SqlPool::connect_with(url, &opts.with_max_connections(16))
+        .await
+        .expect("connect");
+    let store = Arc::new(SqlStore::new(pool.clone()).await.expect("store"));
+    let sink = Arc::new(
+        SqlSink::<Out>::new(pool.clone(), "limited")
+            .await
+            .expect("sink"),
+    );
+    let publisher = Arc::new(
+        SqlPublisher::<Out>::new(pool, "limited")
+            .await
+            .expect("publisher"),
+    );
+    let control = Control::new(store)
+        .with_target(publisher.clone())
+        .expect("target");
+    let (rows, chunk) = s.input();
+    let source = MemorySource::by_offset((0..rows).collect(), chunk)
+        .batch_size(50)
+        .snapshot("s");
+    Executor::builder(
+        control,
+        Arc::new(source),
+        Arc::new(Ints),
+        Arc::new(Slow(sink)),
+        publisher,
+    )
+    .options(
+        RunnerOptions::worker(worker)
+            .with_lease(Duration::from_secs(10))
+            .with_local_workers(2),
+    )
+    .build()
+}
+
+/// Not a test of its own: the body of a worker process the tests below start (it returns at once
+/// when run as part of the suite).
+#[test]
+fn worker_process() {
+    let Ok(worker) = std::env::var("BF_LIMITS_WORKER") else {
+        return;
+    };
+    let url = std::env::var("BF_LIMITS_URL").expect("url");
+    let ns = std::env::var("BF_LIMITS_NS").ok();
+    let s = Scenario::parse(&std::env::var("BF_LIMITS_SCENARIO").expect("scenario"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let e = executor(&url, ns.as_deref(), &worker, s).await;
+        let report = e
+            .run(s.manifest().run_id())
+            .await
+            .expect("the worker's run");
+        assert_eq!(report.state, RunState::Validated, "{report:?}");
+    });
+}
+
+/// Runs a scenario with three worker processes; returns the run's chunks, its status and the
+/// stagings' (began, ended) instants in microseconds.
+async fn three_processes(
+    engine: &common::Engine,
+    s: Scenario,
+) -> (
+    Vec<backfill_core::store::ChunkRecord>,
+    RunReport,
+    Vec<(u128, u128)>,
+) {
+    let log = std::env::temp_dir().join(format!(
+        "bf-limits-{}-{}-{}",
+        engine.name,
+        s.name(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&log);
+    std::fs::create_dir_all(&log).expect("log dir");
+    let ns = engine.namespace(s.name());
+    let (url, ident) = if engine.name == "sqlite" {
+        (ns.url.clone(), None)
+    } else {
+        (ns.url.clone(), Some(ns.ident.as_str().to_owned()))
+    };
+    let parent = executor(&url, ident.as_deref(), "parent", s).await;
+    let approved = s.manifest();
+    parent.control().submit(&approved).await.expect("submit");
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = Command::new(&exe);
+            c.args([
+                "worker_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("BF_LIMITS_WORKER", format!("w{i}"))
+            .env("BF_LIMITS_URL", &url)
+            .env("BF_LIMITS_SCENARIO", s.name())
+            .env("BF_LIMITS_LOG", &log);
+            if let Some(ns) = &ident {
+                c.env("BF_LIMITS_NS", ns);
+            }
+            c.spawn().expect("spawn a worker process")
+        })
+        .collect();
+    for mut c in children {
+        let status = c.wait().expect("worker exit");
+        assert!(
+            status.success(),
+            "{} {}: a worker failed",
+            engine.name,
+            s.name()
+        );
+    }
+    let report = parent
+        .control()
+        .status(approved.run_id())
+        .await
+        .expect("status");
+    let chunks = parent
+        .control()
+        .store()
+        .chunks(approved.run_id())
+        .await
+        .expect("chunks");
+    assert_eq!(report.state, RunState::Validated);
+    assert_eq!(report.output_rows, s.input().0 as u64);
+    // Every process took part: the ledger names workers of more than one process.
+    ns.drop().await;
+    let mut stagings = Vec::new();
+    for f in std::fs::read_dir(&log).expect("logs") {
+        let text = std::fs::read_to_string(f.expect("log").path()).expect("log");
+        for line in text.lines() {
+            let (a, b) = line.split_once(' ').expect("two instants");
+            stagings.push((a.parse().expect("began"), b.parse().expect("ended")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&log);
+    (chunks, report, stagings)
+}
+
+/// The processes whose workers staged chunks.
+fn processes(chunks: &[backfill_core::store::ChunkRecord]) -> Vec<String> {
+    let mut workers: Vec<String> = chunks
+        .iter()
+        .filter_map(|c| c.worker.clone())
+        .map(|w| w.split('/').next().unwrap_or_default().to_owned())
+        .collect();
+    workers.sort();
+    workers.dedup();
+    workers
+}
+
+/// The most stagings in progress at one instant.
+fn max_overlap(stagings: &[(u128, u128)]) -> usize {
+    let mut edges: Vec<(u128, i32)> = Vec::new();
+    for (a, b) in stagings {
+        edges.push((*a, 1));
+        edges.push((*b, -1));
+    }
+    // At equal instants, a finish counts before a start.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+fn span_secs(chunks: &[backfill_core::store::ChunkRecord]) -> f64 {
+    let first = chunks
+        .iter()
+        .filter_map(|c| c.started_at)
+        .min()
+        .expect("started");
+    let last = chunks
+        .iter()
+        .filter_map(|c| c.finished_at)
+        .max()
+        .expect("finished");
+    (last - first).num_milliseconds() as f64 / 1000.0
+}
+
+fn engines() -> Vec<common::Engine> {
+    common::engines()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_chunks_are_bounded_across_processes() {
+    for engine in engines() {
+        let (chunks, _, stagings) = three_processes(&engine, Scenario::Parallel).await;
+        assert_eq!(stagings.len(), chunks.len(), "one staging per chunk");
+        // Three processes with two local workers each could lease six chunks at once (and would,
+        // as they all start together, if the limit held per process).
+        let most = max_overlap(&stagings);
+        assert!(
+            most <= 2,
+            "{}: {most} chunks were leased at once",
+            engine.name
+        );
+        assert_eq!(most, 2, "{}: the run used its parallelism", engine.name);
+        assert!(
+            chunks.iter().all(|c| c.attempts == 1),
+            "no chunk was fenced off"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_per_minute_is_a_budget_of_the_run() {
+    // On SQLite budgets are kept per process (see `SqlStore`): the shared engines only.
+    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+        let (chunks, report, _) = three_processes(&engine, Scenario::Rows).await;
+        let procs = processes(&chunks);
+        assert!(procs.len() >= 2, "{}: only {procs:?} worked", engine.name);
+        // 3,000 rows at 1,000 a second with a burst of 1,000 take at least 2 s run-wide (each
+        // process alone would be allowed the whole rate: about 0.7 s); one batch (50 rows) of slack.
+        let span = span_secs(&chunks);
+        assert!(span >= 1.95, "{}: 3,000 rows in {span} s", engine.name);
+        // The wait is visible in the run's status (summed from the chunks' evidence).
+        let waited = report
+            .throttled_ms
+            .get("max_rows_per_minute")
+            .copied()
+            .unwrap_or(0);
+        assert!(waited > 0, "{}: {:?}", engine.name, report.throttled_ms);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_per_hour_is_a_budget_of_the_run() {
+    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+        let (chunks, report, _) = three_processes(&engine, Scenario::Commits).await;
+        let procs = processes(&chunks);
+        assert!(procs.len() >= 2, "{}: only {procs:?} worked", engine.name);
+        // Six commits, one every 250 ms with a burst of one: the sixth starts 1.25 s after the first.
+        let mut starts: Vec<i64> = chunks
+            .iter()
+            .filter_map(|c| c.started_at.map(|t| t.timestamp_millis()))
+            .collect();
+        starts.sort_unstable();
+        let finishes: Vec<i64> = {
+            let mut f: Vec<i64> = chunks
+                .iter()
+                .filter_map(|c| c.finished_at.map(|t| t.timestamp_millis()))
+                .collect();
+            f.sort_unstable();
+            f
+        };
+        let spread = (finishes[finishes.len() - 1] - finishes[0]) as f64 / 1000.0;
+        assert!(
+            spread >= 1.2,
+            "{}: six commits within {spread} s",
+            engine.name
+        );
+        assert!(
+            report
+                .throttled_ms
+                .contains_key("max_sink_commits_per_hour"),
+            "{}: {:?}",
+            engine.name,
+            report.throttled_ms
+        );
+        assert_eq!(starts.len(), 6);
+    }
+}
