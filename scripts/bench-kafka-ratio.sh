@@ -63,7 +63,7 @@ copy_once() {
       -H backfill_run_id=bf-k1 -H backfill_transform_version=1.0.0 -H backfill_processing_mode=replay \
       -H backfill_input_snapshot=k1 -H backfill_chunk=k1 -H backfill_attempt=1
   echo "scale=3; ($(now) - $t0) / 1000000000" | bc
-  n=$(kcat -C -b "$brokers" -t "$topic.copy$copy_n" -o beginning -e -q -f '%o\n' | wc -l)
+  n=$(kcat -C -b "$brokers" -t "$topic.copy$copy_n" -o beginning -e -q -X receive.message.max.bytes=2000000000 -f '%o\n' | wc -l)
   [ "$n" -eq "$records" ] || { echo "kcat copy holds $n of $records" >&2; exit 1; }
 }
 replay_once() {
