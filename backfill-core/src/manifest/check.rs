@@ -62,6 +62,30 @@ const Q_PUBLISH: &str = "What is the publication strategy?";
 const Q_CONSUMERS: &str = "What downstream consumers are impacted?";
 const Q_PRIVACY: &str = "Is privacy/retention policy satisfied?";
 const Q_COST: &str = "Is cost/blast radius bounded?";
+const Q_STAGING: &str = "Is output written to staging first?";
+const Q_ROLLBACK: &str = "What is rollback/supersession strategy?";
+const Q_EVIDENCE: &str = "Is run evidence preserved?";
+
+/// The design checklist's questions (seed §30), in its order. Every finding names the one it
+/// answers in [`Finding::question`].
+pub const CHECKLIST: [&str; 16] = [
+    Q_REASON,
+    Q_OUTPUT,
+    Q_INPUT,
+    Q_WARMUP,
+    Q_VERSION,
+    Q_CONFIG,
+    Q_SIDE,
+    Q_STAGING,
+    Q_GATES,
+    Q_RECON,
+    Q_PUBLISH,
+    Q_ROLLBACK,
+    Q_CONSUMERS,
+    Q_PRIVACY,
+    Q_COST,
+    Q_EVIDENCE,
+];
 
 impl RunManifest {
     /// Answers every question of the design checklist that a manifest can answer.
@@ -269,14 +293,43 @@ impl RunManifest {
                 "target.mutation.delete_column",
                 "the delete marker must be its own column, neither a key nor the version column",
             ),
-            Some(m) => f.push(
-                Info,
-                "publication_strategy",
-                Q_PUBLISH,
-                "target.mutation",
-                format!("publish by {}", m.name()),
-            ),
+            Some(m) => {
+                f.push(
+                    Info,
+                    "publication_strategy",
+                    Q_PUBLISH,
+                    "target.mutation",
+                    format!("publish by {}", m.name()),
+                );
+                f.push(
+                    Info,
+                    "rollback_strategy",
+                    Q_ROLLBACK,
+                    "target.mutation",
+                    rollback_strategy(m),
+                );
+            }
         }
+        // Every run stages before anything is visible; the checklist asks it to be said.
+        f.push(
+            Info,
+            "staging_first",
+            Q_STAGING,
+            "mode",
+            match self.mode {
+                ExecutionMode::DryRun | ExecutionMode::Reconciliation => {
+                    "output is staged and validated, and never published"
+                }
+                _ => "every chunk is written to run-scoped staging; readers see nothing until the validated run is published",
+            },
+        );
+        f.push(
+            Info,
+            "evidence_preserved",
+            Q_EVIDENCE,
+            "run_id",
+            "manifest, approval, plan, ledger, transitions, validations and receipts are kept in the run store; `export` writes the bundle, `verify` checks it offline",
+        );
         if self.target.consumers.is_empty() {
             f.push(
                 Warning,
@@ -333,17 +386,33 @@ impl RunManifest {
                 "validation",
                 "validation plan has no checks",
             ),
-            Some(v) => {
-                if v.count_tolerance.is_none() && !v.checksum_required {
-                    f.push(
-                        Warning,
-                        "no_reconciliation",
-                        Q_RECON,
-                        "validation",
-                        "neither a count tolerance nor a checksum proves completeness",
-                    );
-                }
-            }
+            Some(_) => {}
+        }
+        match &self.validation {
+            Some(v) if v.checksum_required || v.count_tolerance.is_some() => f.push(
+                Info,
+                "reconciliation",
+                Q_RECON,
+                "validation",
+                match (v.checksum_required, v.count_tolerance) {
+                    (true, Some(t)) => format!(
+                        "per-partition checksums, and counts within {t} of the accepted output"
+                    ),
+                    (true, None) => {
+                        "per-partition checksums of staged against recorded rows".to_owned()
+                    }
+                    (false, t) => {
+                        format!("counts within {} of the accepted output", t.unwrap_or(0))
+                    }
+                },
+            ),
+            _ => f.push(
+                Warning,
+                "no_reconciliation",
+                Q_RECON,
+                "validation",
+                "neither a count tolerance nor a checksum proves completeness",
+            ),
         }
         // Cost and privacy.
         if self.safety.max_cost_usd.is_some()
@@ -486,4 +555,16 @@ fn is_semver(v: &str) -> bool {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How a publication by `m` is undone or superseded.
+fn rollback_strategy(m: &Mutation) -> &'static str {
+    match m {
+        Mutation::ReplacePartitions => "rollback restores the replaced partitions from the archive kept at publish; a later run supersedes by replacing them again",
+        Mutation::MergeByKey { .. } => "rollback restores the rows the merge overwrote or deleted, recorded per key at publish; a later run supersedes by merging a newer version",
+        Mutation::AppendWithRunId => "rollback moves the accepted pointer (the view readers use) back to the previous run; rows stay, tagged with their run",
+        Mutation::ShadowSwap => "rollback swaps the pointer back to the previous shadow table",
+        Mutation::VersionedOutput => "rollback points the current view back at the previous version; every version stays readable",
+        Mutation::CorrectionEvents => "published events cannot be taken back (rollback is refused): supersede by restating again, whose corrections correct these; re-publishing is idempotent per key",
+    }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use approval::{Approval, ApprovedManifest, StoredManifest};
 pub use canonical::{canonical_json, ManifestDigest};
-pub use check::{Finding, Findings, Severity};
+pub use check::{Finding, Findings, Severity, CHECKLIST};
 pub use range::{InputRange, OffsetRange};
 pub use sections::{
     DuplicateFilePolicy, Limits, ManifestRef, Mutation, PrivacySpec, ReferenceData,
