@@ -2,6 +2,8 @@
 //! manifest leaves it open, an answer for staging, rollback and evidence), and every finding says
 //! which question it answers.
 
+#![allow(clippy::clone_on_ref_ptr)]
+
 mod common;
 
 use backfill_core::context::ExecutionMode;
