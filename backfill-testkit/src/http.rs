@@ -25,6 +25,7 @@
 //! restarted source sent and check the spacing of requests after a `Retry-After`.
 //!
 //! ```no_run
+//! # #[allow(dead_code)]
 //! # async fn demo() {
 //! use backfill_testkit::http::{ApiRow, ApiScript, ScriptedApi};
 //!
@@ -32,6 +33,7 @@
 //! api.storm(20, 1); // the next twenty data requests get 429 with `Retry-After: 1`
 //! let base = api.uri(); // http://127.0.0.1:<port>
 //! // ... run your source against `base`, then:
+//! # let _ = base;
 //! assert_eq!(api.count("/items", Some(429)), 20);
 //! # }
 //! ```
