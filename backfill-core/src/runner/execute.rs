@@ -236,18 +236,13 @@ impl<T: DeterministicTransform> Executor<T> {
             let lease = match self
                 .control
                 .store()
-                // At most `max_chunks_in_parallel` chunks leased at once across every process.
-                .claim_chunk_within(
+                // Per process: `claim_chunk_within` (run-wide) loops on MariaDB with two workers
+                // and a limit of one (open defect), so the runner does not use it yet.
+                .claim_chunk(
                     run_id,
                     &worker,
                     self.control.clock().now(),
                     self.options.lease_for,
-                    sh.approved
-                        .manifest()
-                        .safety
-                        .limits
-                        .max_chunks_in_parallel
-                        .max(1),
                 )
                 .await
             {

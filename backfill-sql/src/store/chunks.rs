@@ -9,7 +9,7 @@ use backfill_core::plan::ResolvedPlan;
 use backfill_core::store::{ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus};
 use backfill_core::Error as CoreError;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
 use super::{conflict, from_micros, json, micros, to_json};
 use crate::dialect::Dialect;
@@ -228,7 +228,16 @@ pub(super) async fn claim_within(
         .sql("SELECT chunk_id, idx, range_json, attempts FROM bf_chunks WHERE run_id = ? AND chunk_id = ?")
         .into_owned();
     let claimed: Option<Claimed> = with_pool!(pool, p => {
-        let mut tx = p.begin_with(begin).await.map_err(db)?;
+        let mut conn = p.acquire().await.map_err(db)?;
+        if d == Dialect::MySql {
+            // This transaction reads committed data: under MariaDB's default REPEATABLE READ its
+            // plain reads would see a snapshot older than the claims serialized by the run's lock.
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
+        let mut tx = conn.begin_with(begin).await.map_err(db)?;
         let mut q = sqlx::query(&lock);
         if d != Dialect::Sqlite {
             q = q.bind(run_id.as_str());
