@@ -134,10 +134,8 @@ pub struct RunnerOptions {
     /// backoff and continues from the run's stored state. Zero (the default): the first such
     /// failure is returned to the caller, who may call `run` again.
     pub transient_budget: Duration,
-    /// Chunks this process works on at once. `None` (the default): the manifest's
-    /// `max_chunks_in_parallel`, which is also the limit of the run as a whole across every
-    /// process; set it lower so several processes share that limit (one process with as many
-    /// workers as the run's limit can hold every slot).
+    /// Chunks this process works on at once, at most the manifest's `max_chunks_in_parallel`.
+    /// `None` (the default): `max_chunks_in_parallel`.
     pub local_workers: Option<usize>,
 }
 
