@@ -4,8 +4,12 @@
 # with one more worker, and compares the published rows, read with the engine's own client
 # (sqlite3, psql, mariadb), with an uninterrupted run's on the same engine.
 #
-# Usage: scripts/chaos.sh [--trials N] [--seed S] [--engines sqlite,postgres,mariadb]
+# Usage: scripts/chaos.sh [--trials N] [--seed S] [--from K] [--engines sqlite,postgres,mariadb]
 #                         [--faults kill,together,restart,pause] [--release]
+#
+# --from K runs only trials K..N of the campaign `--trials N --seed S` (the same draws, in the same
+# order), so a long campaign can be run in parts: `--from 1 --trials 250`, `--from 251 --trials 500`…
+# with one seed are together the campaign `--trials 500`. Counts in the last line are the part's.
 #
 # Fault kinds (restart only where there is a server):
 #   kill      one of 1-3 workers started together is killed with SIGKILL
@@ -23,6 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 trials=12
+first=1
 seed="$(date +%s)"
 engines="sqlite,postgres,mariadb"
 faults="kill,together,restart,pause"
@@ -31,6 +36,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --trials) trials="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --from) first="$2"; shift 2 ;;
     --engines) engines="$2"; shift 2 ;;
     --faults) faults="$2"; shift 2 ;;
     --release) profile=release; shift ;;
@@ -38,7 +44,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 RANDOM=$((seed % 32768))
-echo "chaos: seed $seed, $trials trials, engines $engines, faults $faults"
+echo "chaos: seed $seed, $trials trials (from trial $first), engines $engines, faults $faults"
 
 if [ "$profile" = release ]; then
   cargo build -q --release -p backfill-examples --bin sla-restatement
@@ -134,16 +140,25 @@ done
 [ "${#pairs[@]}" -gt 0 ] || { echo "chaos: no (engine, fault) pair to try" >&2; exit 2; }
 
 kills=0 restarts=0 pauses=0 lost=0 duplicated=0 wrong=0 failed=0
-for t in $(seq 1 "$trials"); do
-  if [ "$t" -le "${#pairs[@]}" ]; then pair="${pairs[$((t - 1))]}"; else pair="${pairs[$((RANDOM % ${#pairs[@]}))]}"; fi
+# Trial $1's draws from the seeded generator: its engine, fault, workers, delay and victim. Every
+# trial draws the same number of values whatever happens in it, so trial K's draws depend only on
+# the seed and K (what --from relies on).
+draw() {
+  if [ "$1" -le "${#pairs[@]}" ]; then pair="${pairs[$(($1 - 1))]}"; else pair="${pairs[$((RANDOM % ${#pairs[@]}))]}"; fi
   engine="${pair%%:*}"; fault="${pair##*:}"
-  args="$(fresh "$t" "$engine")"
   case "$fault" in
     kill) n=$((1 + RANDOM % 3)) ;;
     together) n=$((2 + RANDOM % 2)) ;;
     *) n=2 ;;
   esac
   delay_ms=$((500 + RANDOM % 6000))
+  victim=$((RANDOM % n))
+}
+
+for t in $(seq 1 $((first - 1))); do draw "$t"; done
+for t in $(seq "$first" "$trials"); do
+  draw "$t"
+  args="$(fresh "$t" "$engine")"
   lease=()
   [ "$fault" = pause ] && lease=(--lease-secs 3)
   pids=()
@@ -156,7 +171,7 @@ for t in $(seq 1 "$trials"); do
   killed=()
   case "$fault" in
     kill)
-      v=$((RANDOM % n))
+      v=$victim
       if alive "${pids[$v]}" && kill -9 "${pids[$v]}" 2>/dev/null; then killed+=("$v"); kills=$((kills + 1)); fi ;;
     together)
       for v in $(seq 0 $((n - 1))); do
@@ -166,7 +181,7 @@ for t in $(seq 1 "$trials"); do
       if [ "$engine" = postgres ]; then eval "$BACKFILL_TEST_PG_RESTART" >/dev/null; else eval "$BACKFILL_TEST_MYSQL_RESTART" >/dev/null; fi
       restarts=$((restarts + 1)) ;;
     pause)
-      v=$((RANDOM % n))
+      v=$victim
       if alive "${pids[$v]}" && kill -STOP "${pids[$v]}" 2>/dev/null; then
         sleep 7; kill -CONT "${pids[$v]}" 2>/dev/null || true; pauses=$((pauses + 1))
       fi ;;
@@ -209,5 +224,5 @@ for t in $(seq 1 "$trials"); do
 done
 
 echo "chaos: $failed trials with a failed resume or an unexplained worker failure, $wrong wrong rows"
-echo "chaos: $trials trials, $kills kills, $restarts restarts, $pauses pauses, $lost lost, $duplicated duplicated"
+echo "chaos: $((trials - first + 1)) trials, $kills kills, $restarts restarts, $pauses pauses, $lost lost, $duplicated duplicated"
 [ "$lost" -eq 0 ] && [ "$duplicated" -eq 0 ] && [ "$wrong" -eq 0 ] && [ "$failed" -eq 0 ]
