@@ -203,6 +203,18 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A partition of a target is frozen by a backfill: a live write into it is refused until the
+    /// run publishes or is cancelled (see [`crate::live`]); a run cannot freeze a partition another
+    /// run holds.
+    #[error("target {target}: partition {partition} is frozen by run {run_id}")]
+    WindowFrozen {
+        /// The run holding the freeze.
+        run_id: RunId,
+        /// The target.
+        target: String,
+        /// The partition.
+        partition: String,
+    },
     /// A safety limit in the manifest was exceeded.
     #[error("run {run_id}: limit `{limit}` exceeded: {value} > {max}")]
     LimitExceeded {
@@ -339,7 +351,9 @@ impl Error {
             | Self::ForbiddenSink { .. }
             | Self::PublishRefused { .. }
             | Self::OutOfScope { .. } => ErrorKind::Refused,
-            Self::Conflict { .. } | Self::Fenced { .. } => ErrorKind::Conflict,
+            Self::Conflict { .. } | Self::Fenced { .. } | Self::WindowFrozen { .. } => {
+                ErrorKind::Conflict
+            }
             Self::Unsupported { .. } => ErrorKind::NotSupported,
             Self::Corrupt { .. } => ErrorKind::Permanent,
             Self::NotFound { .. } => ErrorKind::NotFound,

@@ -14,6 +14,7 @@ pub mod estimate;
 pub mod evidence;
 pub mod finding;
 pub mod ids;
+pub mod live;
 pub mod manifest;
 pub mod memory;
 pub mod mode;

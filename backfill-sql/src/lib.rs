@@ -17,6 +17,7 @@ mod sink;
 mod source;
 mod store;
 mod validate;
+mod windows;
 
 pub use dialect::Dialect;
 pub use files::{DuplicatePolicy, FileDecision, FileIdentity, FileLedger, FileRecord};
@@ -30,3 +31,4 @@ pub use sink::{SqlArtifact, SqlSink};
 pub use source::{Grouped, SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};
 pub use store::SqlStore;
 pub use validate::SqlCheck;
+pub use windows::SqlWindows;

@@ -47,10 +47,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "run_budgets",
         sql: include_str!("../migrations/0006_run_budgets.sql"),
     },
+    Migration {
+        version: 7,
+        name: "live_windows",
+        sql: include_str!("../migrations/0007_live_windows.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

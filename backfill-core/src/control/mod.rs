@@ -24,6 +24,7 @@
 //! ```
 
 mod estimate;
+mod freeze;
 mod publish;
 mod status;
 
@@ -50,6 +51,7 @@ pub struct Control {
     store: Arc<dyn RunStore>,
     targets: Arc<BTreeMap<String, Arc<dyn Publisher>>>,
     clock: Arc<dyn Clock>,
+    windows: Option<Arc<dyn crate::live::TargetWindows>>,
 }
 
 impl fmt::Debug for Control {
@@ -75,6 +77,7 @@ impl Control {
             store,
             targets: Arc::new(BTreeMap::new()),
             clock: Arc::new(SystemClock),
+            windows: None,
         }
     }
 
@@ -541,7 +544,15 @@ impl Control {
                 },
             )
             .await?;
-        self.with_retry(run_id, Event::Cancel, by, reason).await
+        let state = self.with_retry(run_id, Event::Cancel, by, reason).await?;
+        // A run that froze its window releases it (a draft never froze anything).
+        if self.windows.is_some() {
+            if let Ok((approved, _)) = self.load(run_id).await {
+                self.thaw_window(run_id, approved.manifest(), by, "cancelled")
+                    .await?;
+            }
+        }
+        Ok(state)
     }
 
     /// Reopens a cancelled run: it goes back to `Approved` and the next execution resumes at the first

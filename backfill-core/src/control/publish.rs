@@ -112,6 +112,7 @@ impl Control {
                 })
             }
             None => {
+                self.check_window(run_id, m, &evidence).await?;
                 let (artifacts, digests) = self.ledger(run_id).await?;
                 let req = PublishRequest {
                     run_id,
@@ -181,6 +182,7 @@ impl Control {
             // The pointer moved but a crash lost its record: record it now.
             self.store.append_evidence(run_id, now, by, &moved).await?;
         }
+        self.thaw_window(run_id, m, by, "published").await?;
         RunMetrics::new(m)
             .publish_seconds
             .record(started.elapsed().as_secs_f64());

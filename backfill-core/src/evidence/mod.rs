@@ -6,6 +6,8 @@
 
 pub mod bundle;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +56,10 @@ pub enum EvidenceKind {
     Note,
     /// The estimate before the run: chunks, input size, duration, cost, coverage.
     Estimated,
+    /// The run froze its target window against live writes.
+    WindowFrozen,
+    /// The run's target window thawed.
+    WindowThawed,
 }
 
 impl EvidenceKind {
@@ -74,6 +80,8 @@ impl EvidenceKind {
             Self::CancelRequested => "cancel_requested",
             Self::Note => "note",
             Self::Estimated => "estimated",
+            Self::WindowFrozen => "window_frozen",
+            Self::WindowThawed => "window_thawed",
         }
     }
 }
@@ -155,7 +163,7 @@ pub enum EvidenceRecord {
         /// Milliseconds the attempt waited for each run-wide budget (`max_rows_per_minute`,
         /// `max_bytes_per_minute`, `max_sink_commits_per_hour`).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-        throttled_ms: std::collections::BTreeMap<String, u64>,
+        throttled_ms: BTreeMap<String, u64>,
     },
     /// A chunk attempt failed.
     ChunkFailed {
@@ -221,6 +229,22 @@ pub enum EvidenceRecord {
     /// The estimate made before the run's chunks: what the source sized, the duration and cost
     /// the manifest's rates give, and the plan's coverage.
     Estimated(Box<Estimate>),
+    /// The run froze its target window before its first chunk (`target.live_writes: freeze`):
+    /// live writes into these partitions are refused until it thaws.
+    WindowFrozen {
+        /// The target.
+        target: String,
+        /// Each partition's live-write counter at the freeze: publication refuses when a partition
+        /// was written after it.
+        watermark: BTreeMap<String, u64>,
+    },
+    /// The run's window thawed (published, cancelled, or released by an operator).
+    WindowThawed {
+        /// The target.
+        target: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl EvidenceRecord {
@@ -241,6 +265,8 @@ impl EvidenceRecord {
             Self::CancelRequested { .. } => EvidenceKind::CancelRequested,
             Self::Note { .. } => EvidenceKind::Note,
             Self::Estimated(_) => EvidenceKind::Estimated,
+            Self::WindowFrozen { .. } => EvidenceKind::WindowFrozen,
+            Self::WindowThawed { .. } => EvidenceKind::WindowThawed,
         }
     }
 

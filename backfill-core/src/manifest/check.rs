@@ -414,6 +414,9 @@ impl RunManifest {
                 "neither a count tolerance nor a checksum proves completeness",
             ),
         }
+        for (code, message) in self.target.live_writes.problems(self) {
+            f.push(Blocking, code, Q_PUBLISH, "target.live_writes", message);
+        }
         // Cost and privacy.
         if self.safety.max_cost_usd.is_some()
             && !self.safety.cost_model.as_ref().is_some_and(|c| c.prices())

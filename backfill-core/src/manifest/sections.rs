@@ -238,6 +238,13 @@ pub struct TargetSpec {
         alias = "allowEmptyPartitions"
     )]
     pub allow_empty_partitions: bool,
+    /// How the run shares the target with a live pipeline writing it (seed §12): `none` (the
+    /// default), `freeze`, `versioned_writes` or `source_version_merge`; see [`crate::live`].
+    #[serde(
+        skip_serializing_if = "crate::live::LiveWrites::is_none",
+        alias = "liveWrites"
+    )]
+    pub live_writes: crate::live::LiveWrites,
 }
 
 /// Which sinks with external side effects the run may write.

@@ -9,12 +9,14 @@ mod publisher;
 mod sink;
 mod source;
 mod store;
+mod windows;
 
 pub use outbox::MemoryOutbox;
 pub use publisher::MemoryPublisher;
 pub use sink::MemorySink;
 pub use source::{ChunkBy, MemorySource};
 pub use store::MemoryStore;
+pub use windows::MemoryWindows;
 
 use crate::error::Error;
 

@@ -484,7 +484,12 @@ impl<T: DeterministicTransform> Executor<T> {
                             version: record.manifest_version,
                         })
                     }
-                    RunState::Approved => self.step(run_id, state, Event::Start, "start").await,
+                    // A freezing run holds its window before its first chunk reads anything.
+                    RunState::Approved => match self.control.freeze_window(run_id, m, &actor).await
+                    {
+                        Ok(()) => self.step(run_id, state, Event::Start, "start").await,
+                        Err(e) => Err(e),
+                    },
                     RunState::Failed | RunState::Paused => {
                         self.step(run_id, state, Event::Resume, "resume").await
                     }
@@ -524,6 +529,10 @@ impl<T: DeterministicTransform> Executor<T> {
                         if accepted.as_ref().map(|p| &p.run_id) != Some(run_id) {
                             self.control.publish(run_id, &actor).await?;
                         }
+                        // A crash between the publication and the thaw left the window frozen.
+                        self.control
+                            .thaw_window(run_id, m, &actor, "published")
+                            .await?;
                         break;
                     }
                     RunState::AwaitingReview

@@ -139,6 +139,12 @@ impl SqlStore {
         })
     }
 
+    /// The registry of target windows kept in this store's database, for runs that freeze their
+    /// window against live writers and for the live writers themselves (see [`SqlWindows`](crate::SqlWindows)).
+    pub fn windows(&self) -> crate::SqlWindows {
+        crate::SqlWindows::new(self.pool.clone())
+    }
+
     /// The pool (shared with sinks and publishers on the same database).
     pub fn pool(&self) -> &SqlPool {
         &self.pool
