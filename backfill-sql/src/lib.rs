@@ -25,7 +25,7 @@ pub use forgotten::{SqlForgottenSubjects, FORGOTTEN_TABLE};
 pub use ident::{Ident, QualifiedName};
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use pool::{ConnectOptions, SqlPool};
-pub use publish::{SqlOutbox, SqlPublisher};
+pub use publish::{SqlOutbox, SqlPublisher, LIVE_VERSION};
 pub use row::{Column, RowSchema, SqlRow, SqlType};
 pub use sink::{SqlArtifact, SqlSink};
 pub use source::{Grouped, SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};

@@ -3,168 +3,18 @@
 #![allow(clippy::clone_on_ref_ptr)]
 
 mod common;
+mod live;
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backfill_core::digest::OutputRow;
 use backfill_core::evidence::EvidenceRecord;
 use backfill_core::live::{LiveWrites, TargetWindows};
-use backfill_core::manifest::{OffsetRange, SideEffectPolicy};
-use backfill_core::memory::MemorySource;
 use backfill_core::prelude::*;
-use backfill_sql::{Column, SqlPool, SqlPublisher, SqlRow, SqlSink, SqlStore, SqlType, SqlWindows};
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Out {
-    id: String,
-    part: String,
-    n: i64,
-    src_version: i64,
-}
-
-impl OutputRow for Out {
-    fn partition(&self) -> Cow<'_, str> {
-        Cow::Borrowed(&self.part)
-    }
-}
-
-impl SqlRow for Out {
-    const COLUMNS: &'static [Column] = &[
-        Column::new("id", SqlType::Text),
-        Column::new("part", SqlType::Text),
-        Column::new("n", SqlType::BigInt),
-        Column::new("src_version", SqlType::BigInt),
-    ];
-    const PARTITION_COLUMN: &'static str = "part";
-}
-
-const KEYS: i64 = 200;
-/// The backfill's partitions; the live writer also writes `p4` and `p5`.
-const WINDOW: [&str; 4] = ["p0", "p1", "p2", "p3"];
-
-/// The restatement: key `k<i>` in partition `p<i % 4>`, value `i * 10`, at an even source version.
-#[derive(Debug)]
-struct Restate;
-impl DeterministicTransform for Restate {
-    type Input = i64;
-    type Output = Out;
-    fn name(&self) -> &str {
-        "restate"
-    }
-    fn version(&self) -> &str {
-        "2.0.0"
-    }
-    fn apply(
-        &self,
-        i: &i64,
-        _: &TransformContext,
-        out: &mut Vec<Out>,
-    ) -> Result<(), TransformError> {
-        out.push(Out {
-            id: format!("k{i}"),
-            part: format!("p{}", i % 4),
-            n: i * 10,
-            src_version: backfill_version(*i),
-        });
-        Ok(())
-    }
-}
-
-fn backfill_version(i: i64) -> i64 {
-    2 * (3 + i % 5)
-}
-
-/// The live writer's source version of key `i`: odd, so never equal to the backfill's.
-fn live_version(i: i64) -> i64 {
-    1 + 2 * (i % 11)
-}
-
-fn manifest(run_id: &str, live: LiveWrites, mutation: Mutation) -> ApprovedManifest {
-    let mut m = RunManifest::new(run_id, RunKind::Restatement, ExecutionMode::Backfill);
-    m.reason = "restate beside the live pipeline".into();
-    m.requested_by = "alice".into();
-    m.source = SourceSpec {
-        kind: "memory".into(),
-        name: "ints".into(),
-        snapshot: Some("s".into()),
-        range: Some(InputRange::Offsets {
-            partitions: vec![OffsetRange {
-                partition: 0,
-                from: 0,
-                to_exclusive: KEYS,
-            }],
-        }),
-        ..SourceSpec::default()
-    };
-    m.transform.name = "restate".into();
-    m.transform.version = "2.0.0".into();
-    m.target.name = "live_out".into();
-    m.target.mutation = Some(mutation);
-    m.target.partitions = WINDOW.iter().map(|p| PartitionKey::from(*p)).collect();
-    m.target.live_writes = live;
-    m.safety.side_effects = Some(SideEffectPolicy::default());
-    m.safety.manual_publish = true;
-    m.validation = Some(ValidationPlan {
-        checksum_required: true,
-        ..Default::default()
-    });
-    m.approve("bob", chrono::Utc::now()).unwrap()
-}
-
-async fn executor(pool: &SqlPool, store: Arc<SqlStore>) -> Executor<Restate> {
-    let sink = Arc::new(SqlSink::<Out>::new(pool.clone(), "live_out").await.unwrap());
-    let publisher = Arc::new(
-        SqlPublisher::<Out>::new(pool.clone(), "live_out")
-            .await
-            .unwrap(),
-    );
-    let control = Control::new(store.clone())
-        .with_target(publisher.clone())
-        .unwrap()
-        .with_windows(Arc::new(store.windows()));
-    // Small chunks, so the run takes long enough for the live writer to meet the freeze.
-    let source = MemorySource::by_offset((0..KEYS).collect(), 10)
-        .batch_size(5)
-        .snapshot("s");
-    Executor::builder(
-        control,
-        Arc::new(source),
-        Arc::new(Restate),
-        sink,
-        publisher,
-    )
-    .options(RunnerOptions::worker("bf"))
-    .build()
-}
-
-fn pg(pool: &SqlPool) -> sqlx::PgPool {
-    match pool {
-        SqlPool::Postgres(p) => p.clone(),
-        _ => unreachable!("PostgreSQL only"),
-    }
-}
-
-async fn create_target(pool: &SqlPool, unique_id: bool) {
-    let key = if unique_id { " PRIMARY KEY" } else { "" };
-    sqlx::query(&format!(
-        "CREATE TABLE live_out (id TEXT NOT NULL{key}, part TEXT NOT NULL, n BIGINT NOT NULL, src_version BIGINT NOT NULL, {LINEAGE_DDL})"
-    ))
-    .execute(&pg(pool))
-    .await
-    .unwrap();
-}
-
-/// The lineage columns the SQL publisher keeps on every row; the live writer fills them too.
-const LINEAGE_DDL: &str = "produced_by_run_id TEXT NOT NULL, produced_by_transform TEXT NOT NULL, \
-    transform_version TEXT NOT NULL, processing_mode TEXT NOT NULL, input_range TEXT NOT NULL, \
-    input_snapshot_id TEXT, reference_data_version TEXT NOT NULL, produced_at TIMESTAMPTZ NOT NULL";
-const LIVE_LINEAGE: &str = "'live', 'live-orders', '1.0.0', 'live', 'stream', NULL, 'none', now()";
-const LINEAGE_COLUMNS: &str = "produced_by_run_id, produced_by_transform, transform_version, \
-    processing_mode, input_range, input_snapshot_id, reference_data_version, produced_at";
+use backfill_sql::{SqlStore, SqlWindows};
+use live::*;
 
 /// What the live writer did under a freeze.
 #[derive(Debug, Default)]
@@ -235,13 +85,6 @@ fn spawn_live_writer(
             tokio::time::sleep(Duration::from_millis(if stopping { 50 } else { 5 })).await;
         }
     })
-}
-
-fn psql(ns: &common::Namespace, sql: &str) -> String {
-    common::cli(ns, sql)
-        .expect("psql is installed")
-        .trim()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -329,14 +172,14 @@ async fn a_freeze_defers_live_writes_into_its_window_and_loses_none() {
     assert_eq!(ids.len() as i64, written);
 
     // psql: the table holds exactly the restatement's rows plus every live write not replaced.
-    let live_ids = psql(
+    let live_ids = cli(
         &ns,
         "SELECT string_agg(id, ',' ORDER BY id COLLATE \"C\") FROM live_out WHERE id LIKE 'live-%'",
     );
     let mut want = kept.clone();
     want.sort();
     assert_eq!(live_ids, want.join(","), "live rows after the run");
-    let restated = psql(
+    let restated = cli(
         &ns,
         "SELECT count(*), sum(n) FROM live_out WHERE id LIKE 'k%'",
     );
@@ -344,7 +187,7 @@ async fn a_freeze_defers_live_writes_into_its_window_and_loses_none() {
         restated,
         format!("{KEYS}|{}", (0..KEYS).map(|i| i * 10).sum::<i64>())
     );
-    let dups = psql(
+    let dups = cli(
         &ns,
         "SELECT count(*) FROM (SELECT id FROM live_out GROUP BY id HAVING count(*) > 1) d",
     );
@@ -382,7 +225,7 @@ async fn publication_refuses_a_window_written_after_an_early_thaw() {
         .await
         .unwrap();
     live_insert(&pg(&pool), "live-late", "p1", 3).await.unwrap();
-    let before = psql(
+    let before = cli(
         &ns,
         "SELECT string_agg(id, ',' ORDER BY id COLLATE \"C\") FROM live_out",
     );
@@ -398,7 +241,7 @@ async fn publication_refuses_a_window_written_after_an_early_thaw() {
         "{msg}"
     );
     assert_eq!(
-        psql(
+        cli(
             &ns,
             "SELECT string_agg(id, ',' ORDER BY id COLLATE \"C\") FROM live_out"
         ),
@@ -484,7 +327,7 @@ async fn a_source_version_merge_keeps_the_newest_source_version_whoever_commits_
     );
 
     // psql: each key holds the row of the newer source version, never the later commit's.
-    let rows = psql(
+    let rows = cli(
         &ns,
         "SELECT string_agg(id || ':' || n || '@' || src_version, ',') FROM live_out",
     );

@@ -43,23 +43,25 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
         self.pool.execute(&create).await.map(drop)
     }
 
+    /// The statement inserting every staged row into the target (`None` when nothing was staged).
+    pub(crate) fn insert_staged(&self, staged: &Staged) -> Option<Stmt> {
+        let d = self.d();
+        staged.source(d).map(|src| {
+            Stmt::plain(format!(
+                "INSERT INTO {} ({}) SELECT {} FROM {src}",
+                self.target.quoted(d),
+                column_list(&self.schema, d, ""),
+                column_list(&self.schema, d, "s."),
+            ))
+        })
+    }
+
     /// Append the staged rows.
     pub(crate) async fn append(&self, staged: &Staged) -> backfill_core::Result<Change> {
         self.ensure_target().await?;
         self.ensure_accepted_view().await?;
         let d = self.d();
-        let stmts = staged
-            .source(d)
-            .map(|src| {
-                Stmt::plain(format!(
-                    "INSERT INTO {} ({}) SELECT {} FROM {src}",
-                    self.target.quoted(d),
-                    column_list(&self.schema, d, ""),
-                    column_list(&self.schema, d, "s."),
-                ))
-            })
-            .into_iter()
-            .collect();
+        let stmts = self.insert_staged(staged).into_iter().collect();
         Ok(Change {
             stmts,
             view: None,

@@ -4,6 +4,7 @@
 
 mod append;
 mod artifacts;
+mod live_versions;
 mod merge;
 mod outbox;
 mod reader;
@@ -32,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 pub(crate) use tx::{Arg, Stmt};
 
+pub use self::live_versions::LIVE_VERSION;
 pub use self::outbox::SqlOutbox;
 
 pub(crate) use self::artifacts::{counted, Staged};
@@ -63,7 +65,11 @@ pub(crate) const ARCHIVED_BY: &str = "bf_archived_by";
 ///   shows the accepted run's rows;
 /// - **shadow swap**: the run's rows go into their own table and the view `<target>` is pointed at it;
 /// - **versioned output**: like shadow swap, the view is `<target>_current` and every version's
-///   table stays.
+///   table stays. With `target.live_writes: versioned_writes` (a live pipeline writes the same
+///   target) every version lives in the target table instead, told apart by `produced_by_run_id`:
+///   live writers write [`LIVE_VERSION`], a publication points its partitions at its own rows, and
+///   `<target>_current` shows each partition's accepted version (the live one where no run took
+///   it over); no DDL per publication on any engine, and live rows are never touched.
 ///
 /// Rows replaced or overwritten are archived with the publishing run's id (merges also record the
 /// keys they wrote), in the publishing transaction, so rollback restores them exactly without
@@ -98,6 +104,20 @@ pub(crate) fn hashed(prefix: &str, parts: &[&str]) -> Ident {
         h.update([0]);
     }
     Ident::generated(prefix, &hex::encode(h.finalize())[..24])
+}
+
+/// Whether the manifest publishes versioned output beside a live writer.
+fn versioned_writes(m: &backfill_core::manifest::RunManifest) -> bool {
+    m.target.live_writes == backfill_core::live::LiveWrites::VersionedWrites
+}
+
+/// The mutation a publication is recorded as: the manifest's, or `versioned_writes`.
+fn published_as(m: &backfill_core::manifest::RunManifest) -> backfill_core::Result<&'static str> {
+    let mutation = m.mutation()?;
+    Ok(match mutation {
+        Mutation::VersionedOutput if versioned_writes(m) => live_versions::VERSIONED_WRITES,
+        other => other.name(),
+    })
 }
 
 pub(crate) fn refuse(run_id: &RunId, reason: impl Into<String>) -> CoreError {
@@ -173,7 +193,9 @@ impl<R> SqlPublisher<R> {
     pub(crate) fn relation_for(&self, mutation: &str) -> backfill_core::Result<QualifiedName> {
         if mutation == Mutation::AppendWithRunId.name() {
             self.suffixed("_accepted")
-        } else if mutation == Mutation::VersionedOutput.name() {
+        } else if mutation == Mutation::VersionedOutput.name()
+            || mutation == live_versions::VERSIONED_WRITES
+        {
             self.suffixed("_current")
         } else {
             Ok(self.target.clone())
@@ -286,6 +308,9 @@ impl<R: OutputRow + DeserializeOwned> SqlPublisher<R> {
     ) -> backfill_core::Result<(Vec<PartitionKey>, Change)> {
         let change = match mutation {
             Mutation::ReplacePartitions => return self.replace(run_id, staged, req).await,
+            Mutation::VersionedOutput if versioned_writes(req.manifest) => {
+                return self.versioned_writes(run_id, staged, req).await
+            }
             Mutation::MergeByKey {
                 key,
                 version_column,
@@ -379,11 +404,12 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
             }
         }
         let (partitions, change) = self.change(&mutation, run, &staged, &req).await?;
-        let relation = self.relation_for(mutation.name())?;
+        let published_as = published_as(req.manifest)?;
+        let relation = self.relation_for(published_as)?;
         let receipt = PublishReceipt {
             run_id: run.clone(),
             target: self.target.to_string(),
-            mutation: mutation.name().into(),
+            mutation: published_as.into(),
             partitions,
             rows: staged.rows,
             published_at: req.at,
@@ -392,7 +418,7 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
         };
         let mut stmts = vec![self.record_publication(&receipt, current)?];
         stmts.extend(change.stmts);
-        stmts.push(self.move_pointer(current, run, mutation.name(), &relation.to_string(), req.at));
+        stmts.push(self.move_pointer(current, run, published_as, &relation.to_string(), req.at));
         let after = self.place_switch(&mut stmts, change.view);
         if commit(&self.pool, run, &stmts, Some(&staged)).await? == Outcome::AlreadyRecorded {
             return self.finish(run).await;
@@ -427,13 +453,13 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
             .ok_or_else(|| never(req.from))?;
         let to = self.recorded(req.to).await?.ok_or_else(|| never(req.to))?;
         let mutation = req.manifest.mutation()?.clone();
-        if from.mutation != mutation.name() {
+        let published_as = published_as(req.manifest)?;
+        if from.mutation != published_as {
             return Err(refuse(
                 req.from,
                 format!(
-                    "it was published as {}, the manifest says {}",
+                    "it was published as {}, the manifest says {published_as}",
                     from.mutation,
-                    mutation.name()
                 ),
             ));
         }
@@ -446,7 +472,11 @@ impl<R: OutputRow + DeserializeOwned> Publisher for SqlPublisher<R> {
                 found: pointer.map_or_else(|| "no run".into(), |p| p.run_id.to_string()),
             });
         }
-        let change = self.undo(&mutation, &from, &to).await?;
+        let change = if published_as == live_versions::VERSIONED_WRITES {
+            self.versioned_writes_undo(&from).await?
+        } else {
+            self.undo(&mutation, &from, &to).await?
+        };
         let relation = self.relation_for(&to.mutation)?;
         let rows = match mutation {
             Mutation::ReplacePartitions | Mutation::MergeByKey { .. } => {
