@@ -275,6 +275,25 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
             operation: "take_budget (run-wide rate limits)",
         })
     }
+    /// Records `value` as chunk `chunk_id`'s count on the run's tally `name` (replacing what the
+    /// chunk recorded before, so a retried attempt counts once) and returns the tally's total over
+    /// every chunk of the run: how run-wide ceilings (`safety.max_rows_expected`,
+    /// `safety.max_cost_usd`) see every worker's progress, finished chunks and chunks under way.
+    /// The default answers [`NotSupported`](crate::Error::NotSupported): the runner then holds
+    /// the ceilings per process.
+    async fn tally(
+        &self,
+        run_id: &RunId,
+        name: &'static str,
+        chunk_id: &ChunkId,
+        value: u64,
+    ) -> Result<u64> {
+        let _ = (run_id, name, chunk_id, value);
+        Err(crate::Error::NotSupported {
+            adapter: "run store",
+            operation: "tally (run-wide ceilings)",
+        })
+    }
     /// Extends a lease.
     async fn heartbeat(
         &self,

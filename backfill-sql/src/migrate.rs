@@ -52,10 +52,15 @@ const MIGRATIONS: &[Migration] = &[
         name: "live_windows",
         sql: include_str!("../migrations/0007_live_windows.sql"),
     },
+    Migration {
+        version: 8,
+        name: "run_tallies",
+        sql: include_str!("../migrations/0008_run_tallies.sql"),
+    },
 ];
 
 /// The latest schema version this crate knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 fn render(sql: &str, d: Dialect) -> Vec<String> {
     let sql = sql

@@ -431,6 +431,17 @@ impl CostMeter {
         self.charged.lock().map_or(0, |c| c.1)
     }
 
+    /// The estimated bytes of `chunk` (0 when the estimate did not size it).
+    pub(crate) fn chunk_bytes(&self, chunk: &ChunkId) -> u64 {
+        self.sizes.get(chunk).copied().unwrap_or(0)
+    }
+
+    /// Refuses when `records` read and `bytes` charged, over the whole run, cost more than the
+    /// ceiling.
+    pub(crate) fn check_totals(&self, run_id: &RunId, records: u64, bytes: u64) -> Result<()> {
+        self.check(run_id, records, bytes)
+    }
+
     fn check(&self, run_id: &RunId, records: u64, bytes: u64) -> Result<()> {
         let cost = self.fixed + records as f64 * self.per_record + bytes as f64 * self.per_byte;
         match rates::over(cost, self.max) {

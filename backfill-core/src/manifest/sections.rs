@@ -306,11 +306,13 @@ pub struct SafetySpec {
     )]
     #[schemars(with = "Option<SideEffectPolicy>")]
     pub side_effects: Option<SideEffectPolicy>,
-    /// The run stops when it produces more output rows than this.
+    /// The run stops when it produces more output rows than this: all its workers together, within
+    /// a batch per worker (on stores with run-wide tallies; see `RunStore::tally`).
     #[serde(alias = "maxRowsExpected")]
     pub max_rows_expected: Option<u64>,
     /// Cost ceiling in whole US dollars. With prices in `cost_model`, a run whose estimate is over
-    /// it is refused before any chunk, and a run whose input read so far costs more stops.
+    /// it is refused before any chunk, and a run whose input read so far (by all its workers) costs
+    /// more stops.
     #[serde(alias = "maxCostUsd")]
     pub max_cost_usd: Option<u64>,
     /// Declared rates (records and bytes per second, prices) from which the estimate before

@@ -22,6 +22,7 @@ use crate::store::{
 #[derive(Debug, Default)]
 struct Inner {
     budgets: BTreeMap<(RunId, &'static str), BucketState>,
+    tallies: BTreeMap<(RunId, &'static str), BTreeMap<crate::ids::ChunkId, u64>>,
     manifests: BTreeMap<RunId, StoredManifest>,
     runs: BTreeMap<RunId, RunRecord>,
     transitions: BTreeMap<RunId, Vec<Transition>>,
@@ -275,6 +276,19 @@ impl RunStore for MemoryStore {
         let (state, wait) = budget.take(inner.budgets.get(&key).copied(), now, amount as f64);
         inner.budgets.insert(key, state);
         Ok(wait)
+    }
+
+    async fn tally(
+        &self,
+        run_id: &RunId,
+        name: &'static str,
+        chunk_id: &crate::ids::ChunkId,
+        value: u64,
+    ) -> Result<u64> {
+        let mut inner = self.lock()?;
+        let chunks = inner.tallies.entry((run_id.clone(), name)).or_default();
+        chunks.insert(chunk_id.clone(), value);
+        Ok(chunks.values().fold(0u64, |a, v| a.saturating_add(*v)))
     }
 
     async fn heartbeat(

@@ -32,6 +32,7 @@ struct Shared<'a> {
     throttle: Throttle,
     metrics: RunMetrics,
     cost: Option<crate::estimate::CostMeter>,
+    ceilings: super::ceilings::Ceilings,
     rows_total: AtomicU64,
     stop: AtomicBool,
     error: Mutex<Option<Error>>,
@@ -185,6 +186,7 @@ impl<T: DeterministicTransform> Executor<T> {
             ),
             metrics,
             cost,
+            ceilings: super::ceilings::Ceilings::new(),
             rows_total: AtomicU64::new(rows_done),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
@@ -539,8 +541,17 @@ impl<T: DeterministicTransform> Executor<T> {
                 Ok(batch) => self.process_batch(sh, lease, &batch, acc),
             };
             let result = match result {
-                Ok((rows, bytes)) => {
-                    if let Err(e) = sh.throttle.admit(rows.len() as u64, bytes, waited).await {
+                Ok((rows, bytes, counts)) => {
+                    let store = self.control.store().as_ref();
+                    let m = sh.approved.manifest();
+                    if let Err(e) = sh
+                        .ceilings
+                        .hold(store, m, sh.cost.as_ref(), lease, counts)
+                        .await
+                    {
+                        Err(e)
+                    } else if let Err(e) = sh.throttle.admit(rows.len() as u64, bytes, waited).await
+                    {
                         Err(e)
                     } else if self.cancel.is_cancelled() {
                         Err(Error::Cancelled {
@@ -559,14 +570,15 @@ impl<T: DeterministicTransform> Executor<T> {
         .boxed()
     }
 
-    /// Transforms one input batch; checks scope and limits; updates digests. Synchronous on purpose.
+    /// Transforms one input batch; checks scope and limits (per process); updates digests; answers
+    /// the chunk's counts so far. Synchronous on purpose.
     fn process_batch(
         &self,
         sh: &Shared<'_>,
         lease: &ChunkLease,
         batch: &[T::Input],
         acc: &Mutex<ChunkAcc>,
-    ) -> Result<(Vec<T::Output>, u64)> {
+    ) -> Result<(Vec<T::Output>, u64, super::ceilings::Counts)> {
         let run_id = &lease.run_id;
         let mut out = Vec::with_capacity(batch.len());
         let mut acc = acc
@@ -657,7 +669,11 @@ impl<T: DeterministicTransform> Executor<T> {
                 });
             }
         }
-        Ok((out, bytes))
+        let counts = super::ceilings::Counts {
+            input: outcome.input_count,
+            output: outcome.output_count,
+        };
+        Ok((out, bytes, counts))
     }
 
     /// Whether the ledger no longer holds `lease`: another worker claimed the chunk since (or

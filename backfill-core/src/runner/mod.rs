@@ -54,6 +54,7 @@
 //! # }).unwrap();
 //! ```
 
+mod ceilings;
 mod estimate;
 mod execute;
 mod throttle;

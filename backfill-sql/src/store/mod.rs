@@ -2,6 +2,7 @@
 
 mod budgets;
 mod chunks;
+mod tallies;
 
 use async_trait::async_trait;
 use backfill_core::ids::RunId;
@@ -109,7 +110,7 @@ impl RawRun {
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL and MariaDB/MySQL and a single atomic `UPDATE … RETURNING`
 /// on SQLite; every state change is a compare-and-set.
 ///
-/// Run-wide budgets ([`RunStore::take_budget`]) live in the database on PostgreSQL and
+/// Run-wide budgets ([`RunStore::take_budget`]) and tallies ([`RunStore::tally`]) live in the database on PostgreSQL and
 /// MariaDB/MySQL, shared by every process. On SQLite they are kept by this store in the process: a
 /// chunk staged into the same file holds its only write lock for the whole chunk, so a budget taken
 /// from the file while the chunk's rows flow would wait on that very lock.
@@ -117,6 +118,7 @@ impl RawRun {
 pub struct SqlStore {
     pool: SqlPool,
     local_budgets: std::sync::Arc<budgets::Local>,
+    local_tallies: std::sync::Arc<tallies::Local>,
 }
 
 impl SqlStore {
@@ -136,6 +138,7 @@ impl SqlStore {
         Ok(Self {
             pool,
             local_budgets: std::sync::Arc::default(),
+            local_tallies: std::sync::Arc::default(),
         })
     }
 
@@ -374,6 +377,19 @@ impl RunStore for SqlStore {
             return self.local_budgets.take(run_id, budget, amount, now);
         }
         budgets::take(&self.pool, run_id, budget, amount, now).await
+    }
+
+    async fn tally(
+        &self,
+        run_id: &RunId,
+        name: &'static str,
+        chunk_id: &backfill_core::ids::ChunkId,
+        value: u64,
+    ) -> backfill_core::Result<u64> {
+        if self.pool.dialect() == Dialect::Sqlite {
+            return self.local_tallies.tally(run_id, name, chunk_id, value);
+        }
+        tallies::tally(&self.pool, run_id, name, chunk_id, value).await
     }
 
     async fn heartbeat(

@@ -186,6 +186,16 @@ impl<S: RunStore + ?Sized> RunStore for FaultyStore<S> {
         self.inner.take_budget(run_id, budget, amount, now).await
     }
 
+    async fn tally(
+        &self,
+        run_id: &RunId,
+        name: &'static str,
+        chunk_id: &backfill_core::ids::ChunkId,
+        value: u64,
+    ) -> Result<u64> {
+        self.inner.tally(run_id, name, chunk_id, value).await
+    }
+
     async fn heartbeat(
         &self,
         lease: &ChunkLease,

@@ -1,0 +1,89 @@
+//! Run-wide ceilings: `safety.max_rows_expected` and the actual cost against
+//! `safety.max_cost_usd`, held over every worker of the run on every machine.
+//!
+//! After each batch a worker records its chunk's counts so far in the store's tallies
+//! ([`RunStore::tally`](crate::store::RunStore::tally): one count per chunk, replaced by a retried
+//! attempt) and compares the run's totals with the ceilings, so a run stops within one batch per
+//! worker of its ceiling however many workers share it. A store without tallies leaves the
+//! per-process check of the batch path in charge.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::estimate::CostMeter;
+use crate::manifest::RunManifest;
+use crate::store::{ChunkLease, RunStore};
+
+/// Tally names.
+const OUTPUT_ROWS: &str = "output_rows";
+const INPUT_RECORDS: &str = "input_records";
+const ESTIMATED_BYTES: &str = "estimated_bytes";
+
+/// What a chunk attempt has counted so far.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Counts {
+    pub(super) input: u64,
+    pub(super) output: u64,
+}
+
+/// The run-wide check, switched off for good when the store keeps no tallies.
+#[derive(Debug)]
+pub(super) struct Ceilings {
+    run_wide: AtomicBool,
+}
+
+impl Ceilings {
+    pub(super) fn new() -> Self {
+        Self {
+            run_wide: AtomicBool::new(true),
+        }
+    }
+
+    /// Records the chunk's counts and refuses when the run as a whole is over a ceiling
+    /// ([`Error::LimitExceeded`] naming the run and the ceiling).
+    pub(super) async fn hold(
+        &self,
+        store: &dyn RunStore,
+        m: &RunManifest,
+        cost: Option<&CostMeter>,
+        lease: &ChunkLease,
+        counts: Counts,
+    ) -> Result<()> {
+        let rows_max = m.safety.max_rows_expected;
+        if (rows_max.is_none() && cost.is_none()) || !self.run_wide.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let run = &lease.run_id;
+        let chunk = &lease.chunk_id;
+        let result = async {
+            if let Some(max) = rows_max {
+                let total = store.tally(run, OUTPUT_ROWS, chunk, counts.output).await?;
+                if total > max {
+                    return Err(Error::LimitExceeded {
+                        run_id: run.clone(),
+                        limit: "safety.max_rows_expected",
+                        value: total,
+                        max,
+                    });
+                }
+            }
+            if let Some(cost) = cost {
+                let records = store.tally(run, INPUT_RECORDS, chunk, counts.input).await?;
+                let bytes = store
+                    .tally(run, ESTIMATED_BYTES, chunk, cost.chunk_bytes(chunk))
+                    .await?;
+                cost.check_totals(run, records, bytes)?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Err(e) if e.kind() == ErrorKind::NotSupported => {
+                tracing::debug!(run_id = %run, "the run store keeps no tallies: ceilings hold per process");
+                self.run_wide.store(false, Ordering::Relaxed);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
