@@ -73,6 +73,8 @@ const KEYS: &[&str] = &[
     "key",
     "version_column",
     "consumers",
+    "live_writes",
+    "liveWrites",
     "side_effects",
     "sideEffectsAllowed",
     "allowed",
