@@ -170,7 +170,7 @@ async fn executor(a: &Args) -> Result<Executor<Hashing>, Error> {
     let store = Arc::new(SqlStore::new(pool.clone()).await?);
     let sink = Arc::new(SqlSink::<Out>::new(pool.clone(), "bench_out").await?);
     let publisher = Arc::new(SqlPublisher::<Out>::new(pool, "bench_out").await?);
-    let control = Control::new(store).with_target(publisher.clone())?;
+    let control = Control::new(store).with_target(Arc::<SqlPublisher<Out>>::clone(&publisher))?;
     let source = MemorySource::by_offset((0..a.rows).collect(), a.chunk)
         .batch_size(500)
         .snapshot("s");
