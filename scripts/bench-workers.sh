@@ -37,7 +37,7 @@ one() { # workload, workers, run number: prints seconds
   for p in "${pids[@]}"; do wait "$p" || { cat "$out/$run".* >&2; exit 1; }; done
   t1="$(date +%s.%N)"
   grep -q "validated ($rows rows)" "$out/$run".* || { cat "$out/$run".* >&2; exit 1; }
-  psql "$BACKFILL_TEST_PG_URL" -qAtc "DROP SCHEMA $run CASCADE" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" psql "$BACKFILL_TEST_PG_URL" -qAtc "DROP SCHEMA $run CASCADE" >/dev/null
   echo "$t1 - $t0" | bc -l
 }
 

@@ -66,6 +66,19 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Whether `e` is what a `CREATE … IF NOT EXISTS` racing another session's creation of the same
+/// object can answer: a unique violation in the catalog, or (PostgreSQL) "relation/object/schema
+/// already exists" when the other session committed between the existence check and the insert.
+pub(crate) fn is_concurrent_create(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || matches!(db.code().as_deref(), Some("42P07" | "42710" | "42P06"))
+        }
+        _ => false,
+    }
+}
+
 pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> CoreError {
     Error::Corrupt {
         what,

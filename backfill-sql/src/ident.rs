@@ -219,7 +219,7 @@ impl QualifiedName {
         match r {
             Ok(()) => Ok(()),
             // Two sessions creating the same schema at once: PostgreSQL's loser sees a unique violation.
-            Err(e) if crate::error::is_unique_violation(&e) => Ok(()),
+            Err(e) if crate::error::is_concurrent_create(&e) => Ok(()),
             Err(e) => Err(crate::error::db(e)),
         }
     }

@@ -125,7 +125,7 @@ impl SqlPool {
                 );
                 if let Err(e) = sqlx::query(&create).execute(&admin).await {
                     // Two workers creating the same schema at once: the loser sees a unique violation.
-                    if !crate::error::is_unique_violation(&e) {
+                    if !crate::error::is_concurrent_create(&e) {
                         return Err(db(e));
                     }
                 }
@@ -206,7 +206,7 @@ impl SqlPool {
             with_pool!(self, p => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()))
         };
         match run().await {
-            Err(e) if crate::error::is_unique_violation(&e) && creates_if_missing(sql) => {
+            Err(e) if crate::error::is_concurrent_create(&e) && creates_if_missing(sql) => {
                 run().await.map_err(db)
             }
             r => r.map_err(db),

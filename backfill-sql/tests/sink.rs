@@ -207,3 +207,69 @@ async fn a_row_column_named_like_a_lineage_column_is_refused_up_front() {
         .unwrap_err();
     assert!(err.to_string().contains("lineage column"), "{err}");
 }
+
+/// Workers of one run starting together stage their first chunks at the same moment, each from its
+/// own pool: the run's staging table (and its schema) is created by whichever comes first, and
+/// none of them fails on the others' creation (PostgreSQL answered "relation already exists" to a
+/// `CREATE TABLE IF NOT EXISTS` racing another session's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_staging_their_first_chunks_together_all_succeed() {
+    for engine in common::engines() {
+        for round in 0..5 {
+            let ns = engine.namespace("sink_race");
+            let run = RunId::from(format!("bf-race-{round}").as_str());
+            let ctx = TransformContext::fixed(
+                run.clone(),
+                ExecutionMode::Backfill,
+                Utc.with_ymd_and_hms(2026, 7, 4, 0, 0, 0).unwrap(),
+            );
+            let mut sinks = Vec::new();
+            for _ in 0..6 {
+                sinks.push(
+                    SqlSink::<Every>::new(ns.pool().await, "race.case_sla_daily")
+                        .await
+                        .unwrap(),
+                );
+            }
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(sinks.len()));
+            let stagings = sinks.iter().enumerate().map(|(i, sink)| {
+                let (run, ctx, barrier) = (&run, &ctx, barrier.clone());
+                async move {
+                    let chunk = ChunkId::from(format!("0000{i}-c").as_str());
+                    barrier.wait().await;
+                    let req = StageRequest {
+                        run_id: run,
+                        chunk_id: &chunk,
+                        attempt: 1,
+                        lineage: ctx.lineage(),
+                    };
+                    // A transient failure (a MariaDB deadlock between the creators) is retried, as
+                    // the runner retries it; anything else fails the test.
+                    let mut tries = 0;
+                    loop {
+                        let req = StageRequest {
+                            attempt: 1 + tries,
+                            ..req
+                        };
+                        let batch = rows(10, i as i64);
+                        match sink.stage(req, stream::iter(vec![Ok(batch)]).boxed()).await {
+                            Err(e) if e.is_retryable() && tries < 3 => tries += 1,
+                            r => break r,
+                        }
+                    }
+                }
+            });
+            for (i, r) in futures::future::join_all(stagings)
+                .await
+                .into_iter()
+                .enumerate()
+            {
+                let receipt =
+                    r.unwrap_or_else(|e| panic!("{} round {round} sink {i}: {e}", engine.name));
+                assert_eq!(receipt.rows, 10);
+            }
+            assert_eq!(read_all(&sinks[0], &run).await.len(), 60, "{}", engine.name);
+            ns.drop().await;
+        }
+    }
+}
