@@ -426,3 +426,117 @@ async fn a_store_fault_fires_at_the_chosen_call_then_passes_through() {
     assert_eq!(inner.evidence(&run).await.unwrap().len(), 5);
     assert_eq!(store.fired(), 1);
 }
+
+/// A source whose reads wait until the gate opens (the first read tells the test it got there).
+#[derive(Debug)]
+struct Gated {
+    inner: MemorySource<Rec>,
+    reached: Arc<tokio::sync::Notify>,
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl BackfillSource<Rec> for Gated {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn plan(
+        &self,
+        m: &RunManifest,
+    ) -> backfill_core::Result<backfill_core::plan::SourcePlan> {
+        self.inner.plan(m).await
+    }
+    fn read(
+        &self,
+        chunk: &backfill_core::plan::PlannedChunk,
+    ) -> BoxStream<'static, backfill_core::Result<Vec<Rec>>> {
+        let (reached, open) = (self.reached.clone(), self.open.clone());
+        let rows = self.inner.read(chunk);
+        futures::stream::once(async move {
+            reached.notify_one();
+            drop(open.acquire().await);
+        })
+        .filter_map(|()| async { None })
+        .chain(rows)
+        .boxed()
+    }
+}
+
+/// A worker killed between a chunk's ledger commit and its `chunk_staged` record while another
+/// worker of the run is past its start (so no start-time recovery sees the loss): the other worker
+/// validates the run with a complete trail, the record taken from the ledger before validation.
+/// Found by the fault campaign as an evidence bundle that did not verify after such a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_record_lost_by_a_killed_worker_is_restored_before_validation() {
+    let at = Utc.with_ymd_and_hms(2026, 7, 4, 9, 0, 0).unwrap();
+    let mut m = valid_manifest(
+        "bf-heal",
+        ExecutionMode::Backfill,
+        day(1, 1),
+        day(4, 1),
+        None,
+    );
+    m.safety.manual_publish = true;
+    m.safety.limits.max_chunks_in_parallel = 1;
+    let approved = m.approve("owner", at).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let sink = Arc::new(MemorySink::new("staging"));
+    let publisher = Arc::new(MemoryPublisher::new(
+        approved.manifest().target.name.clone(),
+        &sink,
+    ));
+    let source = || {
+        MemorySource::by_date(records(), |r: &Rec| r.day)
+            .chunk_by(ChunkBy::Days(10))
+            .batch_size(7)
+    };
+    let executor =
+        |store: Arc<dyn RunStore>, source: Arc<dyn BackfillSource<Rec>>, worker: &str| {
+            Executor::builder(
+                Control::new(store).with_target(publisher.clone()).unwrap(),
+                source,
+                Arc::new(Double),
+                sink.clone(),
+                publisher.clone(),
+            )
+            .options(RunnerOptions::worker(worker))
+            .build()
+        };
+    // Worker B starts first and waits inside its first chunk: its start is behind it.
+    let reached = Arc::new(tokio::sync::Notify::new());
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let gated = Arc::new(Gated {
+        inner: source(),
+        reached: reached.clone(),
+        open: open.clone(),
+    });
+    let b = executor(store.clone(), gated, "b");
+    b.control().submit(&approved).await.unwrap();
+    let id = approved.run_id().clone();
+    let b_task = tokio::spawn(async move { b.run(&id).await });
+    reached.notified().await;
+    // Worker A stages another chunk, commits it to the ledger and stops for good before its
+    // `chunk_staged` record; then it is killed.
+    let halting = Arc::new(
+        FaultyStore::new(
+            store.clone(),
+            StoreFault::Evidence(backfill_core::store::EvidenceKind::ChunkStaged),
+            FaultKind::Fatal,
+        )
+        .halting(),
+    );
+    let a = executor(halting.clone(), Arc::new(source()), "a");
+    let id = approved.run_id().clone();
+    let a_task = tokio::spawn(async move { a.run(&id).await });
+    while halting.fired() == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    a_task.abort();
+    open.add_permits(1_000);
+    let report = b_task.await.unwrap().unwrap();
+    assert_eq!(report.state, RunState::Validated);
+    let control = Control::new(store.clone());
+    let bundle = control.export(approved.run_id()).await.unwrap();
+    let v = bundle.verify();
+    assert!(v.passed(), "{:?}", v.failures());
+}

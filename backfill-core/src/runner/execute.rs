@@ -222,8 +222,11 @@ impl<T: DeterministicTransform> Executor<T> {
         let worker = format!("{}/{index}", self.options.worker_id);
         let retry = self.options.retry;
         let mut attempts: HashMap<crate::ids::ChunkId, u32> = HashMap::new();
+        // A worker with nothing to claim while others finish the last chunks looks at the ledger
+        // again this often: at most every 100 ms, so the end of the run is seen promptly (it was
+        // up to 500 ms, the whole tail of a short run with several workers).
         let poll = (self.options.lease_for / 10)
-            .clamp(Duration::from_millis(10), Duration::from_millis(500));
+            .clamp(Duration::from_millis(10), Duration::from_millis(100));
         while !sh.stop.load(Ordering::SeqCst) {
             if self.cancel.is_cancelled() {
                 sh.fail(Error::Cancelled {
@@ -358,6 +361,19 @@ impl<T: DeterministicTransform> Executor<T> {
                 }
             }
         }
+    }
+
+    /// [`recover_chunk_evidence`](Self::recover_chunk_evidence) from the stored plan and ledger:
+    /// before validation (a worker killed between a chunk's ledger commit and its evidence while
+    /// the others were already past their start, found by the fault campaign) and on every later
+    /// visit of a published run (which heals a trail left short by an earlier release).
+    pub(super) async fn heal_chunk_evidence(&self, run_id: &crate::ids::RunId) -> Result<()> {
+        let store = self.control.store();
+        let Some(plan) = store.plan(run_id).await? else {
+            return Ok(());
+        };
+        let chunks = store.chunks(run_id).await?;
+        self.recover_chunk_evidence(run_id, &plan, &chunks).await
     }
 
     /// A worker that died between recording a chunk in the ledger and appending its evidence left a

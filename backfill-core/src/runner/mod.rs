@@ -534,6 +534,7 @@ impl<T: DeterministicTransform> Executor<T> {
                         self.control
                             .thaw_window(run_id, m, &actor, "published")
                             .await?;
+                        self.heal_chunk_evidence(run_id).await?;
                         break;
                     }
                     RunState::AwaitingReview

@@ -100,6 +100,7 @@ impl<T: DeterministicTransform> Executor<T> {
     pub(super) async fn validate(&self, approved: &ApprovedManifest) -> Result<RunState> {
         let m = approved.manifest();
         let run_id = approved.run_id();
+        self.heal_chunk_evidence(run_id).await?;
         let store = self.control.store();
         let chunks = store.chunks(run_id).await?;
         let (_, ledger) = self.control.ledger(run_id).await?;

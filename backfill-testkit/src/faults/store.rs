@@ -47,6 +47,7 @@ pub struct FaultyStore<S: ?Sized> {
     fault: StoreFault,
     kind: FaultKind,
     after_commit: bool,
+    halt: bool,
     budget: Budget,
     transitions: AtomicU32,
     appends: AtomicU32,
@@ -62,6 +63,7 @@ impl<S: ?Sized> FaultyStore<S> {
             fault,
             kind,
             after_commit: false,
+            halt: false,
             budget: Budget::new(),
             transitions: AtomicU32::new(0),
             appends: AtomicU32::new(0),
@@ -78,6 +80,14 @@ impl<S: ?Sized> FaultyStore<S> {
     /// Lets the wrapped store commit the write before the call fails.
     pub fn after_commit(mut self) -> Self {
         self.after_commit = true;
+        self
+    }
+
+    /// Instead of failing, the faulted call never returns: the caller stops there, as a process
+    /// killed at that point would (abort the caller's task to finish the picture). Nothing reaches
+    /// the wrapped store, or, with [`after_commit`](Self::after_commit), the write has committed.
+    pub fn halting(mut self) -> Self {
+        self.halt = true;
         self
     }
 
@@ -130,6 +140,9 @@ impl<S: RunStore + ?Sized> RunStore for FaultyStore<S> {
             "transition of run {} from {} to {} (call {call})",
             t.run_id, t.from, t.to
         );
+        if fire && self.halt {
+            return halt(self.after_commit, self.inner.transition(t)).await;
+        }
         inject(
             self.kind,
             fire,
@@ -240,6 +253,9 @@ impl<S: RunStore + ?Sized> RunStore for FaultyStore<S> {
             record.kind().as_str()
         );
         let write = self.inner.append_evidence(run_id, at, by, record);
+        if fire && self.halt {
+            return halt(self.after_commit, write).await;
+        }
         inject(self.kind, fire, self.after_commit, what, write, drop).await
     }
 
@@ -262,10 +278,24 @@ impl<S: RunStore + ?Sized> RunStore for FaultyStore<S> {
             new.target, new.run_id
         );
         let write = self.inner.swap_accepted(expected, new);
+        if fire && self.halt {
+            return halt(self.after_commit, write).await;
+        }
         inject(self.kind, fire, self.after_commit, what, write, drop).await
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         self.inner.runs(filter).await
     }
+}
+
+/// Never returns (a halting fault): runs `write` first when the fault fires after the commit.
+async fn halt<T>(
+    after_commit: bool,
+    write: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    if after_commit {
+        let _ = write.await;
+    }
+    std::future::pending().await
 }
