@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # S1: one restatement on PostgreSQL shared by 1, 2 and 4 worker processes (separate processes of
-# backfill-sql/examples/workers_bench.rs, release build), for a CPU-bound transform (400 rounds of
-# SHA-256 per record) and an IO-bound one (records staged as they are). Each run submits a fresh
+# backfill-sql/examples/workers_bench.rs, release build), for a CPU-bound transform (S1_ROUNDS,
+# default 1,000, rounds of SHA-256 per record) and an IO-bound one (records staged as they are). Each run submits a fresh
 # run (its own schema), starts N workers at once and times until the last exits; every cell is the
 # median of RUNS runs (default 3) with its range; the order of N rotates between runs.
 #
 # Usage: scripts/bench-workers.sh [RUNS]
 # Uses BACKFILL_TEST_PG_URL when set, else a throwaway server from scripts/services.sh. S1_ROWS
-# (default 64,000) and S1_CHUNK (default 2,000) size the run.
+# (default 256,000) and S1_CHUNK (default 8,000) size the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-${RUNS:-3}}"
 [ "$runs" -ge 3 ] || { echo "bench-workers: at least 3 runs" >&2; exit 2; }
-rows="${S1_ROWS:-64000}"
-chunk="${S1_CHUNK:-2000}"
+rows="${S1_ROWS:-256000}"
+chunk="${S1_CHUNK:-8000}"
+rounds="${S1_ROUNDS:-1000}"
 if [ -z "${BACKFILL_TEST_PG_URL:-}" ]; then
   # shellcheck source=scripts/services.sh
   . scripts/services.sh
@@ -26,12 +27,12 @@ out="$(mktemp -d)"
 
 one() { # workload, workers, run number: prints seconds
   local w="$1" n="$2" r="$3" run="s1_${1}_${2}_${3}_$$"
-  "$bin" submit --url "$BACKFILL_TEST_PG_URL" --run "$run" --workload "$w" --rows "$rows" --chunk "$chunk" >/dev/null
+  "$bin" submit --url "$BACKFILL_TEST_PG_URL" --run "$run" --workload "$w" --rows "$rows" --chunk "$chunk" --rounds "$rounds" >/dev/null
   local t0 t1 pids=()
   t0="$(date +%s.%N)"
   for k in $(seq 1 "$n"); do
     "$bin" work --url "$BACKFILL_TEST_PG_URL" --run "$run" --workload "$w" --worker "w$k" \
-      --rows "$rows" --chunk "$chunk" >"$out/$run.$k" 2>&1 &
+      --rows "$rows" --chunk "$chunk" --rounds "$rounds" >"$out/$run.$k" 2>&1 &
     pids+=("$!")
   done
   for p in "${pids[@]}"; do wait "$p" || { cat "$out/$run".* >&2; exit 1; }; done
@@ -56,7 +57,7 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.2f s (%.2f-%.2f)", m, v[1], v[NR]}'; }
 med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-echo "S1: $rows records in chunks of $chunk, $runs runs, $(nproc) cores"
+echo "S1: $rows records in chunks of $chunk, $rounds SHA-256 rounds a record for cpu, $runs runs, $(nproc) cores"
 for w in cpu io; do
   base="$(echo "${times[$w.1]}" | med)"
   for n in 1 2 4; do

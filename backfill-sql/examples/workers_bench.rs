@@ -4,8 +4,8 @@
 //! `replace_partitions` restatement of `--rows` integers in chunks of `--chunk`);
 //! `workers_bench work --url URL --run RUN --workload cpu|io --worker NAME` is one worker process:
 //! it runs the run until every chunk is staged and validated, and prints its wall time. The `cpu`
-//! workload hashes every record many times in the transform (CPU-bound); `io` stages the records
-//! as they are (bound by PostgreSQL round trips and staging writes).
+//! workload hashes every record `--rounds` times (SHA-256) in the transform (CPU-bound); `io`
+//! stages the records as they are (bound by PostgreSQL round trips and staging writes).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -87,6 +87,7 @@ struct Args {
     worker: String,
     rows: i64,
     chunk: i64,
+    rounds: u32,
 }
 
 fn args() -> Result<Args, String> {
@@ -102,6 +103,7 @@ fn args() -> Result<Args, String> {
         worker: "w".into(),
         rows: 64_000,
         chunk: 2_000,
+        rounds: 1_000,
     };
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -112,6 +114,7 @@ fn args() -> Result<Args, String> {
             "--worker" => a.worker = value,
             "--rows" => a.rows = value.parse().map_err(|e| format!("--rows: {e}"))?,
             "--chunk" => a.chunk = value.parse().map_err(|e| format!("--chunk: {e}"))?,
+            "--rounds" => a.rounds = value.parse().map_err(|e| format!("--rounds: {e}"))?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -174,7 +177,7 @@ async fn executor(a: &Args) -> Result<Executor<Hashing>, Error> {
     let source = MemorySource::by_offset((0..a.rows).collect(), a.chunk)
         .batch_size(500)
         .snapshot("s");
-    let rounds = if a.workload == "cpu" { 400 } else { 0 };
+    let rounds = if a.workload == "cpu" { a.rounds } else { 0 };
     Ok(Executor::builder(
         control,
         Arc::new(source),

@@ -477,6 +477,8 @@ impl<T: DeterministicTransform> Executor<T> {
         let steps = async {
             let actor = self.actor();
             let mut state = record.state;
+            // Whether another worker moved the run to where it is now (it is working on it).
+            let mut moved_elsewhere = false;
             loop {
                 let step = match state {
                     RunState::Draft => {
@@ -501,6 +503,15 @@ impl<T: DeterministicTransform> Executor<T> {
                         }
                         Err(e) => Err(e),
                     },
+                    // The worker that staged the last chunk validates; one that saw another move
+                    // the run to `Staged` waits for that validation instead of repeating it (it
+                    // reads every staged row), and validates itself only if the run stays staged.
+                    RunState::Staged if moved_elsewhere => {
+                        match self.await_validation(run_id).await? {
+                            Some(next) => Ok(next),
+                            None => self.validate(&approved).await,
+                        }
+                    }
                     RunState::Staged => self.validate(&approved).await,
                     // A dry run and a reconciliation are never published; a manual publication
                     // waits for its operator.
@@ -544,7 +555,10 @@ impl<T: DeterministicTransform> Executor<T> {
                     | RunState::Cancelled => break,
                 };
                 state = match step {
-                    Ok(next) => next,
+                    Ok(next) => {
+                        moved_elsewhere = false;
+                        next
+                    }
                     // Another worker (or an operator) moved the run first: continue from where it is
                     // now. A chunk that failed on a conflict (its input changed under it) failed the
                     // run here: that is not a move elsewhere.
@@ -557,6 +571,7 @@ impl<T: DeterministicTransform> Executor<T> {
                             return Err(e);
                         }
                         tracing::info!(run_id = %run_id, from = %state, to = %now, "the run moved elsewhere");
+                        moved_elsewhere = true;
                         now
                     }
                     Err(e) => return Err(e),
@@ -565,6 +580,20 @@ impl<T: DeterministicTransform> Executor<T> {
             self.control.status(run_id).await
         };
         tracing::Instrument::instrument(steps, span).await
+    }
+
+    /// Waits, up to one lease, for the run to leave `Staged` (another worker validating it);
+    /// answers its new state, or `None` when it is still staged (that worker may have died).
+    async fn await_validation(&self, run_id: &RunId) -> Result<Option<RunState>> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < self.options.lease_for {
+            let now = self.control.run(run_id).await?.state;
+            if now != RunState::Staged {
+                return Ok(Some(now));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
     }
 
     /// The run's status (same as [`Control::status`]).
