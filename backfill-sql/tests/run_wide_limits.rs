@@ -1,5 +1,5 @@
 //! Run-wide limits hold across worker processes: three processes of this test binary (re-executed
-//! as workers) share one run in one store, and the manifest's rows per minute, commits per hour
+//! as workers) share one run in one store, and the manifest's rows and bytes per minute, commits per hour
 //! and row ceiling bound the run as a whole, not each process. Checked from the ledger's chunk
 //! times and the run's status (which shows the time spent waiting for each budget).
 #![allow(clippy::clone_on_ref_ptr)]
@@ -20,7 +20,7 @@ use backfill_core::sink::{StageReceipt, StageRequest};
 use backfill_sql::{
     Column, ConnectOptions, Ident, SqlPool, SqlPublisher, SqlRow, SqlSink, SqlStore, SqlType,
 };
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, TryStreamExt};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Out {
@@ -104,6 +104,7 @@ impl StagingSink<Out> for Slow {
 #[derive(Debug, Clone, Copy)]
 enum Scenario {
     Rows,
+    Bytes,
     Commits,
     Ceiling,
 }
@@ -112,6 +113,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Self::Rows => "rows",
+            Self::Bytes => "bytes",
             Self::Commits => "commits",
             Self::Ceiling => "ceiling",
         }
@@ -119,6 +121,7 @@ impl Scenario {
     fn parse(s: &str) -> Self {
         match s {
             "rows" => Self::Rows,
+            "bytes" => Self::Bytes,
             "ceiling" => Self::Ceiling,
             _ => Self::Commits,
         }
@@ -126,7 +129,7 @@ impl Scenario {
     /// (rows, rows per chunk)
     fn input(self) -> (i64, i64) {
         match self {
-            Self::Rows => (3_000, 250),
+            Self::Rows | Self::Bytes => (3_000, 250),
             Self::Commits => (600, 100),
             Self::Ceiling => (6_000, 500),
         }
@@ -171,6 +174,11 @@ impl Scenario {
                 l.max_chunks_in_parallel = 6;
                 l.max_rows_per_minute = Some(60_000);
             }
+            // 6,000,000 bytes a minute: 100,000 a second, a burst of 100,000.
+            Self::Bytes => {
+                l.max_chunks_in_parallel = 6;
+                l.max_bytes_per_minute = Some(BYTES_PER_MINUTE);
+            }
             // 14,400 commits an hour: one every 250 ms, a burst of one.
             Self::Commits => {
                 l.max_chunks_in_parallel = 6;
@@ -186,6 +194,8 @@ impl Scenario {
     }
 }
 
+/// The bytes scenario's `max_bytes_per_minute`.
+const BYTES_PER_MINUTE: u64 = 6_000_000;
 /// The ceiling scenario's `safety.max_rows_expected`.
 const CEILING: u64 = 3_000;
 /// Rows per batch.
@@ -270,12 +280,17 @@ fn worker_process() {
     });
 }
 
+/// What a scenario's run left: its chunks, its status, and the bytes of its staged rows (each
+/// row's canonical encoding, what the bytes budget counts).
+struct Ran {
+    chunks: Vec<backfill_core::store::ChunkRecord>,
+    report: RunReport,
+    staged_bytes: u64,
+}
+
 /// Runs a scenario with three worker processes (each passes when its run ends as the scenario
-/// expects); returns the run's chunks and its status.
-async fn three_processes(
-    engine: &common::Engine,
-    s: Scenario,
-) -> (Vec<backfill_core::store::ChunkRecord>, RunReport) {
+/// expects).
+async fn three_processes(engine: &common::Engine, s: Scenario) -> Ran {
     let ns = engine.namespace(s.name());
     let (url, ident) = if engine.name == "sqlite" {
         (ns.url.clone(), None)
@@ -324,8 +339,29 @@ async fn three_processes(
         .chunks(approved.run_id())
         .await
         .expect("chunks");
+    let sink = SqlSink::<Out>::new(ns.pool().await, "limited")
+        .await
+        .expect("sink");
+    let rows: Vec<Out> = sink
+        .read_staged(approved.run_id())
+        .try_concat()
+        .await
+        .expect("staged rows");
+    let mut buf = Vec::new();
+    let staged_bytes = rows
+        .iter()
+        .map(|r| {
+            buf.clear();
+            r.encode_canonical(&mut buf).expect("encodes");
+            buf.len() as u64
+        })
+        .sum();
     ns.drop().await;
-    (chunks, report)
+    Ran {
+        chunks,
+        report,
+        staged_bytes,
+    }
 }
 
 /// The processes whose workers staged chunks.
@@ -362,7 +398,7 @@ fn engines() -> Vec<common::Engine> {
 async fn rows_per_minute_is_a_budget_of_the_run() {
     // On SQLite budgets are kept per process (see `SqlStore`): the shared engines only.
     for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
-        let (chunks, report) = three_processes(&engine, Scenario::Rows).await;
+        let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Rows).await;
         assert_eq!(report.state, RunState::Validated);
         assert_eq!(report.output_rows, 3_000);
         let procs = processes(&chunks);
@@ -384,7 +420,7 @@ async fn rows_per_minute_is_a_budget_of_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_per_hour_is_a_budget_of_the_run() {
     for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
-        let (chunks, report) = three_processes(&engine, Scenario::Commits).await;
+        let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Commits).await;
         assert_eq!(report.state, RunState::Validated);
         assert_eq!(report.output_rows, 600);
         let procs = processes(&chunks);
@@ -428,7 +464,7 @@ async fn commits_per_hour_is_a_budget_of_the_run() {
 async fn the_row_ceiling_is_a_ceiling_of_the_run() {
     // On SQLite tallies are kept per process (see `SqlStore`): the shared engines only.
     for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
-        let (chunks, report) = three_processes(&engine, Scenario::Ceiling).await;
+        let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Ceiling).await;
         let procs = processes(&chunks);
         assert!(procs.len() >= 2, "{}: only {procs:?} worked", engine.name);
         assert_eq!(report.state, RunState::Failed, "{}", engine.name);
@@ -450,6 +486,37 @@ async fn the_row_ceiling_is_a_ceiling_of_the_run() {
             done < 6_000,
             "{}: the run went on to the end ({done} rows)",
             engine.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_per_minute_is_a_budget_of_the_run() {
+    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+        let Ran {
+            chunks,
+            report,
+            staged_bytes: bytes,
+        } = three_processes(&engine, Scenario::Bytes).await;
+        assert_eq!(report.state, RunState::Validated);
+        assert_eq!(report.output_rows, 3_000);
+        let procs = processes(&chunks);
+        assert!(procs.len() >= 2, "{}: only {procs:?} worked", engine.name);
+        let rate = BYTES_PER_MINUTE as f64 / 60.0;
+        // The burst, and one batch per worker (6) in flight, come for free; the rest waits.
+        let slack = rate + 6.0 * BATCH as f64 * (bytes as f64 / 3_000.0);
+        let floor = (bytes as f64 - slack) / rate;
+        let span = span_secs(&chunks);
+        assert!(
+            floor > 0.5 && span >= floor,
+            "{}: {bytes} bytes in {span} s (run-wide floor {floor} s)",
+            engine.name
+        );
+        assert!(
+            report.throttled_ms.contains_key("max_bytes_per_minute"),
+            "{}: {:?}",
+            engine.name,
+            report.throttled_ms
         );
     }
 }
