@@ -41,10 +41,10 @@ step "cargo test --doc"
 cargo test --workspace --doc
 
 step "backfill-iceberg over OpenDAL storage (feature opendal: the object-store code path)"
-cargo test -p backfill-iceberg --features opendal --test conformance opendal
+cargo test -p backfill-iceberg --features opendal --test integration conformance::opendal
 
 step "backfill-files with its optional features (Parquet landing files, object-store landing areas)"
-cargo test -p backfill-files --all-features --test parquet --test object_store
+cargo test -p backfill-files --all-features --test integration -- parquet:: object_store::
 
 step "examples: the main job on a fresh data directory, the in-memory quickstart, the Iceberg restatement, the Kafka replay, the API and file backfills"
 sla_dir="$(mktemp -d /tmp/backfill-sla.XXXXXX)"

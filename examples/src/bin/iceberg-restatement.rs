@@ -1,5 +1,5 @@
 //! The Iceberg restatement example as a binary, so tests can run it on a fresh warehouse
-//! (`tests/iceberg_restatement.rs`); `cargo run -p backfill-examples --example iceberg_restatement`
+//! (`tests/integration/iceberg_restatement.rs`); `cargo run -p backfill-examples --example iceberg_restatement`
 //! is the same program.
 
 #[tokio::main]

@@ -1,5 +1,5 @@
 //! The Kafka replay example as a binary, so tests can kill it and start it again
-//! (`tests/kafka_replay.rs`); `cargo run -p backfill-examples --example kafka_replay` is the same
+//! (`tests/integration/kafka_replay.rs`); `cargo run -p backfill-examples --example kafka_replay` is the same
 //! program.
 
 #[tokio::main]
