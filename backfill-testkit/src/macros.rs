@@ -16,6 +16,7 @@ macro_rules! store_conformance {
                 plans_are_stored_once,
                 claims_are_exclusive_and_ordered,
                 leases_expire_and_are_fenced,
+                claims_stay_within_the_limit,
                 evidence_sequence_increases,
                 accepted_pointer_is_compare_and_set,
                 runs_are_listed_newest_first,

@@ -1,4 +1,4 @@
-//! Checks of the [`RunStore`] contract (backfill-core `store.rs`, clauses 1–10).
+//! Checks of the [`RunStore`] contract (backfill-core `store.rs`, clauses 1–11).
 
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ suite!(StoreHarness, std::sync::Arc<dyn RunStore>, &dyn RunStore, |h, ns| h.buil
     plans_are_stored_once,
     claims_are_exclusive_and_ordered,
     leases_expire_and_are_fenced,
+    claims_stay_within_the_limit,
     evidence_sequence_increases,
     accepted_pointer_is_compare_and_set,
     runs_are_listed_newest_first,
@@ -397,6 +398,53 @@ pub async fn leases_expire_and_are_fenced(s: &dyn RunStore) -> CheckResult {
         C,
         "Done chunks are never claimed again",
         || format!("{none:?}"),
+    )
+}
+
+/// Clause 11: `claim_chunk_within` leases nothing while `max_leased` chunks of the run hold live
+/// leases of other claims, a worker still takes its own lease back (clause 5: that adds no lease),
+/// and expired leases free their places.
+pub async fn claims_stay_within_the_limit(s: &dyn RunStore) -> CheckResult {
+    const C: &str = "claims_stay_within_the_limit";
+    op(C, "plan", s.put_plan(&plan("bf-w", 4)).await)?;
+    let run = RunId::from("bf-w");
+    let lease = Duration::from_secs(30);
+    let within = |w: &'static str, at: DateTime<Utc>| s.claim_chunk_within(&run, w, at, lease, 2);
+    for w in ["a", "b"] {
+        let got = op(C, "claim", within(w, t0()).await)?;
+        ensure(
+            got.is_some(),
+            C,
+            "claims below the limit are granted",
+            || format!("{w}: {got:?}"),
+        )?;
+    }
+    let soon = t0() + chrono::Duration::seconds(5);
+    let none = op(C, "claim", within("c", soon).await)?;
+    ensure(
+        none.is_none(),
+        C,
+        "nothing is leased while the limit's live leases are held by others",
+        || format!("{none:?}"),
+    )?;
+    let back = op(C, "claim", within("a", soon).await)?;
+    ensure(
+        back.as_ref()
+            .is_some_and(|l| l.index == 0 && l.attempt == 2),
+        C,
+        "a worker takes its own lease back at the limit",
+        || format!("{back:?}"),
+    )?;
+    let late = t0() + chrono::Duration::seconds(61);
+    let mut got = Vec::new();
+    for w in ["c", "d", "e"] {
+        got.push(op(C, "claim", within(w, late).await)?.map(|l| l.index));
+    }
+    ensure(
+        got == [Some(0), Some(1), None],
+        C,
+        "expired leases free their places, and the limit holds again",
+        || format!("{got:?}"),
     )
 }
 
