@@ -23,14 +23,12 @@ pub(super) async fn tally(
         _ => "INSERT INTO bf_run_tallies (run_id, name, chunk_id, value) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, name, chunk_id) DO UPDATE SET value = excluded.value",
     };
     let put = d.sql(put).into_owned();
-    let sum = d
-        .sql("SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM bf_run_tallies WHERE run_id = ? AND name = ?")
-        .into_owned();
-    let sum = if d == Dialect::MySql {
-        sum.replace("AS BIGINT", "AS SIGNED")
-    } else {
-        sum
+    // SUM is a DECIMAL on MariaDB and a NUMERIC on PostgreSQL: cast back to a 64-bit integer.
+    let sum = match d {
+        Dialect::MySql => "SELECT CAST(COALESCE(SUM(value), 0) AS SIGNED) FROM bf_run_tallies WHERE run_id = ? AND name = ?",
+        _ => "SELECT CAST(COALESCE(SUM(value), 0) AS BIGINT) FROM bf_run_tallies WHERE run_id = ? AND name = ?",
     };
+    let sum = d.sql(sum).into_owned();
     let value = i64::try_from(value).unwrap_or(i64::MAX);
     let total: i64 = with_pool!(pool, p => {
         let mut tx = p.begin().await.map_err(db)?;
