@@ -7,10 +7,13 @@
 //! worker of its ceiling however many workers share it. A store without tallies leaves the
 //! per-process check of the batch path in charge.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::estimate::CostMeter;
+use crate::ids::ChunkId;
 use crate::manifest::RunManifest;
 use crate::store::{ChunkLease, RunStore};
 
@@ -24,6 +27,40 @@ const ESTIMATED_BYTES: &str = "estimated_bytes";
 pub(super) struct Counts {
     pub(super) input: u64,
     pub(super) output: u64,
+}
+
+/// The output rows one process holds against `safety.max_rows_expected` after every batch (the
+/// check that stands alone where the store keeps no tallies): the run's finished chunks, and each
+/// running attempt's rows so far. An attempt that fails or is fenced off stops counting when it
+/// ends, so a retried chunk counts once, not once per attempt.
+#[derive(Debug)]
+pub(super) struct LocalRows {
+    /// Rows of finished chunks, and of each running attempt by chunk.
+    counts: Mutex<(u64, HashMap<ChunkId, u64>)>,
+}
+
+impl LocalRows {
+    /// Starts from the rows of the chunks the ledger holds as done.
+    pub(super) fn new(done: u64) -> Self {
+        Self {
+            counts: Mutex::new((done, HashMap::new())),
+        }
+    }
+
+    /// Adds `rows` to the running attempt of `chunk`; answers the process's total.
+    pub(super) fn add(&self, chunk: &ChunkId, rows: u64) -> u64 {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *c.1.entry(chunk.clone()).or_default() += rows;
+        c.1.values().fold(c.0, |a, n| a.saturating_add(*n))
+    }
+
+    /// The attempt of `chunk` ended; `kept` rows of it count from now on (its output when the
+    /// chunk was recorded as done, zero when the attempt failed or was fenced off).
+    pub(super) fn end(&self, chunk: &ChunkId, kept: u64) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.1.remove(chunk);
+        c.0 = c.0.saturating_add(kept);
+    }
 }
 
 /// The run-wide check, switched off for good when the store keeps no tallies.

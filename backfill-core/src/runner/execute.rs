@@ -1,7 +1,7 @@
 //! Planning and chunk execution: claim, read, transform, digest, stage, record.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ struct Shared<'a> {
     metrics: RunMetrics,
     cost: Option<crate::estimate::CostMeter>,
     ceilings: super::ceilings::Ceilings,
-    rows_total: AtomicU64,
+    rows: super::ceilings::LocalRows,
     stop: AtomicBool,
     error: Mutex<Option<Error>>,
     done: AtomicUsize,
@@ -187,7 +187,7 @@ impl<T: DeterministicTransform> Executor<T> {
             metrics,
             cost,
             ceilings: super::ceilings::Ceilings::new(),
-            rows_total: AtomicU64::new(rows_done),
+            rows: super::ceilings::LocalRows::new(rows_done),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
             done: AtomicUsize::new(done),
@@ -291,13 +291,19 @@ impl<T: DeterministicTransform> Executor<T> {
             let started = Instant::now();
             let result = self.run_chunk(sh, &lease).instrument(span.clone()).await;
             let now = self.control.clock().now();
+            if result.is_err() {
+                sh.rows.end(&lease.chunk_id, 0);
+            }
             match result {
                 Ok(attempt) => {
-                    if let Err(e) = self
+                    let rows = attempt.outcome.output_count;
+                    let recorded = self
                         .record_chunk(sh, &lease, &label, attempt, started)
                         .instrument(span)
-                        .await
-                    {
+                        .await;
+                    sh.rows
+                        .end(&lease.chunk_id, if recorded.is_ok() { rows } else { 0 });
+                    if let Err(e) = recorded {
                         // A lost lease means another worker owns the chunk now; its result counts.
                         if e.kind() != crate::ErrorKind::Conflict {
                             sh.fail(e);
@@ -674,7 +680,7 @@ impl<T: DeterministicTransform> Executor<T> {
         if let Some(cost) = &sh.cost {
             cost.add(run_id, batch.len() as u64)?;
         }
-        let total = sh.rows_total.fetch_add(out.len() as u64, Ordering::SeqCst) + out.len() as u64;
+        let total = sh.rows.add(&lease.chunk_id, out.len() as u64);
         if let Some(max) = sh.approved.manifest().safety.max_rows_expected {
             if total > max {
                 return Err(Error::LimitExceeded {
