@@ -26,7 +26,6 @@ mod resume_property;
 mod runner;
 mod shared_parts;
 mod source_state;
-mod spans;
 mod state;
 mod store;
 mod validation_once;

@@ -43,7 +43,7 @@ async fn scalar(url: &str, sql: &str) -> i64 {
 /// Creates (or recreates) a database next to the server's default one and returns its URL. On
 /// PostgreSQL the job's `silver` and `bronze` schemas live inside it; on MariaDB a schema is a
 /// database of its own, so those are dropped here (the servers are the test suite's throwaway ones,
-/// and this is the only test binary writing `silver.case_sla_monthly` or `bronze.case_events` there).
+/// and this is the only test module writing `silver.case_sla_monthly` or `bronze.case_events` there).
 async fn fresh_database(url: &str, name: &str) -> String {
     let mut statements = vec![
         format!("DROP DATABASE IF EXISTS {name}"),

@@ -1,9 +1,11 @@
-//! Tracing spans carry the run's context. Alone in this test binary: tracing caches a callsite's
-//! interest globally, and a test running at the same time with no subscriber could hide the spans.
+//! Tracing spans carry the run's context. A test binary of its own (not a module of
+//! `tests/integration`): tracing caches a callsite's interest globally, and a test running at the
+//! same time with no subscriber could hide the spans.
 
 #![allow(clippy::clone_on_ref_ptr)]
 
-use crate::common;
+#[path = "integration/common/mod.rs"]
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
