@@ -79,7 +79,8 @@ type Build<T> = Arc<
 /// A [`Job`] from a function that builds the job's executor (source, transform, sink, publisher,
 /// validators) for a control plane, the run's approved manifest (to pick the transform version it
 /// names) and a progress listener; the executor's options should keep one worker id per host, so
-/// that a restarted `run` takes its own leases back at once.
+/// that a restarted `run` gives its predecessor's leases back at once instead of waiting for them
+/// to expire.
 pub struct ExecutorJob<T: DeterministicTransform> {
     name: String,
     source: Arc<dyn BackfillSource<T::Input>>,

@@ -115,6 +115,24 @@ pub struct ChunkRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl ChunkRecord {
+    /// The lease of the chunk's current claim: `Some` while it is `Claimed` (expired or not).
+    pub fn current_lease(&self) -> Option<ChunkLease> {
+        match (self.status, &self.worker, self.lease_expires_at) {
+            (ChunkStatus::Claimed, Some(worker), Some(expires_at)) => Some(ChunkLease {
+                run_id: self.run_id.clone(),
+                chunk_id: self.chunk_id.clone(),
+                index: self.index,
+                range: self.range.clone(),
+                attempt: self.attempts,
+                worker: worker.clone(),
+                expires_at,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A worker's lease on a chunk. The attempt number fences stale workers out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkLease {
@@ -202,10 +220,15 @@ pub struct AcceptedPointer {
 /// 9. `runs` lists runs matching the filter, newest first (by `created_at`, then run id).
 /// 10. `complete_chunk` stores the outcome's artifact and digest format with the ledger row; `chunks`
 ///     returns them.
-/// 11. `claim_chunk_within` is `claim_chunk` that claims nothing while `max_leased` chunks of the run
-///     hold unexpired leases of other claims, atomically: concurrent claimers on any number of
-///     processes never lease more than `max_leased` chunks at once. (The default implementation
-///     counts and then claims, which is not atomic across processes; stores shared by processes
+/// 11. `claim_chunk_within` leases the lowest-index chunk that is `Pending`, `Failed`, or `Claimed`
+///     with an expired lease, and claims nothing while `max_leased` chunks of the run hold unexpired
+///     leases, whoever holds them (the claimer included), atomically: concurrent claimers on any
+///     number of processes never lease more than `max_leased` chunks at once. Unlike `claim_chunk`
+///     it never takes an unexpired lease back, not even the claimer's own: processes may share a
+///     worker id, and a live one's lease is not a dead one's. A restarted worker gives its
+///     predecessor's leases back with `fail_chunk` first (the runner does, once, at start).
+///     (The default implementation counts and then claims, which is not atomic across processes,
+///     and claims nothing while the claimer holds an unexpired lease; stores shared by processes
 ///     override it.)
 /// 12. `take_budget` applies [`Budget::take`](crate::budget::Budget::take) to the run's stored
 ///     bucket of that name atomically and returns the wait; every worker of the run shares it.
@@ -245,17 +268,16 @@ pub trait RunStore: fmt::Debug + Send + Sync + 'static {
         lease_for: Duration,
         max_leased: u32,
     ) -> Result<Option<ChunkLease>> {
-        let live = self
-            .chunks(run_id)
-            .await?
-            .iter()
-            .filter(|c| {
-                c.status == ChunkStatus::Claimed
-                    && c.worker.as_deref() != Some(worker)
-                    && c.lease_expires_at.is_some_and(|t| t > now)
+        let chunks = self.chunks(run_id).await?;
+        let live = || {
+            chunks.iter().filter(|c| {
+                c.status == ChunkStatus::Claimed && c.lease_expires_at.is_some_and(|t| t > now)
             })
-            .count();
-        if live >= max_leased as usize {
+        };
+        // `claim_chunk` would take the claimer's own unexpired lease back: wait for it instead.
+        if live().count() >= max_leased as usize
+            || live().any(|c| c.worker.as_deref() == Some(worker))
+        {
             return Ok(None);
         }
         self.claim_chunk(run_id, worker, now, lease_for).await

@@ -402,14 +402,15 @@ pub async fn leases_expire_and_are_fenced(s: &dyn RunStore) -> CheckResult {
 }
 
 /// Clause 11: `claim_chunk_within` leases nothing while `max_leased` chunks of the run hold live
-/// leases of other claims, a worker still takes its own lease back (clause 5: that adds no lease),
-/// and expired leases free their places.
+/// leases (the claimer's own included), never takes an unexpired lease back, not even the
+/// claimer's own, a lease given back with `fail_chunk` frees its place, and so do expired ones.
 pub async fn claims_stay_within_the_limit(s: &dyn RunStore) -> CheckResult {
     const C: &str = "claims_stay_within_the_limit";
     op(C, "plan", s.put_plan(&plan("bf-w", 4)).await)?;
     let run = RunId::from("bf-w");
     let lease = Duration::from_secs(30);
     let within = |w: &'static str, at: DateTime<Utc>| s.claim_chunk_within(&run, w, at, lease, 2);
+    let mut held = Vec::new();
     for w in ["a", "b"] {
         let got = op(C, "claim", within(w, t0()).await)?;
         ensure(
@@ -418,26 +419,35 @@ pub async fn claims_stay_within_the_limit(s: &dyn RunStore) -> CheckResult {
             "claims below the limit are granted",
             || format!("{w}: {got:?}"),
         )?;
+        held.extend(got);
     }
     let soon = t0() + chrono::Duration::seconds(5);
-    let none = op(C, "claim", within("c", soon).await)?;
-    ensure(
-        none.is_none(),
+    for w in ["c", "a"] {
+        let none = op(C, "claim", within(w, soon).await)?;
+        ensure(
+            none.is_none(),
+            C,
+            "nothing is leased while the limit's live leases are held, the claimer's own included",
+            || format!("{w}: {none:?}"),
+        )?;
+    }
+    op(
         C,
-        "nothing is leased while the limit's live leases are held by others",
-        || format!("{none:?}"),
+        "give back",
+        s.fail_chunk(&held[0], "restarted", soon).await,
     )?;
-    let back = op(C, "claim", within("a", soon).await)?;
+    let freed = op(C, "claim", within("c", soon).await)?;
     ensure(
-        back.as_ref()
+        freed
+            .as_ref()
             .is_some_and(|l| l.index == 0 && l.attempt == 2),
         C,
-        "a worker takes its own lease back at the limit",
-        || format!("{back:?}"),
+        "a lease given back frees its place",
+        || format!("{freed:?}"),
     )?;
     let late = t0() + chrono::Duration::seconds(61);
     let mut got = Vec::new();
-    for w in ["c", "d", "e"] {
+    for w in ["d", "e", "f"] {
         got.push(op(C, "claim", within(w, late).await)?.map(|l| l.index));
     }
     ensure(

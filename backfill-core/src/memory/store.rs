@@ -236,7 +236,14 @@ impl RunStore for MemoryStore {
         lease_for: Duration,
     ) -> Result<Option<ChunkLease>> {
         let mut inner = self.lock()?;
-        Ok(claim_in(&mut inner, run_id, worker, now, lease_for))
+        Ok(claim_in(
+            &mut inner,
+            run_id,
+            Some(worker),
+            worker,
+            now,
+            lease_for,
+        ))
     }
 
     async fn claim_chunk_within(
@@ -251,17 +258,13 @@ impl RunStore for MemoryStore {
         let mut inner = self.lock()?;
         let live = inner.chunks.get(run_id).map_or(0, |cs| {
             cs.iter()
-                .filter(|c| {
-                    c.status == ChunkStatus::Claimed
-                        && c.worker.as_deref() != Some(worker)
-                        && c.lease_expires_at.is_some_and(|t| t > now)
-                })
+                .filter(|c| c.status == ChunkStatus::Claimed && !expired(c, now))
                 .count()
         });
         if live >= max_leased as usize {
             return Ok(None);
         }
-        Ok(claim_in(&mut inner, run_id, worker, now, lease_for))
+        Ok(claim_in(&mut inner, run_id, None, worker, now, lease_for))
     }
 
     async fn take_budget(
@@ -407,9 +410,17 @@ impl RunStore for MemoryStore {
 }
 
 /// Leases the lowest claimable chunk of the run, under the store's lock.
+/// Whether a claimed chunk's lease has run out at `now`.
+fn expired(c: &ChunkRecord, now: DateTime<Utc>) -> bool {
+    c.lease_expires_at.is_none_or(|t| t <= now)
+}
+
+/// Leases the lowest claimable chunk; `take_back` names the worker whose unexpired leases are
+/// claimable too (clause 5), `None` for `claim_chunk_within` (clause 11).
 fn claim_in(
     inner: &mut Inner,
     run_id: &RunId,
+    take_back: Option<&str>,
     worker: &str,
     now: DateTime<Utc>,
     lease_for: Duration,
@@ -418,7 +429,7 @@ fn claim_in(
     let claimable = chunks.iter_mut().find(|c| match c.status {
         ChunkStatus::Pending | ChunkStatus::Failed => true,
         ChunkStatus::Claimed => {
-            c.worker.as_deref() == Some(worker) || c.lease_expires_at.is_none_or(|t| t <= now)
+            (take_back.is_some() && c.worker.as_deref() == take_back) || expired(c, now)
         }
         ChunkStatus::Done => false,
     });
@@ -429,13 +440,5 @@ fn claim_in(
     c.worker = Some(worker.to_owned());
     c.lease_expires_at = Some(expires_at);
     c.started_at.get_or_insert(now);
-    Some(ChunkLease {
-        run_id: run_id.clone(),
-        chunk_id: c.chunk_id.clone(),
-        index: c.index,
-        range: c.range.clone(),
-        attempt: c.attempts,
-        worker: worker.to_owned(),
-        expires_at,
-    })
+    c.current_lease()
 }

@@ -151,6 +151,14 @@ impl<T: DeterministicTransform> Executor<T> {
             });
         }
         self.recover_chunk_evidence(run_id, &plan, &chunks).await?;
+        let now = self.control.clock().now();
+        super::leases::give_back_own(
+            &**self.control.store(),
+            &chunks,
+            &self.options.worker_id,
+            now,
+        )
+        .await?;
         let done = chunks
             .iter()
             .filter(|c| c.status == ChunkStatus::Done)
@@ -241,13 +249,19 @@ impl<T: DeterministicTransform> Executor<T> {
             let lease = match self
                 .control
                 .store()
-                // Per process: `claim_chunk_within` (run-wide) loops on MariaDB with two workers
-                // and a limit of one (open defect), so the runner does not use it yet.
-                .claim_chunk(
+                // Run-wide: no more than `max_chunks_in_parallel` leases of the run at once,
+                // whichever process holds them.
+                .claim_chunk_within(
                     run_id,
                     &worker,
                     self.control.clock().now(),
                     self.options.lease_for,
+                    sh.approved
+                        .manifest()
+                        .safety
+                        .limits
+                        .max_chunks_in_parallel
+                        .max(1),
                 )
                 .await
             {

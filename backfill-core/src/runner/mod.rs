@@ -57,6 +57,7 @@
 mod ceilings;
 mod estimate;
 mod execute;
+mod leases;
 mod throttle;
 mod validate;
 
@@ -124,7 +125,8 @@ impl RetryPolicy {
 #[non_exhaustive]
 pub struct RunnerOptions {
     /// Worker identity in chunk leases. The default ([`default_worker_id`]) is unique per process. A
-    /// restarted process given the same explicit id takes its own leases back at once.
+    /// process started with an explicit id gives back the leases held under it when it starts a
+    /// run (a crashed predecessor's), so it need not wait for them to expire.
     pub worker_id: String,
     /// Lease length; heartbeats renew it every third of it.
     pub lease_for: Duration,
@@ -135,7 +137,8 @@ pub struct RunnerOptions {
     /// backoff and continues from the run's stored state. Zero (the default): the first such
     /// failure is returned to the caller, who may call `run` again.
     pub transient_budget: Duration,
-    /// Chunks this process works on at once, at most the manifest's `max_chunks_in_parallel`.
+    /// Workers this process runs, at most the manifest's `max_chunks_in_parallel`, which bounds
+    /// the run's leases across every process (a worker waits for a place).
     /// `None` (the default): `max_chunks_in_parallel`.
     pub local_workers: Option<usize>,
 }

@@ -17,6 +17,8 @@ use crate::error::{db, is_unique_violation};
 use crate::pool::{with_pool, SqlPool};
 
 const CLAIMABLE: &str = "run_id = ? AND (status = 'pending' OR status = 'failed' OR (status = 'claimed' AND (worker = ? OR lease_expires_at <= ?)))";
+/// Claimable by `claim_within`: no unexpired lease, the claimer's own included (clause 11).
+const CLAIMABLE_WITHIN: &str = "run_id = ? AND (status = 'pending' OR status = 'failed' OR (status = 'claimed' AND lease_expires_at <= ?))";
 
 fn lease_end(now: DateTime<Utc>, lease_for: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease_for).unwrap_or(chrono::Duration::days(365))
@@ -195,9 +197,10 @@ pub(super) async fn claim(
         .transpose()
 }
 
-/// [`claim`] that leases nothing while `max_leased` chunks of the run hold live leases of other
-/// claims. The run's row is locked for the count and the claim (`BEGIN IMMEDIATE` on SQLite), so
-/// claimers on any number of processes never lease more than `max_leased` chunks at once.
+/// [`claim`] that leases nothing while `max_leased` chunks of the run hold live leases (the
+/// claimer's own included) and never takes an unexpired lease back. The run's row is locked for the
+/// count and the claim (`BEGIN IMMEDIATE` on SQLite), so claimers on any number of processes never
+/// lease more than `max_leased` chunks at once.
 pub(super) async fn claim_within(
     pool: &SqlPool,
     run_id: &RunId,
@@ -214,11 +217,11 @@ pub(super) async fn claim_within(
     };
     let lock = d.sql(lock).into_owned();
     let count = d
-        .sql("SELECT COUNT(*) FROM bf_chunks WHERE run_id = ? AND status = 'claimed' AND worker <> ? AND lease_expires_at > ?")
+        .sql("SELECT COUNT(*) FROM bf_chunks WHERE run_id = ? AND status = 'claimed' AND lease_expires_at > ?")
         .into_owned();
     let pick = d
         .sql(&format!(
-            "SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1"
+            "SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE_WITHIN} ORDER BY idx LIMIT 1"
         ))
         .into_owned();
     let update = d
@@ -245,7 +248,6 @@ pub(super) async fn claim_within(
         q.execute(&mut *tx).await.map_err(db)?;
         let live: i64 = sqlx::query_scalar(&count)
             .bind(run_id.as_str())
-            .bind(worker)
             .bind(micros(now))
             .fetch_one(&mut *tx)
             .await
@@ -256,7 +258,6 @@ pub(super) async fn claim_within(
         }
         let picked: Option<String> = sqlx::query_scalar(&pick)
             .bind(run_id.as_str())
-            .bind(worker)
             .bind(micros(now))
             .fetch_optional(&mut *tx)
             .await

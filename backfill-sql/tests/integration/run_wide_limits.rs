@@ -1,7 +1,8 @@
 //! Run-wide limits hold across worker processes: three processes of this test binary (re-executed
-//! as workers) share one run in one store, and the manifest's rows and bytes per minute, commits per hour
-//! and row ceiling bound the run as a whole, not each process. Checked from the ledger's chunk
-//! times and the run's status (which shows the time spent waiting for each budget).
+//! as workers) share one run in one store, and the manifest's chunks in parallel, rows and bytes per
+//! minute, commits per hour and row ceiling bound the run as a whole, not each process. Checked
+//! from the ledger's chunk times, the stagings each process logs, and the run's status (which shows
+//! the time spent waiting for each budget).
 #![allow(clippy::clone_on_ref_ptr)]
 
 use crate::common;
@@ -70,9 +71,18 @@ impl DeterministicTransform for Ints {
     }
 }
 
-/// Stages through the SQL sink after a pause, so chunks overlap in time when they may.
+/// Stages through the SQL sink after a pause, so chunks overlap in time when they may, and logs
+/// when each staging began and ended (inside the chunk's lease) to `BF_LIMITS_LOG`, one file per
+/// process.
 #[derive(Debug)]
 struct Slow(Arc<SqlSink<Out>>);
+
+fn micros_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default()
+}
 
 #[async_trait]
 impl StagingSink<Out> for Slow {
@@ -84,8 +94,20 @@ impl StagingSink<Out> for Slow {
         req: StageRequest<'_>,
         rows: BoxStream<'_, backfill_core::Result<Vec<Out>>>,
     ) -> backfill_core::Result<StageReceipt> {
+        let began = micros_now();
         tokio::time::sleep(Duration::from_millis(150)).await;
-        self.0.stage(req, rows).await
+        let staged = self.0.stage(req, rows).await;
+        if let Ok(dir) = std::env::var("BF_LIMITS_LOG") {
+            use std::io::Write;
+            let path = std::path::Path::new(&dir).join(format!("{}.log", std::process::id()));
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("log");
+            writeln!(f, "{began} {}", micros_now()).expect("log");
+        }
+        staged
     }
     fn read_staged<'a>(
         &'a self,
@@ -101,6 +123,8 @@ impl StagingSink<Out> for Slow {
 /// A scenario: its run, its input size and chunk size, and the limits it sets.
 #[derive(Debug, Clone, Copy)]
 enum Scenario {
+    Parallel,
+    SharedId,
     Rows,
     Bytes,
     Commits,
@@ -110,6 +134,8 @@ enum Scenario {
 impl Scenario {
     fn name(self) -> &'static str {
         match self {
+            Self::Parallel => "parallel",
+            Self::SharedId => "shared",
             Self::Rows => "rows",
             Self::Bytes => "bytes",
             Self::Commits => "commits",
@@ -118,6 +144,8 @@ impl Scenario {
     }
     fn parse(s: &str) -> Self {
         match s {
+            "parallel" => Self::Parallel,
+            "shared" => Self::SharedId,
             "rows" => Self::Rows,
             "bytes" => Self::Bytes,
             "ceiling" => Self::Ceiling,
@@ -127,6 +155,7 @@ impl Scenario {
     /// (rows, rows per chunk)
     fn input(self) -> (i64, i64) {
         match self {
+            Self::Parallel | Self::SharedId => (1_200, 100),
             Self::Rows | Self::Bytes => (3_000, 250),
             Self::Commits => (600, 100),
             Self::Ceiling => (6_000, 500),
@@ -167,6 +196,10 @@ impl Scenario {
         });
         let l = &mut m.safety.limits;
         match self {
+            // Two chunks at once: each process alone would lease two.
+            Self::Parallel => l.max_chunks_in_parallel = 2,
+            // One chunk at once, every process under one worker id (like the example job's).
+            Self::SharedId => l.max_chunks_in_parallel = 1,
             // 60,000 rows a minute: 1,000 a second, a burst of 1,000. Every process may work at once.
             Self::Rows => {
                 l.max_chunks_in_parallel = 6;
@@ -278,11 +311,13 @@ fn worker_process() {
     });
 }
 
-/// What a scenario's run left: its chunks, its status, and (the bytes scenario only) the bytes of
-/// its staged rows (each row's canonical encoding, what the bytes budget counts).
+/// What a scenario's run left: its chunks, its status, the stagings' (began, ended) instants in
+/// microseconds, and (the bytes scenario only) the bytes of its staged rows (each row's canonical
+/// encoding, what the bytes budget counts).
 struct Ran {
     chunks: Vec<backfill_core::store::ChunkRecord>,
     report: RunReport,
+    stagings: Vec<(u128, u128)>,
     staged_bytes: u64,
 }
 
@@ -299,6 +334,14 @@ async fn three_processes(engine: &common::Engine, s: Scenario) -> Ran {
     let approved = s.manifest();
     parent.control().submit(&approved).await.expect("submit");
     let exe = std::env::current_exe().expect("test binary");
+    let log = std::env::temp_dir().join(format!(
+        "bf-limits-{}-{}-{}",
+        engine.name,
+        s.name(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&log);
+    std::fs::create_dir_all(&log).expect("log dir");
     let children: Vec<_> = (0..3)
         .map(|i| {
             let mut c = Command::new(&exe);
@@ -308,9 +351,16 @@ async fn three_processes(engine: &common::Engine, s: Scenario) -> Ran {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env("BF_LIMITS_WORKER", format!("w{i}"))
+            .env(
+                "BF_LIMITS_WORKER",
+                match s {
+                    Scenario::SharedId => "shared".to_owned(),
+                    _ => format!("w{i}"),
+                },
+            )
             .env("BF_LIMITS_URL", &url)
-            .env("BF_LIMITS_SCENARIO", s.name());
+            .env("BF_LIMITS_SCENARIO", s.name())
+            .env("BF_LIMITS_LOG", &log);
             if let Some(ns) = &ident {
                 c.env("BF_LIMITS_NS", ns);
             }
@@ -358,10 +408,20 @@ async fn three_processes(engine: &common::Engine, s: Scenario) -> Ran {
     } else {
         0
     };
+    let mut stagings = Vec::new();
+    for f in std::fs::read_dir(&log).expect("logs") {
+        let text = std::fs::read_to_string(f.expect("log").path()).expect("log");
+        for line in text.lines() {
+            let (a, b) = line.split_once(' ').expect("two instants");
+            stagings.push((a.parse().expect("began"), b.parse().expect("ended")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&log);
     ns.drop().await;
     Ran {
         chunks,
         report,
+        stagings,
         staged_bytes,
     }
 }
@@ -376,6 +436,23 @@ fn processes(chunks: &[backfill_core::store::ChunkRecord]) -> Vec<String> {
     workers.sort();
     workers.dedup();
     workers
+}
+
+/// The most stagings in progress at one instant.
+fn max_overlap(stagings: &[(u128, u128)]) -> usize {
+    let mut edges: Vec<(u128, i32)> = Vec::new();
+    for (a, b) in stagings {
+        edges.push((*a, 1));
+        edges.push((*b, -1));
+    }
+    // At equal instants, a finish counts before a start.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
 }
 
 fn span_secs(chunks: &[backfill_core::store::ChunkRecord]) -> f64 {
@@ -394,6 +471,61 @@ fn span_secs(chunks: &[backfill_core::store::ChunkRecord]) -> f64 {
 
 fn engines() -> Vec<common::Engine> {
     common::engines()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_in_parallel_are_bounded_across_processes() {
+    for engine in engines() {
+        let Ran {
+            chunks, stagings, ..
+        } = three_processes(&engine, Scenario::Parallel).await;
+        assert_eq!(stagings.len(), chunks.len(), "one staging per chunk");
+        // Three processes with two local workers each could lease six chunks at once (and would,
+        // as they all start together, if the limit held per process).
+        let most = max_overlap(&stagings);
+        assert!(
+            most <= 2,
+            "{}: {most} chunks were staged at once",
+            engine.name
+        );
+        // (Which processes get the places is up to timing: a worker that finishes a chunk claims
+        // again at once, the others look every 100 ms; all three ran to the end.)
+        assert_eq!(most, 2, "{}: the run used its parallelism", engine.name);
+        assert!(
+            chunks.iter().all(|c| c.attempts == 1),
+            "{}: no chunk was fenced off",
+            engine.name
+        );
+    }
+}
+
+/// Processes sharing one worker id (the example job's) under a limit of one: each start gives back
+/// the lease another holds under the id (one void attempt at most), and then they take turns
+/// instead of taking each other's chunks (which, before claims stopped taking unexpired leases
+/// back, went on until a thief happened to finish first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_worker_id_take_turns() {
+    for engine in engines() {
+        let Ran {
+            chunks, stagings, ..
+        } = three_processes(&engine, Scenario::SharedId).await;
+        let attempts: u32 = chunks.iter().map(|c| c.attempts).sum();
+        // Each of the three starts may void one attempt; a livelock would void many more.
+        assert!(
+            attempts as usize <= chunks.len() + 3,
+            "{}: {attempts} attempts for {} chunks",
+            engine.name,
+            chunks.len()
+        );
+        // A void attempt may be stopped before its staging ends (then it logs none).
+        assert!(
+            (chunks.len()..=attempts as usize).contains(&stagings.len()),
+            "{}: {} stagings for {} chunks and {attempts} attempts",
+            engine.name,
+            stagings.len(),
+            chunks.len()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,6 +631,7 @@ async fn bytes_per_minute_is_a_budget_of_the_run() {
             chunks,
             report,
             staged_bytes: bytes,
+            ..
         } = three_processes(&engine, Scenario::Bytes).await;
         assert_eq!(report.state, RunState::Validated);
         assert_eq!(report.output_rows, 3_000);

@@ -477,7 +477,8 @@ async fn a_chunk_record_lost_by_a_killed_worker_is_restored_before_validation() 
         None,
     );
     m.safety.manual_publish = true;
-    m.safety.limits.max_chunks_in_parallel = 1;
+    // Two places run-wide, one worker in each process: A claims while B holds its first chunk.
+    m.safety.limits.max_chunks_in_parallel = 2;
     let approved = m.approve("owner", at).unwrap();
     let store = Arc::new(MemoryStore::new());
     let sink = Arc::new(MemorySink::new("staging"));
@@ -499,7 +500,7 @@ async fn a_chunk_record_lost_by_a_killed_worker_is_restored_before_validation() 
                 sink.clone(),
                 publisher.clone(),
             )
-            .options(RunnerOptions::worker(worker))
+            .options(RunnerOptions::worker(worker).with_local_workers(1))
             .build()
         };
     // Worker B starts first and waits inside its first chunk: its start is behind it.

@@ -9,8 +9,8 @@
 //! - one job for [`TRANSFORM_NAME`]: the executor runs `case-sla-transform` in the version the
 //!   run's approved manifest names (2.4.1 with the as-recorded calendar, 3.1.0 with the restated
 //!   one, or whichever calendar version the manifest pins), with the validators and the
-//!   [`QUALITY_GATE`] the main job attaches, as worker [`WORKER`] so that a restarted `run` takes its
-//!   own leases back at once;
+//!   [`QUALITY_GATE`] the main job attaches, as worker [`WORKER`] so that a restarted `run` gives its
+//!   predecessor's leases back at once;
 //! - the target [`TARGET`]: its [`SqlPublisher`] (also the reader of what readers see), the
 //!   [`SqlSink`] that stages it, rows keyed by case within their month partition and compared on the
 //!   facts the owner's diff compares (due date, status, breach, breach in the month).

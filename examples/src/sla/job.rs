@@ -233,10 +233,11 @@ pub async fn connect(cfg: &JobConfig) -> backfill_core::Result<Parts> {
     let publisher = Arc::new(SqlPublisher::new(pool.clone(), TARGET).await?);
     let control =
         Control::new(store).with_target(Arc::<SqlPublisher<CaseSlaMonth>>::clone(&publisher))?;
-    // Every process of the job is worker `sla-job`: a restarted job takes its own leases back at
-    // once instead of waiting for them to expire. Workers running together are kept apart by the
-    // attempt fencing of every chunk: one that finds its attempt fenced off leaves the chunk to the
-    // other. Transient failures (a database restarting) are waited out for a minute.
+    // Every process of the job is worker `sla-job`: a restarted job gives its leases back at
+    // start instead of waiting for them to expire. Workers started together are kept apart by the
+    // attempt fencing of every chunk (a start fences off the chunk another holds under the id,
+    // once) and by the run-wide `max_chunks_in_parallel`. Transient failures (a database
+    // restarting) are waited out for a minute.
     let mut options =
         RunnerOptions::worker("sla-job").with_transient_budget(std::time::Duration::from_secs(60));
     if let Some(lease) = cfg.lease {
