@@ -143,3 +143,16 @@ pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
         result
     })
 }
+
+/// Creates the run-wide budgets and tallies tables (migrations 6 and 8) in a SQLite store's
+/// counters file (see [`SqlStore`](crate::SqlStore)); repeating it, from any number of processes,
+/// is a no-op.
+pub(crate) async fn counters(pool: &SqlPool) -> backfill_core::Result<()> {
+    let d = pool.dialect();
+    for m in MIGRATIONS.iter().filter(|m| matches!(m.version, 6 | 8)) {
+        for stmt in render(m.sql, d) {
+            pool.execute(&stmt).await?;
+        }
+    }
+    Ok(())
+}

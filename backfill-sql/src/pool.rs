@@ -154,31 +154,34 @@ impl SqlPool {
             let pool = pool_options(opts).connect_with(o).await.map_err(db)?;
             Ok(Self::MySql(pool))
         } else if url.starts_with("sqlite:") {
-            let o = SqliteConnectOptions::from_str(url)
-                .map_err(db)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30));
-            // Switching a fresh file to WAL needs the exclusive lock, and SQLite answers BUSY at
-            // once, without its busy handler, to every other connection doing the same at that
-            // moment (several workers started together): retry those for as long as the busy
-            // timeout would have waited.
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            let mut pause = Duration::from_millis(5);
-            loop {
-                match pool_options(opts).connect_with(o.clone()).await {
-                    Ok(pool) => return Ok(Self::Sqlite(pool)),
-                    Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_millis(200));
-                    }
-                    Err(e) => return Err(db(e)),
-                }
-            }
+            connect_sqlite(SqliteConnectOptions::from_str(url).map_err(db)?, opts).await
         } else {
             Err(Error::Url(url.chars().take(20).collect()).into())
         }
+    }
+
+    /// The database file beside this SQLite pool's, named `<file><suffix>`, with the same settings;
+    /// `None` for PostgreSQL, MariaDB/MySQL and in-memory SQLite.
+    pub(crate) async fn sqlite_sidecar(
+        &self,
+        suffix: &str,
+    ) -> backfill_core::Result<Option<Self>> {
+        let Self::Sqlite(p) = self else {
+            return Ok(None);
+        };
+        let o = p.connect_options();
+        let in_memory = sqlx::ConnectOptions::to_url_lossy(&*o)
+            .query_pairs()
+            .any(|(k, v)| k == "mode" && v == "memory");
+        if in_memory {
+            return Ok(None);
+        }
+        let mut file = o.get_filename().as_os_str().to_owned();
+        file.push(suffix);
+        let side = SqliteConnectOptions::new().filename(file);
+        connect_sqlite(side, &ConnectOptions::default())
+            .await
+            .map(Some)
     }
 
     /// The dialect.
@@ -301,4 +304,31 @@ fn creates_if_missing(sql: &str) -> bool {
         .collect::<String>()
         .to_ascii_uppercase();
     head.trim_start().starts_with("CREATE ") && head.contains(" IF NOT EXISTS ")
+}
+
+/// Opens a SQLite pool in WAL mode with a busy timeout, creating the file if missing.
+async fn connect_sqlite(
+    o: SqliteConnectOptions,
+    opts: &ConnectOptions,
+) -> backfill_core::Result<SqlPool> {
+    let o = o
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30));
+    // Switching a fresh file to WAL needs the exclusive lock, and SQLite answers BUSY at once,
+    // without its busy handler, to every other connection doing the same at that moment (several
+    // workers started together): retry those for as long as the busy timeout would have waited.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match pool_options(opts).connect_with(o.clone()).await {
+            Ok(pool) => return Ok(SqlPool::Sqlite(pool)),
+            Err(e) if sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(db(e)),
+        }
+    }
 }

@@ -110,13 +110,18 @@ impl RawRun {
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL and MariaDB/MySQL and a single atomic `UPDATE … RETURNING`
 /// on SQLite; every state change is a compare-and-set.
 ///
-/// Run-wide budgets ([`RunStore::take_budget`]) and tallies ([`RunStore::tally`]) live in the database on PostgreSQL and
-/// MariaDB/MySQL, shared by every process. On SQLite they are kept by this store in the process: a
-/// chunk staged into the same file holds its only write lock for the whole chunk, so a budget taken
-/// from the file while the chunk's rows flow would wait on that very lock.
+/// Run-wide budgets ([`RunStore::take_budget`]) and tallies ([`RunStore::tally`]) live in the
+/// database on PostgreSQL and MariaDB/MySQL, shared by every process. On SQLite they live in a
+/// second file beside the store's, `<file>.counters`, shared by every process on the machine: a
+/// chunk staged into the store's own file holds its only write lock for the whole chunk, so a
+/// budget taken from that file while the chunk's rows flow would wait on that very lock. An
+/// in-memory SQLite store keeps them in the process.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: SqlPool,
+    /// Where budgets and tallies live: the store's database, a SQLite store's counters file, or
+    /// (`None`, in-memory SQLite) this process.
+    counters: Option<SqlPool>,
     local_budgets: std::sync::Arc<budgets::Local>,
     local_tallies: std::sync::Arc<tallies::Local>,
 }
@@ -135,8 +140,19 @@ impl SqlStore {
     /// Uses an existing pool and migrates it.
     pub async fn new(pool: SqlPool) -> backfill_core::Result<Self> {
         migrate(&pool).await?;
+        let counters = match pool.dialect() {
+            Dialect::Sqlite => match pool.sqlite_sidecar(".counters").await? {
+                Some(side) => {
+                    crate::migrate::counters(&side).await?;
+                    Some(side)
+                }
+                None => None,
+            },
+            _ => Some(pool.clone()),
+        };
         Ok(Self {
             pool,
+            counters,
             local_budgets: std::sync::Arc::default(),
             local_tallies: std::sync::Arc::default(),
         })
@@ -373,10 +389,10 @@ impl RunStore for SqlStore {
         amount: u64,
         now: DateTime<Utc>,
     ) -> backfill_core::Result<std::time::Duration> {
-        if self.pool.dialect() == Dialect::Sqlite {
-            return self.local_budgets.take(run_id, budget, amount, now);
+        match &self.counters {
+            Some(pool) => budgets::take(pool, run_id, budget, amount, now).await,
+            None => self.local_budgets.take(run_id, budget, amount, now),
         }
-        budgets::take(&self.pool, run_id, budget, amount, now).await
     }
 
     async fn tally(
@@ -386,10 +402,10 @@ impl RunStore for SqlStore {
         chunk_id: &backfill_core::ids::ChunkId,
         value: u64,
     ) -> backfill_core::Result<u64> {
-        if self.pool.dialect() == Dialect::Sqlite {
-            return self.local_tallies.tally(run_id, name, chunk_id, value);
+        match &self.counters {
+            Some(pool) => tallies::tally(pool, run_id, name, chunk_id, value).await,
+            None => self.local_tallies.tally(run_id, name, chunk_id, value),
         }
-        tallies::tally(&self.pool, run_id, name, chunk_id, value).await
     }
 
     async fn heartbeat(

@@ -30,8 +30,13 @@ pub(super) async fn tally(
     };
     let sum = d.sql(sum).into_owned();
     let value = i64::try_from(value).unwrap_or(i64::MAX);
+    // On SQLite the write lock is taken at BEGIN, where the busy timeout waits for it.
+    let begin = match d {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        _ => "BEGIN",
+    };
     let total: i64 = with_pool!(pool, p => {
-        let mut tx = p.begin().await.map_err(db)?;
+        let mut tx = p.begin_with(begin).await.map_err(db)?;
         sqlx::query(&put)
             .bind(run_id.as_str())
             .bind(name)

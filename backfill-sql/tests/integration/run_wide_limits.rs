@@ -530,8 +530,7 @@ async fn processes_sharing_a_worker_id_take_turns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_per_minute_is_a_budget_of_the_run() {
-    // On SQLite budgets are kept per process (see `SqlStore`): the shared engines only.
-    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+    for engine in engines() {
         let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Rows).await;
         assert_eq!(report.state, RunState::Validated);
         assert_eq!(report.output_rows, 3_000);
@@ -553,7 +552,7 @@ async fn rows_per_minute_is_a_budget_of_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_per_hour_is_a_budget_of_the_run() {
-    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+    for engine in engines() {
         let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Commits).await;
         assert_eq!(report.state, RunState::Validated);
         assert_eq!(report.output_rows, 600);
@@ -596,8 +595,7 @@ async fn commits_per_hour_is_a_budget_of_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_row_ceiling_is_a_ceiling_of_the_run() {
-    // On SQLite tallies are kept per process (see `SqlStore`): the shared engines only.
-    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+    for engine in engines() {
         let Ran { chunks, report, .. } = three_processes(&engine, Scenario::Ceiling).await;
         let procs = processes(&chunks);
         assert!(procs.len() >= 2, "{}: only {procs:?} worked", engine.name);
@@ -626,7 +624,7 @@ async fn the_row_ceiling_is_a_ceiling_of_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_per_minute_is_a_budget_of_the_run() {
-    for engine in engines().into_iter().filter(|e| e.name != "sqlite") {
+    for engine in engines() {
         let Ran {
             chunks,
             report,
