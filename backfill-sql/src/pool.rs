@@ -162,10 +162,7 @@ impl SqlPool {
 
     /// The database file beside this SQLite pool's, named `<file><suffix>`, with the same settings;
     /// `None` for PostgreSQL, MariaDB/MySQL and in-memory SQLite.
-    pub(crate) async fn sqlite_sidecar(
-        &self,
-        suffix: &str,
-    ) -> backfill_core::Result<Option<Self>> {
+    pub(crate) async fn sqlite_sidecar(&self, suffix: &str) -> backfill_core::Result<Option<Self>> {
         let Self::Sqlite(p) = self else {
             return Ok(None);
         };

@@ -125,55 +125,16 @@ async fn the_cost_ceiling_counts_records_other_workers_read() {
     );
 }
 
-/// Reads a chunk's rows to the end and then fails, transiently, on the second chunk's first
-/// attempt; stages every other attempt.
-#[derive(Debug)]
-struct FailAfterReading {
-    inner: Arc<backfill_core::memory::MemorySink<Row>>,
-    calls: std::sync::atomic::AtomicU32,
-}
-
-#[async_trait::async_trait]
-impl StagingSink<Row> for FailAfterReading {
-    fn descriptor(&self) -> SinkDescriptor {
-        self.inner.descriptor()
-    }
-    async fn stage(
-        &self,
-        req: backfill_core::sink::StageRequest<'_>,
-        rows: futures::stream::BoxStream<'_, backfill_core::Result<Vec<Row>>>,
-    ) -> backfill_core::Result<backfill_core::sink::StageReceipt> {
-        use futures::TryStreamExt;
-        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
-            let read: Vec<Vec<Row>> = rows.try_collect().await?;
-            assert!(!read.is_empty(), "the failing attempt read rows");
-            return Err(Error::transient("test", Injected));
-        }
-        self.inner.stage(req, rows).await
-    }
-    fn read_staged<'a>(
-        &'a self,
-        run_id: &'a RunId,
-    ) -> futures::stream::BoxStream<'a, backfill_core::Result<Vec<Row>>> {
-        self.inner.read_staged(run_id)
-    }
-    async fn discard(&self, run_id: &RunId) -> backfill_core::Result<()> {
-        self.inner.discard(run_id).await
-    }
-}
-
 #[tokio::test]
 async fn a_retried_chunk_counts_once_against_the_row_ceiling() {
     // The run's 270 rows under a ceiling of exactly 270: a chunk whose first attempt read all its
     // rows and failed is retried, and its rows count once, in the store's tallies and in the
     // process's own count (the check that stands alone where a store keeps no tallies).
     let parts = Parts::new();
-    let sink = Arc::new(FailAfterReading {
-        inner: parts.sink.clone(),
-        calls: Default::default(),
-    });
+    // The second chunk's first attempt reads all its rows, then fails transiently.
+    let sink = Arc::new(FailingSink::new(parts.sink.clone(), 1, 1, true).after_reading());
     let runner = parts
-        .runner_with_sink(Arc::new(source()), Scale::default(), sink.clone())
+        .runner_with_sink(Arc::new(source()), Scale::default(), sink)
         .build();
     let mut m = manifest("bf-ceiling-retry");
     m.safety.max_rows_expected = Some(270);

@@ -218,6 +218,8 @@ pub struct FailingSink {
     pub pause: bool,
     /// Fail with a conflict that is not a lost lease (input changed under the chunk).
     pub conflict: bool,
+    /// Read the chunk's rows to the end before failing (the attempt counted them all).
+    pub read_all: bool,
     pub calls: AtomicU32,
     pub failures: AtomicU32,
 }
@@ -231,6 +233,7 @@ impl FailingSink {
             transient,
             pause: false,
             conflict: false,
+            read_all: false,
             calls: AtomicU32::new(0),
             failures: AtomicU32::new(0),
         }
@@ -245,6 +248,12 @@ impl FailingSink {
     /// The injected failures ask the run to pause instead.
     pub fn pausing(mut self) -> Self {
         self.pause = true;
+        self
+    }
+
+    /// The failing attempts read every row of their chunk first.
+    pub fn after_reading(mut self) -> Self {
+        self.read_all = true;
         self
     }
 }
@@ -267,8 +276,10 @@ impl StagingSink<Row> for FailingSink {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         if call >= self.fail_at && self.failures.load(Ordering::SeqCst) < self.times {
             self.failures.fetch_add(1, Ordering::SeqCst);
-            // Consume part of the stream, as a real sink would before failing.
-            drop(rows);
+            if self.read_all {
+                let read: Vec<Vec<Row>> = futures::TryStreamExt::try_collect(rows).await?;
+                assert!(!read.is_empty(), "the failing attempt read rows");
+            }
             return Err(if self.conflict {
                 Error::Conflict {
                     run_id: req.run_id.clone(),
