@@ -49,18 +49,24 @@ impl Budget {
 
     /// Takes `amount` from a bucket last stored as `state` (`None`: a new, full bucket) at `now`:
     /// the bucket to store and how long the taker waits before using what it took.
+    ///
+    /// A bucket's time never runs backwards: a taker whose `now` is earlier than the stored
+    /// instant (it read its clock before it got the bucket's lock, and another took meanwhile)
+    /// takes as of that instant and also waits out the difference, so no stretch of time refills
+    /// the bucket twice.
     pub fn take(
         &self,
         state: Option<BucketState>,
         now: DateTime<Utc>,
         amount: f64,
     ) -> (BucketState, Duration) {
-        let available = match state {
-            None => self.burst,
+        let (available, at) = match state {
+            None => (self.burst, now),
             Some(s) => {
+                let at = s.at.max(now);
                 let elapsed =
-                    (now - s.at).num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1_000_000.0;
-                (s.tokens + elapsed * self.per_second).min(self.burst)
+                    (at - s.at).num_microseconds().unwrap_or(i64::MAX) as f64 / 1_000_000.0;
+                ((s.tokens + elapsed * self.per_second).min(self.burst), at)
             }
         };
         let left = available - amount;
@@ -68,14 +74,9 @@ impl Budget {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(-left / self.per_second)
+                + (at - now).to_std().unwrap_or_default()
         };
-        (
-            BucketState {
-                tokens: left,
-                at: now,
-            },
-            wait,
-        )
+        (BucketState { tokens: left, at }, wait)
     }
 }
 
@@ -109,6 +110,23 @@ mod tests {
         let (s, w) = b.take(Some(s), t0 + chrono::Duration::seconds(4), 10.0);
         assert_eq!(w, Duration::ZERO);
         let (_, w) = b.take(Some(s), t0 + chrono::Duration::seconds(100), 11.0);
+        assert_eq!(w, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_taker_whose_clock_reads_earlier_gets_no_time_twice() {
+        let b = Budget::per("rows", 600, Duration::from_secs(60), 1.0 / 60.0);
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let ms = chrono::Duration::milliseconds;
+        // One taker empties the bucket at t0 + 1 s; another, whose clock read t0 + 0.5 s before it
+        // got the bucket, takes 10 more: it waits 1 s for the units and 0.5 s for its late clock.
+        let (s, _) = b.take(None, t0 + ms(1_000), 10.0);
+        let (s, w) = b.take(Some(s), t0 + ms(500), 10.0);
+        assert_eq!(w, Duration::from_millis(1_500));
+        assert_eq!(s.at, t0 + ms(1_000), "the bucket's time did not move back");
+        // At t0 + 2 s one second has refilled 10 units: the debt is paid, nothing more (with the
+        // stored instant moved back to t0 + 0.5 s, 15 units would have refilled).
+        let (_, w) = b.take(Some(s), t0 + ms(2_000), 1.0);
         assert_eq!(w, Duration::from_millis(100));
     }
 }

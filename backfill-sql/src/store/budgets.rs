@@ -58,10 +58,10 @@ pub(super) async fn take(
             .map_err(db)?;
         let tokens: i64 = row.try_get("millitokens").map_err(db)?;
         let at: i64 = row.try_get("at_micros").map_err(db)?;
+        // (A taker whose clock is behind the stored instant takes as of it: see `Budget::take`.)
         let state = BucketState {
             tokens: tokens as f64 / 1000.0,
-            // A clock behind the stored instant does not refill (nor drain) the bucket.
-            at: from_micros(at)?.min(now),
+            at: from_micros(at)?,
         };
         let (next, wait) = budget.take(Some(state), now, amount as f64);
         sqlx::query(&write)
