@@ -95,6 +95,8 @@ fn manifest() -> ApprovedManifest {
         .collect();
     m.safety.side_effects = Some(SideEffectPolicy::default());
     m.safety.manual_publish = true;
+    // Four chunks at once, run-wide: one place per worker (each runs one local worker).
+    m.safety.limits.max_chunks_in_parallel = 4;
     m.validation = Some(ValidationPlan {
         checksum_required: true,
         ..Default::default()
@@ -168,7 +170,11 @@ async fn runner(
         sink.unwrap_or_else(|| sql_sink.clone()),
         publisher,
     )
-    .options(RunnerOptions::worker(worker).with_lease(Duration::from_millis(1_500)))
+    .options(
+        RunnerOptions::worker(worker)
+            .with_lease(Duration::from_millis(1_500))
+            .with_local_workers(1),
+    )
     .build();
     (r, store, sql_sink)
 }
