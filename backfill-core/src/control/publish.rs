@@ -79,10 +79,7 @@ impl Control {
         // its receipt and touch nothing (publishing it again would undo the later run).
         if record.state == RunState::Superseded {
             let evidence = self.store.evidence(run_id).await?;
-            if let Some(receipt) = evidence.iter().rev().find_map(|e| match &e.record {
-                EvidenceRecord::Published { receipt, .. } => Some(receipt.clone()),
-                _ => None,
-            }) {
+            if let Some(receipt) = published_receipt(&evidence) {
                 tracing::info!(run_id = %run_id, "already published and since superseded: nothing to publish");
                 return Ok(receipt);
             }
@@ -97,9 +94,27 @@ impl Control {
         let started = Instant::now();
         let evidence = self.store.evidence(run_id).await?;
         let current = self.store.accepted(&m.target.name).await?;
+        let recorded = recorded_previous(&evidence);
+        // Already published, and the pointer names a run that is neither this one nor the one it
+        // replaced: a later run was published since this run's state was read (a worker paused
+        // between the two reads). This publication is done; answer its receipt and touch nothing
+        // (taking the pointer back would undo the later run and supersede it).
+        if record.state == RunState::Published {
+            let later = current
+                .as_ref()
+                .is_some_and(|p| p.run_id != *run_id && Some(&p.run_id) != recorded.as_ref());
+            if let (true, Some(receipt)) = (later, published_receipt(&evidence)) {
+                tracing::info!(run_id = %run_id, "already published and a later run took the pointer: nothing to publish");
+                return Ok(receipt);
+            }
+        }
+        // A run being published replaces the pointer's run; one already published, the run its
+        // publication recorded.
         let previous = match &current {
-            Some(p) if p.run_id != *run_id => Some(p.run_id.clone()),
-            _ => recorded_previous(&evidence),
+            Some(p) if p.run_id != *run_id && record.state == RunState::Validated => {
+                Some(p.run_id.clone())
+            }
+            _ => recorded,
         };
         let receipt = match publisher.inspect(run_id).await? {
             Some(receipt) => receipt,
@@ -339,6 +354,14 @@ fn pointer_recorded(evidence: &[Evidence], to: &RunId) -> bool {
 }
 
 /// The previous accepted run recorded by this run's publication.
+/// The receipt a run's publication recorded.
+fn published_receipt(evidence: &[Evidence]) -> Option<PublishReceipt> {
+    evidence.iter().rev().find_map(|e| match &e.record {
+        EvidenceRecord::Published { receipt, .. } => Some(receipt.clone()),
+        _ => None,
+    })
+}
+
 fn recorded_previous(evidence: &[Evidence]) -> Option<RunId> {
     evidence.iter().rev().find_map(|e| match &e.record {
         EvidenceRecord::Published { previous, .. } => previous.clone(),

@@ -520,25 +520,40 @@ async fn rollback_through_the_control_plane_is_idempotent() {
     assert_eq!(rolled, 1, "evidence is recorded once");
 }
 
-#[tokio::test]
-async fn publishing_a_run_already_published_and_superseded_answers_its_receipt() {
-    let parts = Parts::new();
+/// Runs `first` and publishes it, then runs `second` (a fixed transform), whose run publishes and
+/// supersedes `first`; returns both and the first run's receipt.
+async fn published_then_superseded(
+    parts: &Parts,
+    first: &str,
+    second: &str,
+) -> (ApprovedManifest, ApprovedManifest, PublishReceipt) {
     let v1 = parts.runner(Arc::new(source()), Scale::default()).build();
-    let a = approve(manifest("bf-s1"));
+    let a = approve(manifest(first));
     v1.control().submit(&a).await.unwrap();
     v1.run(a.run_id()).await.unwrap();
-    let control = parts.control();
-    let first = control.publish(a.run_id(), "worker-1").await.unwrap();
+    let receipt = parts
+        .control()
+        .publish(a.run_id(), "worker-1")
+        .await
+        .unwrap();
     let fixed = Scale {
         factor: 3,
         version: "2.0.0",
     };
     let v2 = parts.runner(Arc::new(source()), fixed).build();
-    let mut m = manifest("bf-s2");
+    let mut m = manifest(second);
     m.transform.version = "2.0.0".into();
     let b = approve(m);
     v2.control().submit(&b).await.unwrap();
     v2.run(b.run_id()).await.unwrap();
+    (a, b, receipt)
+}
+
+#[tokio::test]
+async fn publishing_a_run_already_published_and_superseded_answers_its_receipt() {
+    let parts = Parts::new();
+    let control = parts.control();
+    let (a, b, first) = published_then_superseded(&parts, "bf-s1", "bf-s2").await;
     assert_eq!(
         control.run(a.run_id()).await.unwrap().state,
         RunState::Superseded
@@ -574,6 +589,54 @@ async fn publishing_a_run_already_published_and_superseded_answers_its_receipt()
         .unwrap();
     let err = control.publish(b.run_id(), "worker-3").await.unwrap_err();
     assert!(matches!(err, Error::PublishRefused { .. }), "{err}");
+}
+
+/// Fault campaign trial 940: a worker read the first run as `published`, was paused, and on waking
+/// read the accepted pointer, which a later run had taken meanwhile. It took that later run for the
+/// one its publication replaced: it superseded the later run and moved the pointer back.
+#[tokio::test]
+async fn a_late_worker_with_a_stale_published_state_leaves_a_later_run_alone() {
+    let parts = Parts::new();
+    let control = parts.control();
+    let (a, b, first) = published_then_superseded(&parts, "bf-p1", "bf-p2").await;
+    let before = parts.publisher.snapshot();
+    // What the late worker read before its pause: the first run still `published`.
+    parts
+        .store
+        .transition(&backfill_core::state::Transition {
+            run_id: a.run_id().clone(),
+            from: RunState::Superseded,
+            to: RunState::Published,
+            by: "test".into(),
+            at: at(),
+            reason: "the state a paused worker read".into(),
+        })
+        .await
+        .unwrap();
+
+    let late = control.publish(a.run_id(), "worker-2").await.unwrap();
+    assert_eq!(late, first);
+    assert_eq!(
+        parts.publisher.snapshot(),
+        before,
+        "the target is untouched"
+    );
+    let pointer = parts
+        .store
+        .accepted("amounts_daily")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pointer.run_id,
+        *b.run_id(),
+        "the pointer stays on the later run"
+    );
+    assert_eq!(
+        control.run(b.run_id()).await.unwrap().state,
+        RunState::Published,
+        "the later run is not superseded"
+    );
 }
 
 #[test]
