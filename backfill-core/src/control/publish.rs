@@ -353,7 +353,6 @@ fn pointer_recorded(evidence: &[Evidence], to: &RunId) -> bool {
     false
 }
 
-/// The previous accepted run recorded by this run's publication.
 /// The receipt a run's publication recorded.
 fn published_receipt(evidence: &[Evidence]) -> Option<PublishReceipt> {
     evidence.iter().rev().find_map(|e| match &e.record {
@@ -362,6 +361,7 @@ fn published_receipt(evidence: &[Evidence]) -> Option<PublishReceipt> {
     })
 }
 
+/// The previous accepted run recorded by this run's publication.
 fn recorded_previous(evidence: &[Evidence]) -> Option<RunId> {
     evidence.iter().rev().find_map(|e| match &e.record {
         EvidenceRecord::Published { previous, .. } => previous.clone(),

@@ -236,14 +236,7 @@ impl RunStore for MemoryStore {
         lease_for: Duration,
     ) -> Result<Option<ChunkLease>> {
         let mut inner = self.lock()?;
-        Ok(claim_in(
-            &mut inner,
-            run_id,
-            Some(worker),
-            worker,
-            now,
-            lease_for,
-        ))
+        Ok(claim_in(&mut inner, run_id, true, worker, now, lease_for))
     }
 
     async fn claim_chunk_within(
@@ -264,7 +257,7 @@ impl RunStore for MemoryStore {
         if live >= max_leased as usize {
             return Ok(None);
         }
-        Ok(claim_in(&mut inner, run_id, None, worker, now, lease_for))
+        Ok(claim_in(&mut inner, run_id, false, worker, now, lease_for))
     }
 
     async fn take_budget(
@@ -409,18 +402,18 @@ impl RunStore for MemoryStore {
     }
 }
 
-/// Leases the lowest claimable chunk of the run, under the store's lock.
 /// Whether a claimed chunk's lease has run out at `now`.
 fn expired(c: &ChunkRecord, now: DateTime<Utc>) -> bool {
     c.lease_expires_at.is_none_or(|t| t <= now)
 }
 
-/// Leases the lowest claimable chunk; `take_back` names the worker whose unexpired leases are
-/// claimable too (clause 5), `None` for `claim_chunk_within` (clause 11).
+/// Leases the lowest claimable chunk of the run, under the store's lock; with `take_back`, the
+/// worker's own unexpired leases are claimable too (clause 5; not for `claim_chunk_within`,
+/// clause 11).
 fn claim_in(
     inner: &mut Inner,
     run_id: &RunId,
-    take_back: Option<&str>,
+    take_back: bool,
     worker: &str,
     now: DateTime<Utc>,
     lease_for: Duration,
@@ -429,7 +422,7 @@ fn claim_in(
     let claimable = chunks.iter_mut().find(|c| match c.status {
         ChunkStatus::Pending | ChunkStatus::Failed => true,
         ChunkStatus::Claimed => {
-            (take_back.is_some() && c.worker.as_deref() == take_back) || expired(c, now)
+            (take_back && c.worker.as_deref() == Some(worker)) || expired(c, now)
         }
         ChunkStatus::Done => false,
     });
