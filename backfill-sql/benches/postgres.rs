@@ -12,6 +12,8 @@
 //! Needs `BACKFILL_TEST_PG_URL` (scripts/services.sh provisions one); without it, it says so and exits.
 //! `BENCH_ROWS` (default 1,000,000) and `BENCH_TABLE_ROWS` (default 1,200,000) set the sizes.
 #![allow(missing_docs, clippy::unwrap_used, clippy::clone_on_ref_ptr)]
+// The hand-written side is what a user would write with sqlx alone (its own begin).
+#![allow(clippy::disallowed_methods)]
 
 use std::borrow::Cow;
 use std::hint::black_box;

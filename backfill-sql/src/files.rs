@@ -304,7 +304,8 @@ impl FileLedger {
             .sql("UPDATE bf_file_imports SET status = 'superseded' WHERE file_id = ?")
             .into_owned();
         with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await.map_err(db)?;
+            let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+            let mut tx = conn.begin(None).await.map_err(db)?;
             for r in rows {
                 let id = file_id(&self.scope, &r.identity.content_hash);
                 let corrects = r.corrects_file_id.clone();

@@ -16,6 +16,7 @@ mod row;
 mod sink;
 mod source;
 mod store;
+mod txconn;
 mod validate;
 mod windows;
 
@@ -30,5 +31,6 @@ pub use row::{Column, RowSchema, SqlRow, SqlType};
 pub use sink::{SqlArtifact, SqlSink};
 pub use source::{Grouped, SnapshotFn, SqlChunkState, SqlSource, SqlSourceBuilder};
 pub use store::SqlStore;
+pub use txconn::TxConn;
 pub use validate::SqlCheck;
 pub use windows::SqlWindows;

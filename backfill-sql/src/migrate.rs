@@ -4,8 +4,6 @@
 //! once per database in order, under an engine lock (PostgreSQL advisory lock, MySQL `GET_LOCK`, SQLite's
 //! write lock), and recorded in `bf_schema_migrations`.
 
-use sqlx::Connection;
-
 use crate::dialect::Dialect;
 use crate::error::db;
 use crate::pool::{with_pool, SqlPool};
@@ -98,7 +96,9 @@ pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
         d.table_options()
     );
     with_pool!(pool, p => {
-        let mut conn = p.acquire().await.map_err(db)?;
+        // The session lock is held from here to its release; dropped before (cancelled), the
+        // connection is closed, not returned to the pool still holding it (see `TxConn`).
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
         let (lock, unlock) = match d {
             Dialect::Postgres => ("SELECT pg_advisory_lock(727374)", "SELECT pg_advisory_unlock(727374)"),
             Dialect::MySql => ("SELECT GET_LOCK('backfill_migrate', 60)", "SELECT RELEASE_LOCK('backfill_migrate')"),
@@ -109,11 +109,11 @@ pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
             Dialect::Sqlite => "BEGIN IMMEDIATE",
             _ => "BEGIN",
         };
-        sqlx::query(lock).execute(&mut *conn).await.map_err(db)?;
+        sqlx::query(lock).execute(conn.session()).await.map_err(db)?;
         let result = async {
-            sqlx::query(&create).execute(&mut *conn).await.map_err(db)?;
+            sqlx::query(&create).execute(conn.session()).await.map_err(db)?;
             for m in MIGRATIONS {
-                let mut tx = conn.begin_with(begin).await.map_err(db)?;
+                let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
                 let applied: Option<i64> = sqlx::query_scalar(&d.sql("SELECT version FROM bf_schema_migrations WHERE version = ?"))
                     .bind(m.version)
                     .fetch_optional(&mut *tx)
@@ -139,7 +139,9 @@ pub async fn migrate(pool: &SqlPool) -> backfill_core::Result<()> {
             Ok::<(), backfill_core::Error>(())
         }
         .await;
-        let _ = sqlx::query(unlock).execute(&mut *conn).await;
+        if sqlx::query(unlock).execute(conn.session()).await.is_ok() {
+            conn.release();
+        }
         result
     })
 }

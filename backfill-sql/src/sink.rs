@@ -408,7 +408,8 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
         match &self.pool {
             SqlPool::Postgres(p) => {
                 ensure_fence(p, &f, d).await?;
-                let mut tx = p.begin().await.map_err(db)?;
+                let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+                let mut tx = conn.begin(None).await.map_err(db)?;
                 fence::check_postgres(&mut tx, &f).await?;
                 sqlx::query(&delete)
                     .bind(req.chunk_id.as_str())
@@ -465,14 +466,16 @@ impl<R: OutputRow + DeserializeOwned> StagingSink<R> for SqlSink<R> {
             }
             SqlPool::MySql(p) => {
                 ensure_fence(p, &f, d).await?;
-                let mut tx = p.begin().await.map_err(db)?;
+                let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+                let mut tx = conn.begin(None).await.map_err(db)?;
                 fence::check_mysql(&mut tx, &f).await?;
                 replace_rows!(tx);
                 tx.commit().await.map_err(db)?;
             }
             SqlPool::Sqlite(p) => {
                 // IMMEDIATE: the write lock is taken by BEGIN, so the fence is read under it.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+                let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+                let mut tx = conn.begin(Some("BEGIN IMMEDIATE")).await.map_err(db)?;
                 fence::check_sqlite(&mut tx, &f).await?;
                 replace_rows!(tx);
                 tx.commit().await.map_err(db)?;

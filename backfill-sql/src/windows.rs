@@ -197,7 +197,8 @@ impl TargetWindows for SqlWindows {
             .sql("UPDATE bf_live_windows SET frozen_by = ?, frozen_at_micros = ? WHERE target = ? AND part = ?")
             .into_owned();
         with_pool!(&self.pool, p => {
-            let mut tx = p.begin_with(begin).await.map_err(db)?;
+            let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+            let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
             let mut marks = BTreeMap::new();
             for part in sorted(partitions) {
                 sqlx::query(&create).bind(target).bind(part).execute(&mut *tx).await.map_err(db)?;
@@ -245,7 +246,8 @@ impl TargetWindows for SqlWindows {
             "BEGIN"
         };
         with_pool!(&self.pool, p => {
-            let mut tx = p.begin_with(begin).await.map_err(db)?;
+            let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+            let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
             let admitted = admit_on!(tx, d, target, partitions, writer, now);
             if admitted.is_ok() {
                 tx.commit().await.map_err(db)?;

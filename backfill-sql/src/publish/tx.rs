@@ -156,7 +156,8 @@ pub(crate) async fn commit(
     let batch = d == Dialect::Postgres;
     let count = staged.and_then(|s| s.count_sql(d));
     with_pool!(pool, p => {
-        let mut tx = p.begin().await.map_err(db)?;
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+        let mut tx = conn.begin(None).await.map_err(db)?;
         // Taken after the transaction's own connection, and only if one is idle.
         let spare = count.as_ref().and_then(|_| p.try_acquire());
         let work = async {

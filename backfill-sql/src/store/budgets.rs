@@ -49,7 +49,8 @@ pub(super) async fn take(
             .execute(p)
             .await
             .map_err(db)?;
-        let mut tx = p.begin_with(begin).await.map_err(db)?;
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+        let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
         let row = sqlx::query(&read)
             .bind(run_id.as_str())
             .bind(budget.name)

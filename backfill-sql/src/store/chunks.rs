@@ -9,7 +9,7 @@ use backfill_core::plan::ResolvedPlan;
 use backfill_core::store::{ChunkLease, ChunkOutcome, ChunkRecord, ChunkStatus};
 use backfill_core::Error as CoreError;
 use chrono::{DateTime, Utc};
-use sqlx::{Connection as _, Row};
+use sqlx::Row;
 
 use super::{conflict, from_micros, json, micros, to_json};
 use crate::dialect::Dialect;
@@ -28,7 +28,8 @@ pub(super) async fn put_plan(pool: &SqlPool, plan: &ResolvedPlan) -> backfill_co
     let d = pool.dialect();
     let plan_json = to_json(plan);
     let r = with_pool!(pool, p => {
-        let mut tx = p.begin().await.map_err(db)?;
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+        let mut tx = conn.begin(None).await.map_err(db)?;
         let ins = sqlx::query(&d.sql("INSERT INTO bf_plans (run_id, manifest_digest, json) VALUES (?, ?, ?)"))
             .bind(plan.run_id.as_str())
             .bind(plan.manifest_digest.as_str())
@@ -149,7 +150,8 @@ pub(super) async fn claim(
             })
         }
         SqlPool::MySql(p) => {
-            let mut tx = p.begin().await.map_err(db)?;
+            let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+            let mut tx = conn.begin(None).await.map_err(db)?;
             let picked: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT chunk_id FROM bf_chunks WHERE {CLAIMABLE} ORDER BY idx LIMIT 1 FOR UPDATE SKIP LOCKED"
             ))
@@ -231,16 +233,17 @@ pub(super) async fn claim_within(
         .sql("SELECT chunk_id, idx, range_json, attempts FROM bf_chunks WHERE run_id = ? AND chunk_id = ?")
         .into_owned();
     let claimed: Option<Claimed> = with_pool!(pool, p => {
-        let mut conn = p.acquire().await.map_err(db)?;
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
         if d == Dialect::MySql {
             // This transaction reads committed data: under MariaDB's default REPEATABLE READ its
             // plain reads would see a snapshot older than the claims serialized by the run's lock.
+            // (Session state until the transaction has used it: see `TxConn::session`.)
             sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                .execute(&mut *conn)
+                .execute(conn.session())
                 .await
                 .map_err(db)?;
         }
-        let mut tx = conn.begin_with(begin).await.map_err(db)?;
+        let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
         let mut q = sqlx::query(&lock);
         if d != Dialect::Sqlite {
             q = q.bind(run_id.as_str());
@@ -254,6 +257,7 @@ pub(super) async fn claim_within(
             .map_err(db)?;
         if live >= i64::from(max_leased) {
             tx.commit().await.map_err(db)?;
+            conn.release();
             return Ok(None);
         }
         let picked: Option<String> = sqlx::query_scalar(&pick)
@@ -264,6 +268,7 @@ pub(super) async fn claim_within(
             .map_err(db)?;
         let Some(chunk_id) = picked else {
             tx.commit().await.map_err(db)?;
+            conn.release();
             return Ok(None);
         };
         sqlx::query(&update)
@@ -288,6 +293,7 @@ pub(super) async fn claim_within(
             attempts: r.try_get("attempts").map_err(db)?,
         };
         tx.commit().await.map_err(db)?;
+        conn.release();
         Some(c)
     });
     claimed

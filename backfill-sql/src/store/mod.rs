@@ -287,7 +287,8 @@ impl RunStore for SqlStore {
     async fn transition(&self, t: &Transition) -> backfill_core::Result<()> {
         let d = self.pool.dialect();
         with_pool!(&self.pool, p => {
-            let mut tx = p.begin().await.map_err(db)?;
+            let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+            let mut tx = conn.begin(None).await.map_err(db)?;
             let changed = sqlx::query(&d.sql("UPDATE bf_runs SET state = ?, updated_at = ? WHERE run_id = ? AND state = ?"))
                 .bind(t.to.as_str())
                 .bind(micros(t.at))
@@ -461,7 +462,8 @@ impl RunStore for SqlStore {
                 tokio::time::sleep(std::time::Duration::from_millis(1 << round.min(7))).await;
             }
             let r = with_pool!(&self.pool, p => {
-                let mut tx = p.begin_with(begin).await.map_err(db)?;
+                let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+                let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
                 let seq: i64 = sqlx::query_scalar(&d.sql("SELECT COALESCE(MAX(seq), 0) + 1 FROM bf_evidence WHERE run_id = ?"))
                     .bind(run_id.as_str())
                     .fetch_one(&mut *tx)

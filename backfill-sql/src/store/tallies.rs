@@ -36,7 +36,8 @@ pub(super) async fn tally(
         _ => "BEGIN",
     };
     let total: i64 = with_pool!(pool, p => {
-        let mut tx = p.begin_with(begin).await.map_err(db)?;
+        let mut conn = crate::TxConn::acquire(p).await.map_err(db)?;
+        let mut tx = conn.begin(Some(begin)).await.map_err(db)?;
         sqlx::query(&put)
             .bind(run_id.as_str())
             .bind(name)

@@ -28,7 +28,8 @@ struct LiveLog {
 /// One live write under the window guard, in its own transaction: admitted and inserted together,
 /// or refused and rolled back.
 async fn live_insert(pg: &sqlx::PgPool, id: &str, part: &str, n: i64) -> backfill_core::Result<()> {
-    let mut tx = pg.begin().await.unwrap();
+    let mut conn = backfill_sql::TxConn::acquire(pg).await.unwrap();
+    let mut tx = conn.begin(None).await.unwrap();
     SqlWindows::admit_postgres(
         &mut tx,
         "live_out",

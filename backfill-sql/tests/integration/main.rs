@@ -5,6 +5,7 @@ mod common;
 mod live;
 mod publishing;
 
+mod cancelled_begin;
 mod conformance;
 mod correction_outbox;
 mod crash_windows;

@@ -55,7 +55,8 @@ async fn publish_and_stage_do_not_wait_for_a_vacuum_of_their_tables() {
         merged.stage(&m2.run_id, rows(&["2025-01"], 10, 2, 2)).await;
 
         // What a running VACUUM holds, on every table of both schemas at once.
-        let mut vacuum = pg.begin().await.unwrap();
+        let mut conn = backfill_sql::TxConn::acquire(pg).await.unwrap();
+        let mut vacuum = conn.begin(None).await.unwrap();
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname IN ($1, $2)",
         )

@@ -238,7 +238,8 @@ async fn try_load(pool: &SqlPool, cases: &[CaseHistory], content: &str) -> Resul
         ))
         .into_owned();
     on_pool!(pool, p => {
-        let mut tx = p.begin().await.map_err(|e| failed("begin", e))?;
+        let mut conn = backfill_sql::TxConn::acquire(p).await.map_err(|e| failed("connect", e))?;
+        let mut tx = conn.begin(None).await.map_err(|e| failed("begin", e))?;
         for part in rows.chunks(INSERT_ROWS) {
             let sql = if part.len() == INSERT_ROWS { &full } else { &last };
             let mut q = sqlx::query(sql);
