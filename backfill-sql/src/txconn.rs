@@ -11,26 +11,31 @@
 //! fault campaign then saw a paused worker verify its publication and read every other partition
 //! as it was before (two connections taking turns, one of them inside such a transaction).
 //!
+//! SQLite's begin has the same hole one step later. sqlx's worker thread rolls back a `BEGIN` whose
+//! answer nobody takes, but after a custom statement (`BEGIN IMMEDIATE`, which takes the database's
+//! write lock first) sqlx awaits the connection's lock once more to check that a transaction began.
+//! A future dropped there leaves a pooled connection inside a transaction that holds the write
+//! lock: every other connection waits out its busy timeout and fails with "database is locked"
+//! until this one is closed (the signature of two SQLite trials of the fault campaign after a pause).
+//!
 //! [`TxConn`] holds the pooled connection for one transaction. Dropped while a `BEGIN` is in flight
 //! (or while it holds session state, see [`TxConn::session`]), it closes a PostgreSQL or MariaDB
 //! connection instead of returning it: the server ends the session and rolls its transaction back.
-//! Once begun, a transaction is sqlx's to end: dropping it queues a `ROLLBACK` that is sent before
-//! the connection is used again. SQLite connections always go back to the pool: sqlx's SQLite
-//! worker thread rolls back a `BEGIN` whose answer nobody takes, and closing the only connection of
-//! an in-memory database would destroy the database. (One window remains there, read in sqlx's
-//! source and not reproduced reliably: after a custom `BEGIN IMMEDIATE` sqlx awaits the
-//! connection's lock to check the transaction began; RELIABILITY.md has it as the lead for the
-//! SQLite trials that saw "database is locked" after a pause.)
+//! A SQLite connection is rolled back instead: there sqlx's transaction depth is kept by the worker
+//! thread, so it says whether a transaction began, and the worker rolls back only while the depth
+//! is above zero, so a rollback it already did itself is not repeated (closing it instead would
+//! destroy an in-memory database, whose only connection it is). Once begun, a transaction is sqlx's
+//! to end: dropping it queues a `ROLLBACK` that is sent before the connection is used again.
 //!
 //! Every transaction of this crate begins through [`TxConn`]; `clippy.toml` disallows sqlx's own
 //! `begin` and `begin_with` everywhere else in the workspace.
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Database, Pool, Transaction};
+use sqlx::{Database, Pool, Transaction, TransactionManager};
 
 /// A pooled connection for one transaction that never goes back to the pool inside a transaction
 /// nobody can end: dropped while its `BEGIN` is in flight or while it holds session state, a
-/// PostgreSQL or MariaDB connection is closed.
+/// PostgreSQL or MariaDB connection is closed, a SQLite one rolled back.
 ///
 /// ```no_run
 /// # async fn bump(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
@@ -59,8 +64,9 @@ impl<DB: Database> TxConn<DB> {
     }
 
     /// Begins a transaction with `statement` (for example `BEGIN IMMEDIATE` on SQLite) or sqlx's
-    /// own `BEGIN`. Cancelled (or failed) before it returned, a PostgreSQL or MariaDB connection is
-    /// closed when this value is dropped; begun, the transaction is sqlx's to end.
+    /// own `BEGIN`. Cancelled (or failed) before it returned, the connection is closed (PostgreSQL,
+    /// MariaDB) or rolled back (SQLite) when this value is dropped; begun, the transaction is
+    /// sqlx's to end.
     #[allow(clippy::disallowed_methods)] // the one place sqlx's begin is called
     pub async fn begin(
         &mut self,
@@ -102,8 +108,14 @@ impl<DB: Database> std::fmt::Debug for TxConn<DB> {
 
 impl<DB: Database> Drop for TxConn<DB> {
     fn drop(&mut self) {
-        if self.unsettled && DB::NAME != "SQLite" {
+        if !self.unsettled {
+            return;
+        }
+        if DB::NAME != "SQLite" {
             self.conn.close_on_drop();
+        } else if sqlx::Connection::is_in_transaction(&*self.conn) {
+            // Queued before the connection goes back to the pool.
+            <DB::TransactionManager as TransactionManager>::start_rollback(&mut self.conn);
         }
     }
 }

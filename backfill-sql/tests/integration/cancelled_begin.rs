@@ -116,3 +116,86 @@ async fn a_begin_cancelled_in_flight_leaves_no_transaction_behind() {
         ns.drop().await;
     }
 }
+
+/// Polls `begin` twice, waiting after each poll: on SQLite the first poll sends `BEGIN IMMEDIATE`
+/// to the connection's worker thread, which runs it and waits for its answer to be taken; the
+/// second takes the answer and waits for the connection's lock, where sqlx checks that a
+/// transaction began. Whether it is still waiting there (then it is dropped unfinished).
+async fn dropped_while_checked<F: std::future::Future + Unpin>(mut begin: F) -> bool {
+    for _ in 0..2 {
+        if futures::poll!(&mut begin).is_ready() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
+
+/// On fresh one-connection pools until a `BEGIN IMMEDIATE` is dropped while sqlx checks it (through
+/// `TxConn` or not): one row written through that pool, counted from `o`.
+async fn sqlite_cancel_then_write(
+    ns: &common::Namespace,
+    o: &sqlx::SqlitePool,
+    tag: &str,
+    txconn: bool,
+) -> i64 {
+    for _ in 0..50 {
+        let pool = ns.pool_with(1).await;
+        let SqlPool::Sqlite(p) = &pool else {
+            unreachable!()
+        };
+        let hit = if txconn {
+            let mut c = TxConn::acquire(p).await.unwrap();
+            dropped_while_checked(Box::pin(c.begin(Some("BEGIN IMMEDIATE")))).await
+        } else {
+            let mut c = p.acquire().await.unwrap();
+            dropped_while_checked(Box::pin(sqlx::Connection::begin_with(
+                &mut *c,
+                "BEGIN IMMEDIATE",
+            )))
+            .await
+        };
+        if !hit {
+            pool.close().await;
+            continue;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO cancelled_begin (tag) VALUES ('{tag}')"
+        ))
+        .execute(p)
+        .await
+        .unwrap();
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM cancelled_begin WHERE tag = '{tag}'"
+        ))
+        .fetch_one(o)
+        .await
+        .unwrap();
+        // Closing the pool's connection ends a transaction left on it (and frees the write lock).
+        pool.close().await;
+        return n;
+    }
+    panic!("{tag}: the BEGIN was never dropped while sqlx checked it");
+}
+
+#[tokio::test]
+async fn a_sqlite_begin_cancelled_while_checked_leaves_no_lock_behind() {
+    let engine = common::engine("sqlite").expect("SQLite is always there");
+    let ns = engine.namespace("cancelbegin_sqlite");
+    let other = ns.pool().await;
+    let SqlPool::Sqlite(o) = &other else {
+        unreachable!()
+    };
+    sqlx::query(CREATE).execute(o).await.unwrap();
+    let with_txconn = sqlite_cancel_then_write(&ns, o, "txconn", true).await;
+    let with_sqlx = sqlite_cancel_then_write(&ns, o, "sqlx", false).await;
+    assert_eq!(
+        with_txconn, 1,
+        "sqlite: after a TxConn::begin dropped while checked, a write on the pool is committed"
+    );
+    assert_eq!(
+        with_sqlx, 0,
+        "sqlite: sqlx's own begin, dropped while checked, no longer leaves a transaction: sqlx \
+         fixed it (see backfill-sql/src/txconn.rs)"
+    );
+}
