@@ -29,14 +29,18 @@ pub(super) struct Counts {
     pub(super) output: u64,
 }
 
+/// A chunk and an attempt number.
+type Attempt = (ChunkId, u32);
+
 /// The output rows one process holds against `safety.max_rows_expected` after every batch (the
 /// check that stands alone where the store keeps no tallies): the run's finished chunks, and each
 /// running attempt's rows so far. An attempt that fails or is fenced off stops counting when it
 /// ends, so a retried chunk counts once, not once per attempt.
 #[derive(Debug)]
 pub(super) struct LocalRows {
-    /// Rows of finished chunks, and of each running attempt by chunk.
-    counts: Mutex<(u64, HashMap<ChunkId, u64>)>,
+    /// Rows of finished chunks, and of each running attempt by chunk and attempt (two tasks of
+    /// one process may run attempts of one chunk at once when a lease expired under the first).
+    counts: Mutex<(u64, HashMap<Attempt, u64>)>,
 }
 
 impl LocalRows {
@@ -47,18 +51,19 @@ impl LocalRows {
         }
     }
 
-    /// Adds `rows` to the running attempt of `chunk`; answers the process's total.
-    pub(super) fn add(&self, chunk: &ChunkId, rows: u64) -> u64 {
+    /// Adds `rows` to the running attempt `lease` holds; answers the process's total.
+    pub(super) fn add(&self, lease: &ChunkLease, rows: u64) -> u64 {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        *c.1.entry(chunk.clone()).or_default() += rows;
+        *c.1.entry((lease.chunk_id.clone(), lease.attempt))
+            .or_default() += rows;
         c.1.values().fold(c.0, |a, n| a.saturating_add(*n))
     }
 
-    /// The attempt of `chunk` ended; `kept` rows of it count from now on (its output when the
+    /// The attempt `lease` holds ended; `kept` rows of it count from now on (its output when the
     /// chunk was recorded as done, zero when the attempt failed or was fenced off).
-    pub(super) fn end(&self, chunk: &ChunkId, kept: u64) {
+    pub(super) fn end(&self, lease: &ChunkLease, kept: u64) {
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.1.remove(chunk);
+        c.1.remove(&(lease.chunk_id.clone(), lease.attempt));
         c.0 = c.0.saturating_add(kept);
     }
 }
@@ -122,5 +127,40 @@ impl Ceilings {
             }
             r => r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::RunId;
+    use chrono::{TimeZone, Utc};
+
+    fn lease(attempt: u32) -> ChunkLease {
+        ChunkLease {
+            run_id: RunId::from("run"),
+            chunk_id: ChunkId::from("c0"),
+            index: 0,
+            range: crate::manifest::InputRange::Dates {
+                from: chrono::NaiveDate::MIN,
+                to_exclusive: chrono::NaiveDate::MIN,
+            },
+            attempt,
+            worker: "w".into(),
+            expires_at: Utc.timestamp_opt(0, 0).single().unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn two_attempts_of_one_chunk_count_apart() {
+        let rows = LocalRows::new(100);
+        assert_eq!(rows.add(&lease(1), 10), 110);
+        // The lease expired under attempt 1; attempt 2 runs beside it in the same process.
+        assert_eq!(rows.add(&lease(2), 5), 115);
+        // Attempt 1 is fenced off: its rows stop counting, attempt 2's stay.
+        rows.end(&lease(1), 0);
+        assert_eq!(rows.add(&lease(2), 1), 106);
+        rows.end(&lease(2), 6);
+        assert_eq!(rows.add(&lease(3), 0), 106);
     }
 }

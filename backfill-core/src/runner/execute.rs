@@ -306,7 +306,7 @@ impl<T: DeterministicTransform> Executor<T> {
             let result = self.run_chunk(sh, &lease).instrument(span.clone()).await;
             let now = self.control.clock().now();
             if result.is_err() {
-                sh.rows.end(&lease.chunk_id, 0);
+                sh.rows.end(&lease, 0);
             }
             match result {
                 Ok(attempt) => {
@@ -315,8 +315,7 @@ impl<T: DeterministicTransform> Executor<T> {
                         .record_chunk(sh, &lease, &label, attempt, started)
                         .instrument(span)
                         .await;
-                    sh.rows
-                        .end(&lease.chunk_id, if recorded.is_ok() { rows } else { 0 });
+                    sh.rows.end(&lease, if recorded.is_ok() { rows } else { 0 });
                     if let Err(e) = recorded {
                         // A lost lease means another worker owns the chunk now; its result counts.
                         if e.kind() != crate::ErrorKind::Conflict {
@@ -694,7 +693,7 @@ impl<T: DeterministicTransform> Executor<T> {
         if let Some(cost) = &sh.cost {
             cost.add(run_id, batch.len() as u64)?;
         }
-        let total = sh.rows.add(&lease.chunk_id, out.len() as u64);
+        let total = sh.rows.add(lease, out.len() as u64);
         if let Some(max) = sh.approved.manifest().safety.max_rows_expected {
             if total > max {
                 return Err(Error::LimitExceeded {
