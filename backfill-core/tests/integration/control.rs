@@ -549,6 +549,33 @@ async fn published_then_superseded(
     (a, b, receipt)
 }
 
+/// A late worker publishing `first` (already published, since superseded by `later`) gets its
+/// receipt, and neither the target's rows nor its pointer move.
+async fn late_publish_changes_nothing(
+    parts: &Parts,
+    first: &ApprovedManifest,
+    later: &ApprovedManifest,
+    receipt: &PublishReceipt,
+) {
+    let before = parts.publisher.snapshot();
+    let late = parts
+        .control()
+        .publish(first.run_id(), "worker-2")
+        .await
+        .unwrap();
+    assert_eq!(&late, receipt);
+    assert_eq!(
+        parts.publisher.snapshot(),
+        before,
+        "the target is untouched"
+    );
+    assert_eq!(
+        parts.accepted_run().await,
+        *later.run_id(),
+        "the pointer stays on the later run"
+    );
+}
+
 #[tokio::test]
 async fn publishing_a_run_already_published_and_superseded_answers_its_receipt() {
     let parts = Parts::new();
@@ -558,26 +585,8 @@ async fn publishing_a_run_already_published_and_superseded_answers_its_receipt()
         control.run(a.run_id()).await.unwrap().state,
         RunState::Superseded
     );
-    let before = parts.publisher.snapshot();
-
     // A worker paused since before the supersession asks to publish the first run.
-    let late = control.publish(a.run_id(), "worker-2").await.unwrap();
-    assert_eq!(late, first);
-    assert_eq!(
-        parts.publisher.snapshot(),
-        before,
-        "the target is untouched"
-    );
-    assert_eq!(
-        parts
-            .store
-            .accepted("amounts_daily")
-            .await
-            .unwrap()
-            .unwrap()
-            .run_id,
-        *b.run_id()
-    );
+    late_publish_changes_nothing(&parts, &a, &b, &first).await;
     assert_eq!(
         control.run(a.run_id()).await.unwrap().state,
         RunState::Superseded
@@ -599,7 +608,6 @@ async fn a_late_worker_with_a_stale_published_state_leaves_a_later_run_alone() {
     let parts = Parts::new();
     let control = parts.control();
     let (a, b, first) = published_then_superseded(&parts, "bf-p1", "bf-p2").await;
-    let before = parts.publisher.snapshot();
     // What the late worker read before its pause: the first run still `published`.
     parts
         .store
@@ -614,24 +622,7 @@ async fn a_late_worker_with_a_stale_published_state_leaves_a_later_run_alone() {
         .await
         .unwrap();
 
-    let late = control.publish(a.run_id(), "worker-2").await.unwrap();
-    assert_eq!(late, first);
-    assert_eq!(
-        parts.publisher.snapshot(),
-        before,
-        "the target is untouched"
-    );
-    let pointer = parts
-        .store
-        .accepted("amounts_daily")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        pointer.run_id,
-        *b.run_id(),
-        "the pointer stays on the later run"
-    );
+    late_publish_changes_nothing(&parts, &a, &b, &first).await;
     assert_eq!(
         control.run(b.run_id()).await.unwrap().state,
         RunState::Published,

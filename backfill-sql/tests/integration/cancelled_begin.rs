@@ -38,6 +38,13 @@ macro_rules! cancel_then_write {
             std::thread::sleep(std::time::Duration::from_millis(100));
             break;
         }
+        write_and_count!($p, $other, $tag)
+    }};
+}
+
+/// Writes one row tagged `$tag` through `$p` and counts the rows so tagged from `$other`.
+macro_rules! write_and_count {
+    ($p:expr, $other:expr, $tag:expr) => {{
         sqlx::query(&format!(
             "INSERT INTO cancelled_begin (tag) VALUES ('{}')",
             $tag
@@ -159,18 +166,7 @@ async fn sqlite_cancel_then_write(
             pool.close().await;
             continue;
         }
-        sqlx::query(&format!(
-            "INSERT INTO cancelled_begin (tag) VALUES ('{tag}')"
-        ))
-        .execute(p)
-        .await
-        .unwrap();
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM cancelled_begin WHERE tag = '{tag}'"
-        ))
-        .fetch_one(o)
-        .await
-        .unwrap();
+        let n = write_and_count!(p, o, tag);
         // Closing the pool's connection ends a transaction left on it (and frees the write lock).
         pool.close().await;
         return n;

@@ -174,6 +174,16 @@ impl Parts {
         }
     }
 
+    /// The run the target's accepted pointer names (panics when it names none).
+    pub async fn accepted_run(&self) -> RunId {
+        self.store
+            .accepted("amounts_daily")
+            .await
+            .expect("pointer read")
+            .expect("an accepted run")
+            .run_id
+    }
+
     /// The control plane over this store and target, at the fixed clock.
     pub fn control(&self) -> Control {
         Control::new(self.store.clone())
